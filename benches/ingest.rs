@@ -1,0 +1,415 @@
+//! Benchmarks for watched-folder ingestion (issue: drop a file, get a table).
+//!
+//! `cargo bench --bench ingest` starts the real `kura` binary on a temporary project and
+//! prints each figure next to a baseline measured in the same run:
+//!
+//! 1. load time of 1M- and 5M-row CSV, and 1M-row Parquet and NDJSON files, from stable to
+//!    committed (the sync's own duration), vs `CREATE TABLE t AS SELECT * FROM read_*(...)`
+//!    in a standalone DuckDB;
+//! 2. `SELECT count(*)` on another table through `/api/query` while the 5M-row file loads;
+//! 3. the server's peak RSS while loading the 5M-row file;
+//! 4. drop-to-queryable for 10,000-row files, 50 drops (p50, p99; includes the debounce);
+//! 5. a thousand 1 KB files dropped at once: all loaded exactly once, and how long it took.
+//!
+//! Timings are printed, never asserted: these machines are shared and noisy.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a benchmark stops loudly on any failure"
+)]
+
+#[path = "../examples/gen_data.rs"]
+mod gen_data;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const KURA: &str = env!("CARGO_BIN_EXE_kura");
+
+struct Server {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+impl Server {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        kura::project::init(dir.path(), false).expect("init");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(KURA)
+            .args([
+                "serve",
+                dir.path().to_str().unwrap(),
+                "--port",
+                &port.to_string(),
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn kura");
+        let server = Self {
+            child,
+            port,
+            dir,
+            client: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.get("/api/status").await.is_none() {
+            assert!(Instant::now() < deadline, "kura did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server
+    }
+
+    fn uploads(&self) -> PathBuf {
+        self.dir.path().join("data/uploads")
+    }
+
+    async fn get(&self, path: &str) -> Option<Value> {
+        let r = self
+            .client
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())?;
+        r.json().await.ok()
+    }
+
+    async fn query(&self, sql: &str) -> Option<Value> {
+        let r = self
+            .client
+            .post(format!("http://127.0.0.1:{}/api/query", self.port))
+            .json(&json!({"sql": sql}))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())?;
+        r.json().await.ok()
+    }
+
+    fn rss_kb(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the ledger says `rel` is loaded; returns the duration of the sync that loaded it.
+    async fn wait_loaded(&self, source: &str, rel: &str) -> Duration {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            if let Some(d) = self.get(&format!("/api/sources/{source}/details")).await {
+                let loaded = d["files"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|f| f["path"] == rel && f["status"] == "loaded");
+                if loaded {
+                    for run in d["sync_history"].as_array().into_iter().flatten() {
+                        let has = run["files"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|f| f["path"] == rel && f["outcome"] == "loaded");
+                        if has && run["status"] != "running" {
+                            return Duration::from_millis(run["duration_ms"].as_u64().unwrap_or(0));
+                        }
+                    }
+                }
+                if d["files"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|f| f["path"] == rel && f["status"] == "failed")
+                {
+                    panic!("{rel} failed to load: {d}");
+                }
+            }
+            assert!(Instant::now() < deadline, "{rel} never loaded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the standalone-DuckDB baseline needs its own instance"
+)]
+fn baseline_load(reader: &str, work: &Path) -> Duration {
+    let db = work.join(format!("baseline-{}.duckdb", rand::random::<u32>()));
+    let conn = duckdb::Connection::open(&db).unwrap();
+    let t = Instant::now();
+    conn.execute_batch(&format!("CREATE TABLE t AS SELECT * FROM {reader}"))
+        .unwrap();
+    let d = t.elapsed();
+    drop(conn);
+    let _ = std::fs::remove_file(&db);
+    let _ = std::fs::remove_file(db.with_extension("duckdb.wal"));
+    d
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "converting test data needs a DuckDB instance"
+)]
+fn to_parquet(csv: &Path, parquet: &Path) {
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    conn.execute_batch(&format!(
+        "COPY (SELECT * FROM read_csv('{}')) TO '{}' (FORMAT parquet)",
+        csv.display(),
+        parquet.display()
+    ))
+    .unwrap();
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    println!(
+        "kura ingestion benchmarks ({} cores)\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let server = Server::start().await;
+    // Generated files live in the project (same file system, so a drop is a rename) but
+    // outside the watched folder.
+    let work = server.dir.path().join("gen");
+    std::fs::create_dir_all(&work).unwrap();
+    let csv_1m = work.join("orders_1m.csv");
+    let csv_5m = work.join("orders_5m.csv");
+    let ndjson_1m = work.join("orders_1m.ndjson");
+    let parquet_1m = work.join("orders_1m.parquet");
+    let sizes = [
+        ("csv", 1_000_000, &csv_1m),
+        ("csv", 5_000_000, &csv_5m),
+        ("ndjson", 1_000_000, &ndjson_1m),
+    ];
+    for (format, rows, path) in sizes {
+        let bytes = gen_data::write(format, rows, path).unwrap();
+        println!(
+            "generated {} ({rows} rows, {:.0} MB)",
+            path.file_name().unwrap().to_string_lossy(),
+            bytes as f64 / 1e6
+        );
+    }
+    to_parquet(&csv_1m, &parquet_1m);
+
+    // 1. Load times against standalone DuckDB.
+    let cases = [
+        (
+            "orders_1m.csv",
+            &csv_1m,
+            format!("read_csv('{}')", csv_1m.display()),
+        ),
+        (
+            "orders_1m.parquet",
+            &parquet_1m,
+            format!("read_parquet('{}')", parquet_1m.display()),
+        ),
+        (
+            "orders_1m.ndjson",
+            &ndjson_1m,
+            format!("read_json('{}')", ndjson_1m.display()),
+        ),
+    ];
+    for (name, path, reader) in &cases {
+        let base = baseline_load(reader, &work);
+        std::fs::copy(path, work.join(format!("{name}.copy"))).unwrap();
+        std::fs::rename(
+            work.join(format!("{name}.copy")),
+            server.uploads().join(name),
+        )
+        .unwrap();
+        let load = server
+            .wait_loaded("uploads", &format!("data/uploads/{name}"))
+            .await;
+        println!(
+            "[load] {name}: stable -> committed {:.0} ms; standalone DuckDB CREATE TABLE AS {:.0} ms; ratio {:.2} (target <= 1.3)",
+            load.as_secs_f64() * 1000.0,
+            base.as_secs_f64() * 1000.0,
+            load.as_secs_f64() / base.as_secs_f64()
+        );
+    }
+
+    // 1-3. The 5M-row CSV, with queries on another table meanwhile and RSS sampled.
+    let base = baseline_load(&format!("read_csv('{}')", csv_5m.display()), &work);
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak_rss = Arc::new(AtomicU64::new(0));
+    let pid = server.child.id();
+    let sampler = {
+        let (stop, peak) = (stop.clone(), peak_rss.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| {
+                        l.split_whitespace()
+                            .nth(1)
+                            .and_then(|v| v.parse::<u64>().ok())
+                    })
+                    .unwrap_or(0);
+                peak.fetch_max(rss, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+    let querier = {
+        let (stop, client, port) = (stop.clone(), server.client.clone(), server.port);
+        tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let ok = client
+                    .post(format!("http://127.0.0.1:{port}/api/query"))
+                    .json(&json!({"sql": "SELECT count(*) FROM raw_uploads.orders_1m"}))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                errors += usize::from(!ok);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (lat, errors)
+        })
+    };
+    std::fs::rename(&csv_5m, server.uploads().join("orders_5m.csv")).unwrap();
+    let load = server
+        .wait_loaded("uploads", "data/uploads/orders_5m.csv")
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    let (lat, errors) = querier.await.unwrap();
+    sampler.await.unwrap();
+    println!(
+        "[load] orders_5m.csv: stable -> committed {:.0} ms; standalone DuckDB CREATE TABLE AS {:.0} ms; ratio {:.2} (target <= 1.3)",
+        load.as_secs_f64() * 1000.0,
+        base.as_secs_f64() * 1000.0,
+        load.as_secs_f64() / base.as_secs_f64()
+    );
+    println!(
+        "[concurrent] SELECT count(*) on another table during the 5M load: {} queries, p50 {:.1} ms, p99 {:.1} ms, {errors} errors (target p99 < 50 ms, no errors)",
+        lat.len(),
+        percentile(lat.clone(), 0.5),
+        percentile(lat, 0.99)
+    );
+    println!(
+        "[memory] server peak RSS while loading the 5M-row file: {:.0} MB sampled, VmHWM {:.0} MB (target < 1024 MB)\n",
+        peak_rss.load(Ordering::Relaxed) as f64 / 1024.0,
+        server.rss_kb("VmHWM:") as f64 / 1024.0
+    );
+
+    // 4. Drop-to-queryable, 50 drops of 10,000 rows.
+    let mut times = Vec::new();
+    let template = work.join("drop_template.csv");
+    gen_data::write("csv", 10_000, &template).unwrap();
+    for i in 0..50 {
+        let staged = work.join(format!("drop_{i}.csv"));
+        std::fs::copy(&template, &staged).unwrap();
+        let t = Instant::now();
+        std::fs::rename(&staged, server.uploads().join(format!("drop_{i}.csv"))).unwrap();
+        let sql = format!("SELECT count(*) FROM raw_uploads.drop_{i}");
+        loop {
+            if server
+                .query(&sql)
+                .await
+                .is_some_and(|b| b["rows"][0][0] == 10_000)
+            {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "drop {i} never became queryable"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!(
+        "[drop] 10,000-row file, drop -> queryable over 50 drops (debounce 500 ms included): p50 {:.0} ms, p99 {:.0} ms (target p50 < 1000, p99 < 2000)",
+        percentile(times.clone(), 0.5),
+        percentile(times, 0.99)
+    );
+
+    // 5. A thousand 1 KB files at once, into one folder source.
+    let burst_src = work.join("burst");
+    std::fs::create_dir_all(&burst_src).unwrap();
+    let mut small = String::from("id,name,value\n");
+    for i in 0..30 {
+        small.push_str(&format!("{i},name-{i:04},{}\n", i * 7));
+    }
+    for i in 0..1000 {
+        std::fs::write(burst_src.join(format!("f{i:04}.csv")), &small).unwrap();
+    }
+    let target = server.uploads().join("burst");
+    std::fs::create_dir_all(&target).unwrap();
+    let t = Instant::now();
+    for i in 0..1000 {
+        std::fs::rename(
+            burst_src.join(format!("f{i:04}.csv")),
+            target.join(format!("f{i:04}.csv")),
+        )
+        .unwrap();
+    }
+    let sql = "SELECT count(*), count(DISTINCT _kura_file) FROM raw_burst.burst";
+    let result = loop {
+        if let Some(b) = server.query(sql).await
+            && b["rows"][0][1] == 1000
+        {
+            break b;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "the burst never finished loading"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let elapsed = t.elapsed();
+    println!(
+        "[burst] 1,000 files of ~1 KB dropped at once: all loaded in {:.1} s (target < 30 s); rows {} (expected 30,000: each file exactly once)",
+        elapsed.as_secs_f64(),
+        result["rows"][0][0]
+    );
+    let runs = server.get("/api/sources/burst/details").await.unwrap();
+    println!(
+        "[burst] syncs it took: {}",
+        runs["sync_history"].as_array().map_or(0, Vec::len)
+    );
+    server.stop();
+}

@@ -1,0 +1,256 @@
+//! Application state, the server, and the ordered startup and shutdown.
+//!
+//! [`AppState::new`] is the only constructor, used by `main` and the tests alike; it takes
+//! the project's serve lock, opens the metadata store and the warehouse (on blocking
+//! threads) and builds the query gate. [`serve`] takes its listener and shutdown signal
+//! from the caller, so tests bind port 0 and stop the server when they want.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use tokio::net::TcpListener;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use crate::blocking;
+use crate::config::Config;
+use crate::db::meta::MetaDb;
+use crate::db::warehouse::Warehouse;
+use crate::events::EventBus;
+use crate::project::ServeLock;
+use crate::query::Gate;
+use crate::sources::registry::{Source, discover};
+use crate::sources::sync::SyncTracker;
+use crate::tasks::Tasks;
+use crate::watcher::WatcherStatus;
+
+/// Shared application state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub meta: MetaDb,
+    pub warehouse: Warehouse,
+    pub gate: Arc<Gate>,
+    pub events: EventBus,
+    pub syncs: SyncTracker,
+    pub tasks: Tasks,
+    pub started_at: DateTime<Utc>,
+    watcher: Mutex<WatcherStatus>,
+    lock: ServeLock,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Opens everything the project needs. Fails at once, with a clear message, if another
+    /// Kura process already serves this project.
+    pub async fn new(config: Config) -> anyhow::Result<Self> {
+        let state_dir = config.state_dir();
+        let lock = blocking::run(move || ServeLock::acquire(&state_dir)).await?;
+        let meta_path = config.state_dir().join("kura.db");
+        let meta = blocking::run(move || MetaDb::open(&meta_path)).await?;
+        let wh_config = config.clone();
+        let warehouse = blocking::run(move || Warehouse::open(&wh_config)).await?;
+        let gate = Arc::new(Gate::new(
+            warehouse.functions().clone(),
+            config.api.max_sql_bytes,
+        ));
+        // A sync cut off by a stop or crash never committed its file in progress; say so.
+        meta.write(|tx| {
+            tx.execute(
+                "UPDATE sync_runs SET status = 'failed', error = 'interrupted: Kura stopped during this sync', \
+                 ended_at = started_at WHERE status = 'running'",
+                [],
+            )
+        })
+        .await?;
+        let events = EventBus::new(meta.clone());
+        Ok(Self(Arc::new(Inner {
+            config,
+            meta,
+            warehouse,
+            gate,
+            events,
+            syncs: SyncTracker::default(),
+            tasks: Tasks::new(),
+            started_at: Utc::now(),
+            watcher: Mutex::new(WatcherStatus::default()),
+            lock,
+        })))
+    }
+
+    /// The project's sources as they are on disk now.
+    pub fn sources(&self) -> BTreeMap<String, Source> {
+        discover(&self.config)
+    }
+
+    /// Starts the folder watcher and syncs every source once, so files dropped while Kura
+    /// was down (or a load cut off by a crash) are loaded now, exactly once.
+    pub async fn start_background(&self) {
+        crate::watcher::start(self);
+        for (name, source) in self.sources() {
+            if source.enabled {
+                let options = crate::sources::sync::SyncOptions::default();
+                let trigger = crate::sources::sync::Trigger::Startup;
+                if let Err(e) =
+                    crate::sources::sync::start(self, &name, options, trigger, true).await
+                {
+                    tracing::warn!(source = %name, error = %e, "startup sync not started");
+                }
+            }
+        }
+    }
+
+    pub fn watcher_status(&self) -> WatcherStatus {
+        self.watcher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_watcher_status(&self, status: WatcherStatus) {
+        *self
+            .watcher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = status;
+    }
+
+    pub fn update_watcher_status(&self, f: impl FnOnce(&mut WatcherStatus)) {
+        f(&mut self
+            .watcher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
+    pub fn note_watcher_event(&self, path: &Path) {
+        self.update_watcher_status(|s| {
+            s.last_event = Some(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            s.last_event_path = Some(path.display().to_string());
+        });
+    }
+
+    /// Stops background tasks, then the warehouse (interrupting queries, checkpointing),
+    /// then the metadata store. Each step is logged.
+    pub async fn shutdown(&self) {
+        tracing::info!("stopping background tasks");
+        self.tasks.shutdown(Duration::from_secs(10)).await;
+        tracing::info!("stopping the warehouse");
+        let warehouse = self.warehouse.clone();
+        blocking::run(move || warehouse.shutdown()).await;
+        let meta = self.meta.clone();
+        blocking::run(move || meta.close()).await;
+        tracing::info!("metadata store closed; shutdown complete");
+    }
+}
+
+/// Serves the app on `listener` until `shutdown` completes, then drains in-flight requests
+/// (bounded by `grace`).
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    state.start_background().await;
+    let router = crate::routes::build_router(state.clone());
+    let token = state.tasks.token();
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = token.cancelled() => {}
+        }
+        tracing::info!("shutdown requested; no longer accepting connections");
+    })
+    .await
+    .context("the HTTP server failed")
+}
+
+/// How long in-flight requests may take to finish once shutdown starts.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(15);
+
+/// `kura serve`: binds, serves until Ctrl-C or SIGTERM, then shuts down in order:
+/// stop accepting → interrupt running queries → drain requests (bounded) → background
+/// tasks → warehouse checkpoint → metadata store.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let addr = SocketAddr::new(config.platform.bind, config.platform.port);
+    let state = AppState::new(config).await?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (is another program using the port?)"))?;
+    let local = listener.local_addr()?;
+    if let Err(e) = state.lock.record_address(local) {
+        tracing::warn!(error = %e, "cannot record the server address in .kura/serve.lock");
+    }
+    tracing::info!(url = %format!("http://{local}"), project = %state.config.project.name, "Kura is serving");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(serve(listener, state.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    let early = tokio::select! {
+        result = &mut server => Some(result),
+        () = shutdown_signal() => None,
+    };
+    let result = match early {
+        Some(result) => result.context("the HTTP server task failed")?,
+        None => {
+            let _ = stop_tx.send(());
+            tracing::info!("interrupting running queries");
+            state.warehouse.interrupt_running();
+            match tokio::time::timeout(DRAIN_DEADLINE, &mut server).await {
+                Ok(result) => result.context("the HTTP server task failed")?,
+                Err(_) => {
+                    tracing::warn!("requests still running after {DRAIN_DEADLINE:?}; closing them");
+                    server.abort();
+                    Ok(())
+                }
+            }
+        }
+    };
+    state.shutdown().await;
+    result
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

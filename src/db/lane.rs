@@ -1,0 +1,176 @@
+//! A lane: named OS threads that each own one database connection and take boxed jobs
+//! from one bounded queue, answering on a tokio oneshot.
+//!
+//! Both stores use it: the metadata store (one writer lane, one read lane) and the
+//! warehouse (interactive lane for user queries, background lane as the single writer).
+//! Connections never cross threads and are never held across an `.await`; a full queue is
+//! reported at once (the caller answers 503) instead of piling up work.
+
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Sender, TrySendError, bounded};
+use tokio::sync::oneshot;
+
+type Job<C> = Box<dyn FnOnce(&mut C) + Send>;
+
+/// Why a job was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LaneError {
+    #[error("the queue is full")]
+    Full,
+    #[error("the lane is shut down")]
+    Closed,
+}
+
+pub struct Lane<C> {
+    name: &'static str,
+    sender: RwLock<Option<Sender<Job<C>>>>,
+    threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<C: Send + 'static> Lane<C> {
+    /// Starts one thread per connection, named `<name>-<i>`. `on_exit` runs on each thread
+    /// with its connection once the lane is closed and the queue drained.
+    pub fn start(
+        name: &'static str,
+        conns: Vec<C>,
+        capacity: usize,
+        on_exit: fn(&mut C),
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = bounded::<Job<C>>(capacity);
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut threads = Vec::with_capacity(conns.len());
+        for (i, mut conn) in conns.into_iter().enumerate() {
+            let rx = rx.clone();
+            let queued = queued.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || {
+                    while let Ok(job) = rx.recv() {
+                        queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        job(&mut conn);
+                    }
+                    on_exit(&mut conn);
+                })?;
+            threads.push(handle);
+        }
+        Ok(Self {
+            name,
+            sender: RwLock::new(Some(tx)),
+            threads: std::sync::Mutex::new(threads),
+            queued,
+        })
+    }
+
+    /// Queues `f`; the receiver yields its result. Never blocks.
+    pub fn submit<R, F>(&self, f: F) -> Result<oneshot::Receiver<R>, LaneError>
+    where
+        F: FnOnce(&mut C) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job<C> = Box::new(move |conn| {
+            // The caller may have given up (timeout, disconnect); its loss, not ours.
+            let _ = tx.send(f(conn));
+        });
+        let guard = self
+            .sender
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let sender = guard.as_ref().ok_or(LaneError::Closed)?;
+        self.queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        sender.try_send(job).map_err(|e| {
+            self.queued
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            match e {
+                TrySendError::Full(_) => LaneError::Full,
+                TrySendError::Disconnected(_) => LaneError::Closed,
+            }
+        })?;
+        Ok(rx)
+    }
+
+    /// Jobs waiting for a thread.
+    pub fn queued(&self) -> usize {
+        self.queued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads.lock().map(|t| t.len()).unwrap_or(0)
+    }
+
+    /// Refuses new jobs, lets queued ones finish, runs `on_exit` and joins the threads.
+    pub fn close_and_join(&self) {
+        self.sender
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let threads = std::mem::take(
+            &mut *self
+                .threads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for t in threads {
+            if t.join().is_err() {
+                tracing::error!(lane = self.name, "a worker thread panicked");
+            }
+        }
+    }
+}
+
+impl<C> Drop for Lane<C> {
+    fn drop(&mut self) {
+        // Dropping the sender ends the threads' loops; they finish on their own.
+        self.sender
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_run_on_the_lane_threads() {
+        let lane = Lane::start("t", vec![1u32, 2u32], 4, |_| {}).unwrap();
+        let rx = lane.submit(|c: &mut u32| (*c, std::thread::current().name().map(str::to_owned)));
+        let (_, name) = rx.unwrap().await.unwrap();
+        assert!(name.unwrap().starts_with("t-"));
+        lane.close_and_join();
+        assert_eq!(lane.submit(|_| ()).unwrap_err(), LaneError::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once() {
+        let (block_tx, block_rx) = std::sync::mpsc::channel::<()>();
+        let lane = Lane::start("t", vec![()], 1, |_| {}).unwrap();
+        let block_rx = std::sync::Mutex::new(block_rx);
+        let first = lane
+            .submit(move |_| block_rx.lock().unwrap().recv().ok())
+            .unwrap();
+        // The first job may still be in the queue or already running; fill what is left.
+        let mut refused = false;
+        let mut pending = Vec::new();
+        for _ in 0..3 {
+            match lane.submit(|_| ()) {
+                Ok(rx) => pending.push(rx),
+                Err(e) => {
+                    assert_eq!(e, LaneError::Full);
+                    refused = true;
+                }
+            }
+        }
+        assert!(refused);
+        block_tx.send(()).unwrap();
+        first.await.unwrap();
+        for rx in pending {
+            rx.await.unwrap();
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The warehouse: the one DuckDB instance of the process, its threads, and its lockdown.
+//!
+//! - Opened once (a second instance on the same file is unsafe). The *interactive* lane has
+//!   `api.query_workers` threads, each owning a `try_clone()` connection, for user queries;
+//!   the *background* lane has one thread and is the only writer (loads, housekeeping), so
+//!   writes never contend for a lock. Readers never wait for it: DuckDB's MVCC gives each
+//!   query a snapshot. A one-thread *internal* lane reads the catalog for status and health
+//!   pages, so those answer even while every query worker runs a long query.
+//! - The engine lockdown of DESIGN.md §3 is applied in its order and read back; a setting
+//!   that does not read back as set stops startup ([`WarehouseError::Lockdown`]).
+//! - The only directory the instance may touch is `.kura/staging/`, emptied at startup.
+//! - Interrupts: DuckDB keeps an interrupt that arrives while a connection is idle and fails
+//!   that connection's next statement with it. [`JobControl`] therefore only lets an
+//!   interrupt through while the job has marked a statement as running.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use duckdb::{Connection, InterruptHandle};
+
+use super::lane::{Lane, LaneError};
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error(
+        "the warehouse {path} is in use by another process ({detail}); stop it first — \
+         only one process may open a warehouse"
+    )]
+    Locked { path: PathBuf, detail: String },
+    #[error("cannot open the warehouse {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("warehouse lockdown failed: {0}")]
+    Lockdown(String),
+    #[error("every query worker is busy and the queue is full")]
+    Busy,
+    #[error("the warehouse is shut down")]
+    Closed,
+    #[error("the job was cancelled")]
+    Cancelled,
+    #[error("the job ran past its time limit of {0:?}")]
+    Timeout(Duration),
+}
+
+impl From<LaneError> for WarehouseError {
+    fn from(e: LaneError) -> Self {
+        match e {
+            LaneError::Full => Self::Busy,
+            LaneError::Closed => Self::Closed,
+        }
+    }
+}
+
+/// A connection owned by one interactive worker, with its interrupt handle.
+pub struct QueryConn {
+    pub conn: Connection,
+    handle: Arc<InterruptHandle>,
+}
+
+/// Whether a job's statement may be interrupted right now.
+#[derive(Default)]
+enum JobState {
+    #[default]
+    Queued,
+    Running(Arc<InterruptHandle>),
+    Idle,
+    Cancelled,
+}
+
+/// Shared between the async caller and the worker running its job: the caller cancels,
+/// the worker says when a statement is running so that only then the interrupt is sent.
+#[derive(Default)]
+pub struct JobControl {
+    state: Mutex<JobState>,
+}
+
+impl JobControl {
+    fn lock(&self) -> std::sync::MutexGuard<'_, JobState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks `conn`'s statements as interruptible. Returns false if the job was cancelled.
+    pub fn statement_started(&self, conn: &QueryConn) -> bool {
+        let mut state = self.lock();
+        if matches!(*state, JobState::Cancelled) {
+            return false;
+        }
+        *state = JobState::Running(conn.handle.clone());
+        true
+    }
+
+    /// No statement runs any more: interrupts from now on are ignored.
+    pub fn statement_finished(&self) {
+        let mut state = self.lock();
+        if matches!(*state, JobState::Running(_)) {
+            *state = JobState::Idle;
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        matches!(*self.lock(), JobState::Cancelled)
+    }
+
+    /// Cancels the job: a queued job is skipped, a running statement is interrupted.
+    pub fn cancel(&self) {
+        let mut state = self.lock();
+        if let JobState::Running(handle) = &*state {
+            handle.interrupt();
+        }
+        *state = JobState::Cancelled;
+    }
+}
+
+/// Cancels the job if the waiting future is dropped (client disconnected).
+struct CancelOnDrop(Option<Arc<JobControl>>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(control) = self.0.take() {
+            control.cancel();
+        }
+    }
+}
+
+/// One setting of the lockdown: its name, the value to set, and how it must read back.
+struct Lock {
+    name: &'static str,
+    value: String,
+}
+
+/// The engine settings as read back at startup, for `/api/status`.
+pub type Settings = Vec<(String, String)>;
+
+/// Handle to the warehouse; cheap to clone.
+#[derive(Clone)]
+pub struct Warehouse {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    staging: PathBuf,
+    interactive: Lane<QueryConn>,
+    background: Lane<Connection>,
+    internal: Lane<Connection>,
+    interrupts: Vec<Arc<InterruptHandle>>,
+    settings: Settings,
+    functions: Arc<crate::query::FunctionCatalog>,
+}
+
+impl Warehouse {
+    /// Opens the warehouse file of `config`, locks it down and starts the worker threads.
+    pub fn open(config: &Config) -> Result<Self, WarehouseError> {
+        let path = config.warehouse_path();
+        let staging = config.state_dir().join("staging");
+        prepare_dirs(&path, &staging).map_err(|e| WarehouseError::Open {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let db = open_instance(&path, config)?;
+        // Read the function catalog before the lockdown: it builds the query gate's allowlist.
+        let functions =
+            crate::query::FunctionCatalog::load(&db).map_err(|e| WarehouseError::Open {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let settings = lock_down(&db, config, &staging)?;
+
+        let mut conns = Vec::with_capacity(config.api.query_workers);
+        let mut interrupts = Vec::new();
+        for _ in 0..config.api.query_workers {
+            let conn = db.try_clone().map_err(|e| WarehouseError::Open {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let handle = conn.interrupt_handle();
+            interrupts.push(handle.clone());
+            conns.push(QueryConn { conn, handle });
+        }
+        let internal_conn = db.try_clone().map_err(|e| WarehouseError::Open {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let spawn_err = |e: std::io::Error| WarehouseError::Open {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let internal =
+            Lane::start("warehouse-i", vec![internal_conn], 64, |_| {}).map_err(spawn_err)?;
+        let interactive =
+            Lane::start("warehouse-q", conns, config.api.query_queue, |_| {}).map_err(spawn_err)?;
+        let background =
+            Lane::start("warehouse-w", vec![db], 256, checkpoint).map_err(spawn_err)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                staging,
+                interactive,
+                background,
+                internal,
+                interrupts,
+                settings,
+                functions: Arc::new(functions),
+            }),
+        })
+    }
+
+    /// Runs `job` on an interactive worker. After `timeout` the job is cancelled (its
+    /// running statement interrupted) and, once the worker confirms within `grace`,
+    /// [`WarehouseError::Timeout`] is returned. Dropping the future cancels the job too.
+    pub async fn interactive<R, F>(&self, timeout: Duration, job: F) -> Result<R, WarehouseError>
+    where
+        F: FnOnce(&QueryConn, &JobControl) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let control = Arc::new(JobControl::default());
+        let worker_control = control.clone();
+        let mut rx = self.inner.interactive.submit(move |conn: &mut QueryConn| {
+            if worker_control.is_cancelled() {
+                return None;
+            }
+            let out = job(conn, &worker_control);
+            worker_control.statement_finished();
+            Some(out)
+        })?;
+        let mut guard = CancelOnDrop(Some(control.clone()));
+        let outcome = match tokio::time::timeout(timeout, &mut rx).await {
+            Ok(answer) => answer.ok().flatten().ok_or(WarehouseError::Cancelled),
+            Err(_) => {
+                control.cancel();
+                // Wait (briefly) until the worker has really stopped, so a 408 means the
+                // statement is gone and the worker is free again.
+                let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
+                Err(WarehouseError::Timeout(timeout))
+            }
+        };
+        guard.0 = None;
+        outcome
+    }
+
+    /// Runs `job` on the single writer thread (loads, housekeeping).
+    pub async fn background<R, F>(&self, job: F) -> Result<R, WarehouseError>
+    where
+        F: FnOnce(&Connection) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let rx = self
+            .inner
+            .background
+            .submit(move |conn: &mut Connection| job(conn))?;
+        rx.await.map_err(|_| WarehouseError::Closed)
+    }
+
+    /// Runs a catalog read (status, health) on the internal lane. Never for user SQL.
+    pub async fn internal<R, F>(&self, job: F) -> Result<R, WarehouseError>
+    where
+        F: FnOnce(&Connection) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let rx = self
+            .inner
+            .internal
+            .submit(move |conn: &mut Connection| job(conn))?;
+        rx.await.map_err(|_| WarehouseError::Closed)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn staging_dir(&self) -> &Path {
+        &self.inner.staging
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn functions(&self) -> &Arc<crate::query::FunctionCatalog> {
+        &self.inner.functions
+    }
+
+    /// (workers, queued jobs) of the interactive lane.
+    pub fn interactive_load(&self) -> (usize, usize) {
+        (
+            self.inner.interactive.threads(),
+            self.inner.interactive.queued(),
+        )
+    }
+
+    /// Interrupts whatever user queries are running (shutdown only: DuckDB keeps an
+    /// interrupt sent to an idle connection and fails its next statement with it).
+    pub fn interrupt_running(&self) {
+        for handle in &self.inner.interrupts {
+            handle.interrupt();
+        }
+    }
+
+    /// Stops taking work, interrupts running queries, drains the writer and checkpoints.
+    pub fn shutdown(&self) {
+        self.interrupt_running();
+        self.inner.interactive.close_and_join();
+        self.inner.internal.close_and_join();
+        self.inner.background.close_and_join();
+        tracing::info!(path = %self.inner.path.display(), "warehouse checkpointed and closed");
+    }
+}
+
+fn prepare_dirs(path: &Path, staging: &Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    // Anything left in staging is from a previous run: the writer only ever loads files
+    // it put there itself during this run.
+    if staging.exists() {
+        std::fs::remove_dir_all(staging)?;
+    }
+    std::fs::create_dir_all(staging)
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the warehouse is opened here and only here"
+)]
+fn open_instance(path: &Path, config: &Config) -> Result<Connection, WarehouseError> {
+    let w = &config.warehouse;
+    let open_err = |message: String| WarehouseError::Open {
+        path: path.to_path_buf(),
+        message,
+    };
+    // Settings that can only be given when the instance is created.
+    let mut db_config = duckdb::Config::default()
+        .enable_autoload_extension(false)
+        .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+        .and_then(|c| c.with("allow_community_extensions", "false"))
+        .map_err(|e| open_err(e.to_string()))?;
+    if w.threads > 0 {
+        db_config = db_config
+            .threads(i64::from(w.threads))
+            .map_err(|e| open_err(e.to_string()))?;
+    }
+    Connection::open_with_flags(path, db_config).map_err(|e| {
+        let message = e.to_string();
+        if message.contains("Could not set lock") || message.contains("Conflicting lock") {
+            WarehouseError::Locked {
+                path: path.to_path_buf(),
+                detail: message,
+            }
+        } else {
+            open_err(message)
+        }
+    })
+}
+
+/// Applies the lockdown in the order DESIGN.md §3 gives, then reads every setting back.
+fn lock_down(db: &Connection, config: &Config, staging: &Path) -> Result<Settings, WarehouseError> {
+    let w = &config.warehouse;
+    let staging_dir = format!("{}/", staging.display());
+    let locks = [
+        Lock {
+            name: "autoinstall_known_extensions",
+            value: "false".into(),
+        },
+        Lock {
+            name: "autoload_known_extensions",
+            value: "false".into(),
+        },
+        Lock {
+            name: "allow_community_extensions",
+            value: "false".into(),
+        },
+        Lock {
+            name: "allow_unsigned_extensions",
+            value: "false".into(),
+        },
+        Lock {
+            name: "allow_persistent_secrets",
+            value: "false".into(),
+        },
+        Lock {
+            name: "memory_limit",
+            value: w.memory_limit.clone(),
+        },
+        Lock {
+            name: "max_temp_directory_size",
+            value: w.max_temp_directory_size.clone(),
+        },
+        Lock {
+            name: "max_expression_depth",
+            value: w.max_expression_depth.to_string(),
+        },
+        Lock {
+            name: "allowed_directories",
+            value: format!("[{}]", sql_string(&staging_dir)),
+        },
+        Lock {
+            name: "enable_external_access",
+            value: "false".into(),
+        },
+        Lock {
+            name: "lock_configuration",
+            value: "true".into(),
+        },
+    ];
+    for lock in &locks {
+        let value = match lock.name {
+            "allowed_directories" => lock.value.clone(),
+            "memory_limit" | "max_temp_directory_size" => sql_string(&lock.value),
+            _ => lock.value.clone(),
+        };
+        let sql = format!("SET {} = {value}", lock.name);
+        // allow_unsigned_extensions / allow_community_extensions cannot change once the
+        // instance runs; they were given at open and are only verified below.
+        if let Err(e) = db.execute_batch(&sql)
+            && !matches!(
+                lock.name,
+                "allow_unsigned_extensions" | "allow_community_extensions"
+            )
+        {
+            return Err(WarehouseError::Lockdown(format!("{sql}: {e}")));
+        }
+    }
+    let mut settings = Vec::new();
+    for lock in &locks {
+        let actual: String = db
+            .query_row("SELECT current_setting(?)::VARCHAR", [lock.name], |r| {
+                r.get(0)
+            })
+            .map_err(|e| WarehouseError::Lockdown(format!("reading {}: {e}", lock.name)))?;
+        let expected_ok = match lock.name {
+            // DuckDB reports sizes in its own units (e.g. 488.2 MiB): only check it is set.
+            "memory_limit" | "max_temp_directory_size" => !actual.is_empty(),
+            "allowed_directories" => actual.contains(staging_dir.trim_end_matches('/')),
+            _ => actual.eq_ignore_ascii_case(&lock.value),
+        };
+        if !expected_ok {
+            return Err(WarehouseError::Lockdown(format!(
+                "{} reads back as {actual:?}, expected {:?}; refusing to start",
+                lock.name, lock.value
+            )));
+        }
+        settings.push((lock.name.to_owned(), actual));
+    }
+    Ok(settings)
+}
+
+fn checkpoint(conn: &mut Connection) {
+    if let Err(e) = conn.execute_batch("CHECKPOINT") {
+        tracing::warn!(error = %e, "final warehouse checkpoint failed");
+    }
+}
+
+/// Quotes a string as a SQL literal.
+pub fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Quotes an identifier (schema, table, column) for DuckDB.
+pub fn sql_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}

@@ -1,0 +1,7 @@
+//! The event bus: typed events broadcast to live listeners and appended to the activity log.
+
+pub mod bus;
+pub mod event;
+
+pub use bus::EventBus;
+pub use event::{Event, EventKind};

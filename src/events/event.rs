@@ -1,0 +1,174 @@
+//! Events: what happened, when (UTC), and to what. Serialised with a `"type"` field.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    SyncStarted {
+        source: String,
+        record_id: i64,
+        full_refresh: bool,
+        trigger: String,
+    },
+    SyncCompleted {
+        source: String,
+        record_id: i64,
+        rows: u64,
+        files_loaded: u64,
+        files_failed: u64,
+        duration_ms: u64,
+    },
+    SyncFailed {
+        source: String,
+        record_id: i64,
+        error: String,
+        file: Option<String>,
+    },
+    CsvUploaded {
+        source: String,
+        file: String,
+        bytes: u64,
+    },
+    CsvDeleted {
+        source: String,
+        file: String,
+    },
+    FreshnessUpdate {
+        source: String,
+        last_update: String,
+        row_count: u64,
+    },
+    SchemaDrift {
+        source: String,
+        table: String,
+        change: String,
+        breaking: bool,
+    },
+}
+
+impl EventKind {
+    /// The activity-log level of the event.
+    pub fn level(&self) -> &'static str {
+        match self {
+            Self::SyncFailed { .. } => "error",
+            Self::SchemaDrift { breaking: true, .. } => "warning",
+            _ => "info",
+        }
+    }
+
+    pub fn source(&self) -> Option<&str> {
+        match self {
+            Self::SyncStarted { source, .. }
+            | Self::SyncCompleted { source, .. }
+            | Self::SyncFailed { source, .. }
+            | Self::CsvUploaded { source, .. }
+            | Self::CsvDeleted { source, .. }
+            | Self::FreshnessUpdate { source, .. }
+            | Self::SchemaDrift { source, .. } => Some(source),
+        }
+    }
+
+    /// One readable line for the activity log.
+    pub fn message(&self) -> String {
+        match self {
+            Self::SyncStarted {
+                source,
+                full_refresh,
+                trigger,
+                ..
+            } => {
+                let kind = if *full_refresh {
+                    "full refresh"
+                } else {
+                    "sync"
+                };
+                format!("{kind} of {source} started ({trigger})")
+            }
+            Self::SyncCompleted {
+                source,
+                rows,
+                files_loaded,
+                files_failed,
+                duration_ms,
+                ..
+            } => {
+                let failed = if *files_failed > 0 {
+                    format!(", {files_failed} failed")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{source}: {files_loaded} file(s), {rows} rows loaded in {duration_ms} ms{failed}"
+                )
+            }
+            Self::SyncFailed {
+                source,
+                error,
+                file,
+                ..
+            } => match file {
+                Some(f) => format!("{source}: {f} failed: {error}"),
+                None => format!("{source}: sync failed: {error}"),
+            },
+            Self::CsvUploaded {
+                source,
+                file,
+                bytes,
+            } => format!("{file} uploaded to {source} ({bytes} bytes)"),
+            Self::CsvDeleted { source, file } => format!("{file} deleted from {source}"),
+            Self::FreshnessUpdate {
+                source, row_count, ..
+            } => format!("{source} now has {row_count} rows"),
+            Self::SchemaDrift {
+                source,
+                table,
+                change,
+                ..
+            } => format!("{source}: {table}: {change}"),
+        }
+    }
+}
+
+/// An event with its time.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Event {
+    pub timestamp: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl Event {
+    pub fn new(kind: EventKind, at: DateTime<Utc>) -> Self {
+        Self {
+            timestamp: at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            kind,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialise_with_type_timestamp_and_subject() {
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let e = Event::new(
+            EventKind::CsvUploaded {
+                source: "sales".into(),
+                file: "a.csv".into(),
+                bytes: 3,
+            },
+            at,
+        );
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], "csv_uploaded");
+        assert_eq!(v["timestamp"], "2026-01-02T03:04:05.000Z");
+        assert_eq!(v["source"], "sales");
+        assert_eq!(v["file"], "a.csv");
+    }
+}

@@ -1,0 +1,35 @@
+//! Kura: a local-first data workbench in one process.
+//!
+//! ```text
+//!  HTTP (axum, tokio) ──► routes ──► handlers ──┬─► query::gate ─► warehouse interactive lane
+//!                                               │     (DuckDB parser + sqlparser allowlist)   (N threads, try_clone()
+//!                                               │                                              connections, READ ONLY)
+//!                                               ├─► db::meta (SQLite: 1 writer + 2 readers)
+//!                                               └─► platform (status, config, health)
+//!  warehouse background lane: the single writer (loads, housekeeping, final checkpoint)
+//! ```
+//!
+//! One DuckDB instance per process, locked down at startup (no files outside
+//! `.kura/staging/`, no network, no extensions, configuration locked) and read back; a
+//! second `kura serve` on the same project is refused by `.kura/serve.lock`. Blocking work
+//! never runs on tokio workers: databases have their own threads, the rest goes through
+//! [`blocking::run`]. See `docs/ARCHITECTURE.md` for the map.
+
+pub mod app;
+pub mod blocking;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod platform;
+pub mod project;
+pub mod query;
+pub mod routes;
+pub mod sources;
+pub mod tasks;
+pub mod watcher;
+pub mod web;
+
+pub use app::{AppState, serve};
+pub use config::Config;

@@ -1,0 +1,119 @@
+//! Platform endpoints: `/api/status`, `/api/config`, `/api/health/platform`.
+//!
+//! The numbers come from the stores themselves: table counts from DuckDB's catalog (read
+//! on a query worker, never through the user gate), sizes and disk space from the file
+//! system.
+
+pub mod handlers;
+
+use std::path::Path;
+
+use serde::Serialize;
+
+/// Tables in the warehouse by layer, from the schema naming convention:
+/// `raw_*` (loaded files), `staging*` and `marts*` (models), anything else "other".
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct TableCounts {
+    pub tables: u64,
+    pub raw_tables: u64,
+    pub staging_tables: u64,
+    pub marts_tables: u64,
+    /// `raw_<source>` schemas: one per source that has loaded data.
+    pub raw_schemas: u64,
+}
+
+/// Counts user tables per layer (internal `_kura` bookkeeping excluded).
+pub fn count_tables(conn: &duckdb::Connection) -> duckdb::Result<TableCounts> {
+    conn.query_row(
+        "SELECT count(*),
+                count(*) FILTER (WHERE schema_name LIKE 'raw\\_%' ESCAPE '\\'),
+                count(*) FILTER (WHERE schema_name LIKE 'staging%'),
+                count(*) FILTER (WHERE schema_name LIKE 'marts%'),
+                count(DISTINCT schema_name) FILTER (WHERE schema_name LIKE 'raw\\_%' ESCAPE '\\')
+         FROM duckdb_tables() WHERE NOT internal AND schema_name <> '_kura'",
+        [],
+        |r| {
+            Ok(TableCounts {
+                tables: r.get(0)?,
+                raw_tables: r.get(1)?,
+                staging_tables: r.get(2)?,
+                marts_tables: r.get(3)?,
+                raw_schemas: r.get(4)?,
+            })
+        },
+    )
+}
+
+/// Size in bytes of the warehouse file plus its write-ahead log.
+pub fn warehouse_bytes(path: &Path) -> u64 {
+    let wal = path.with_extension("duckdb.wal");
+    [path, wal.as_path()]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Free and total bytes on the disk holding `path`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Disk {
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+pub fn disk(path: &Path) -> std::io::Result<Disk> {
+    Ok(Disk {
+        free_bytes: fs4::available_space(path)?,
+        total_bytes: fs4::total_space(path)?,
+    })
+}
+
+/// `ok`, `warning` (under 10 % or 5 GB free) or `critical` (under 1 GB free).
+pub fn disk_status(d: &Disk) -> &'static str {
+    const GB: u64 = 1 << 30;
+    if d.free_bytes < GB {
+        "critical"
+    } else if d.free_bytes < 5 * GB || d.free_bytes.saturating_mul(10) < d.total_bytes {
+        "warning"
+    } else {
+        "ok"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_status_thresholds() {
+        const GB: u64 = 1 << 30;
+        assert_eq!(
+            disk_status(&Disk {
+                free_bytes: GB / 2,
+                total_bytes: 100 * GB
+            }),
+            "critical"
+        );
+        assert_eq!(
+            disk_status(&Disk {
+                free_bytes: 3 * GB,
+                total_bytes: 20 * GB
+            }),
+            "warning"
+        );
+        assert_eq!(
+            disk_status(&Disk {
+                free_bytes: 8 * GB,
+                total_bytes: 200 * GB
+            }),
+            "warning"
+        );
+        assert_eq!(
+            disk_status(&Disk {
+                free_bytes: 50 * GB,
+                total_bytes: 200 * GB
+            }),
+            "ok"
+        );
+    }
+}

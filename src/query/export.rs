@@ -1,0 +1,272 @@
+//! Streaming export of a whole result as CSV, NDJSON or Parquet, in constant memory.
+//!
+//! The job runs on an interactive worker: it passes the gate, starts the statement, tells
+//! the handler it started (or why not: that becomes a normal JSON error), then writes
+//! chunks of about 256 KB into a bounded channel that feeds the HTTP body. The channel's
+//! bound is the backpressure: a slow client slows DuckDB's fetching, not memory. If the
+//! client goes away the next send fails and the job stops; if the query fails mid-way the
+//! body ends with an error, so the client sees a broken transfer, never a short file that
+//! looks complete.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use duckdb::Connection;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use tokio::sync::{mpsc, oneshot};
+
+use super::run::{execution_error, in_read_only_transaction, prepare_error};
+use super::values::{csv_string, json_string, write_csv, write_json};
+use super::{Gate, QueryError};
+use crate::db::warehouse::{JobControl, QueryConn};
+
+const CHUNK: usize = 256 * 1024;
+/// Chunks in flight between the worker and the socket: bounds memory per export.
+pub const CHANNEL_CHUNKS: usize = 8;
+const PARQUET_ROW_GROUP: usize = 128 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Ndjson,
+    Parquet,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Result<Self, QueryError> {
+        match s.to_ascii_lowercase().as_str() {
+            "csv" => Ok(Self::Csv),
+            "ndjson" | "jsonl" => Ok(Self::Ndjson),
+            "parquet" => Ok(Self::Parquet),
+            _ => Err(QueryError::UnknownFormat(s.to_owned())),
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Csv => "text/csv; charset=utf-8",
+            Self::Ndjson => "application/x-ndjson",
+            Self::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Ndjson => "ndjson",
+            Self::Parquet => "parquet",
+        }
+    }
+}
+
+/// What the body stream carries.
+pub type Chunk = Result<Bytes, std::io::Error>;
+
+/// Sends chunks from the worker thread; a failed send means the client is gone.
+struct ChannelWriter {
+    tx: mpsc::Sender<Chunk>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn new(tx: mpsc::Sender<Chunk>) -> Self {
+        Self {
+            tx,
+            buf: Vec::with_capacity(CHUNK + 4096),
+        }
+    }
+
+    fn send_buffer(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(CHUNK + 4096),
+        ));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        })
+    }
+
+    fn maybe_send(&mut self) -> std::io::Result<()> {
+        if self.buf.len() >= CHUNK {
+            self.send_buffer()
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        self.maybe_send()?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send_buffer()
+    }
+}
+
+/// The export job. `started` is answered once the statement runs (or with why it could
+/// not); after that, errors go into the body stream.
+pub fn export_job(
+    qc: &QueryConn,
+    control: &JobControl,
+    gate: &Gate,
+    sql: &str,
+    format: Format,
+    started: oneshot::Sender<Result<(), QueryError>>,
+    tx: mpsc::Sender<Chunk>,
+) {
+    let mut started = Some(started);
+    if let Err(e) = gate.check(&qc.conn, sql) {
+        let _ = started.take().map(|s| s.send(Err(e)));
+        return;
+    }
+    let error_tx = tx.clone();
+    let result = in_read_only_transaction(qc, control, |conn| {
+        stream(conn, sql, format, &mut started, ChannelWriter::new(tx))
+    });
+    if let Err(e) = result {
+        match started.take() {
+            Some(s) => {
+                let _ = s.send(Err(e));
+            }
+            None => {
+                tracing::warn!(error = %e, "export failed mid-stream; aborting the response");
+                let _ = error_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    }
+}
+
+fn stream(
+    conn: &Connection,
+    sql: &str,
+    format: Format,
+    started: &mut Option<oneshot::Sender<Result<(), QueryError>>>,
+    out: ChannelWriter,
+) -> Result<(), QueryError> {
+    let mut stmt = conn.prepare(sql).map_err(prepare_error)?;
+    let batches = stmt.stream_arrow([]).map_err(execution_error)?;
+    let schema = batches.get_schema();
+    match format {
+        Format::Parquet => {
+            let props = WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP))
+                .build();
+            let mut writer =
+                ArrowWriter::try_new(out, Arc::clone(&schema), Some(props)).map_err(|e| {
+                    QueryError::Failed(format!("this result cannot be written as Parquet: {e}"))
+                })?;
+            announce(started);
+            for batch in batches {
+                // The writer hands finished row groups to the channel as they fill.
+                writer
+                    .write(&batch.map_err(execution_error)?)
+                    .map_err(parquet_error)?;
+            }
+            writer
+                .into_inner()
+                .map_err(parquet_error)?
+                .flush()
+                .map_err(io_error)
+        }
+        Format::Csv | Format::Ndjson => {
+            announce(started);
+            write_text(batches, &schema, format, out)
+        }
+    }
+}
+
+fn announce(started: &mut Option<oneshot::Sender<Result<(), QueryError>>>) {
+    if let Some(s) = started.take() {
+        let _ = s.send(Ok(()));
+    }
+}
+
+fn parquet_error(e: parquet::errors::ParquetError) -> QueryError {
+    QueryError::Failed(format!("parquet: {e}"))
+}
+
+fn io_error(e: std::io::Error) -> QueryError {
+    QueryError::Failed(format!("export stopped: {e}"))
+}
+
+fn write_text(
+    batches: impl Iterator<Item = duckdb::Result<arrow::array::RecordBatch>>,
+    schema: &SchemaRef,
+    format: Format,
+    mut out: ChannelWriter,
+) -> Result<(), QueryError> {
+    if format == Format::Csv {
+        for (i, field) in schema.fields().iter().enumerate() {
+            if i > 0 {
+                out.buf.push(b',');
+            }
+            csv_string(&mut out.buf, field.name());
+        }
+        out.buf.extend_from_slice(b"\r\n");
+    }
+    // NDJSON object keys, escaped once.
+    let keys: Vec<Vec<u8>> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut k = Vec::new();
+            json_string(&mut k, f.name());
+            k.push(b':');
+            k
+        })
+        .collect();
+    for batch in batches {
+        let batch = batch.map_err(execution_error)?;
+        let columns = batch.columns();
+        for row in 0..batch.num_rows() {
+            if format == Format::Csv {
+                for (c, col) in columns.iter().enumerate() {
+                    if c > 0 {
+                        out.buf.push(b',');
+                    }
+                    write_csv(&mut out.buf, col.as_ref(), row);
+                }
+                out.buf.extend_from_slice(b"\r\n");
+            } else {
+                out.buf.push(b'{');
+                for (c, col) in columns.iter().enumerate() {
+                    if c > 0 {
+                        out.buf.push(b',');
+                    }
+                    out.buf.extend_from_slice(&keys[c]);
+                    write_json(&mut out.buf, col.as_ref(), row);
+                }
+                out.buf.extend_from_slice(b"}\n");
+            }
+        }
+        out.maybe_send().map_err(io_error)?;
+    }
+    out.flush().map_err(io_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse_case_insensitively() {
+        assert_eq!(Format::parse("CSV").unwrap(), Format::Csv);
+        assert_eq!(Format::parse("jsonl").unwrap(), Format::Ndjson);
+        assert!(matches!(
+            Format::parse("xls"),
+            Err(QueryError::UnknownFormat(_))
+        ));
+    }
+}

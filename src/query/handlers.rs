@@ -1,0 +1,156 @@
+//! `POST /api/query` and `POST /api/query/export`.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream_shim::ReceiverStream;
+
+use super::QueryError;
+use super::export::{CHANNEL_CHUNKS, Format, export_job};
+use super::run::run_to_json;
+use crate::app::AppState;
+use crate::db::warehouse::WarehouseError;
+use crate::error::{AppError, Result};
+use crate::web::extract::Json;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    sql: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    sql: String,
+    #[serde(default = "default_format")]
+    format: String,
+}
+
+fn default_format() -> String {
+    "csv".into()
+}
+
+/// Maps the warehouse's refusals to what the client sees.
+fn warehouse_error(e: WarehouseError, timeout: Duration) -> AppError {
+    match e {
+        WarehouseError::Busy => AppError::Busy { retry_after: 1 },
+        WarehouseError::Timeout(_) => QueryError::Timeout {
+            seconds: timeout.as_secs(),
+        }
+        .into(),
+        WarehouseError::Closed | WarehouseError::Cancelled => AppError::ShuttingDown,
+        other => AppError::Internal(other.into()),
+    }
+}
+
+/// Runs one read-only statement and answers with at most `api.max_query_rows` rows.
+#[tracing::instrument(skip_all)]
+pub async fn run_query(
+    State(state): State<AppState>,
+    Json(req): Json<QueryRequest>,
+) -> Result<Response> {
+    state.gate.check_size(&req.sql)?;
+    let timeout = Duration::from_secs(state.config.api.query_timeout_seconds);
+    let max_rows = state.config.api.max_query_rows;
+    let gate = state.gate.clone();
+    let body = state
+        .warehouse
+        .interactive(timeout, move |qc, control| {
+            run_to_json(qc, control, &gate, &req.sql, max_rows)
+        })
+        .await
+        .map_err(|e| warehouse_error(e, timeout))??;
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// Streams the whole result of one read-only statement as CSV, NDJSON or Parquet.
+#[tracing::instrument(skip_all)]
+pub async fn export_query(
+    State(state): State<AppState>,
+    Json(req): Json<ExportRequest>,
+) -> Result<Response> {
+    let format = Format::parse(&req.format)?;
+    state.gate.check_size(&req.sql)?;
+    let timeout = Duration::from_secs(state.config.api.export_timeout_seconds);
+    let (started_tx, started_rx) = oneshot::channel();
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let gate = state.gate.clone();
+    let warehouse = state.warehouse.clone();
+    // The job outlives this handler (it feeds the body), so it runs in its own task; it
+    // ends when the result is written, the client goes away, or the export times out.
+    let job = tokio::spawn(async move {
+        warehouse
+            .interactive(timeout, move |qc, control| {
+                export_job(qc, control, &gate, &req.sql, format, started_tx, tx);
+            })
+            .await
+    });
+    match started_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.into()),
+        // The job never started: the queue was full, the server is stopping, or it timed out.
+        Err(_) => {
+            return Err(match job.await {
+                Ok(Err(e)) => warehouse_error(e, timeout),
+                Ok(Ok(())) => AppError::Internal(anyhow::anyhow!("export ended before it started")),
+                Err(e) => AppError::Internal(e.into()),
+            });
+        }
+    }
+    let file_name = format!(
+        "kura-export-{}.{}",
+        chrono::Utc::now().format("%Y%m%d-%H%M%S"),
+        format.extension()
+    );
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
+        .map_err(|e| AppError::Internal(e.into()))?;
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        Body::from_stream(ReceiverStream::new(rx)),
+    )
+        .into_response())
+}
+
+/// A `Stream` over a tokio mpsc receiver (what tokio-stream's wrapper does, without the crate).
+mod tokio_stream_shim {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::sync::mpsc::Receiver;
+
+    pub(super) struct ReceiverStream<T>(Receiver<T>);
+
+    impl<T> ReceiverStream<T> {
+        pub(super) fn new(rx: Receiver<T>) -> Self {
+            Self(rx)
+        }
+    }
+
+    impl<T> futures_util::Stream for ReceiverStream<T> {
+        type Item = T;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+            self.0.poll_recv(cx)
+        }
+    }
+}

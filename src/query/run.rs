@@ -1,0 +1,178 @@
+//! Running a user query on an interactive worker (runs on `warehouse-q-*` threads).
+//!
+//! Every user statement runs inside `BEGIN TRANSACTION READ ONLY` and is rolled back
+//! afterwards, so the connection holds nothing between jobs. Results are streamed from
+//! DuckDB and only `max_rows + 1` rows are ever fetched: the extra row says "truncated"
+//! without materialising the rest.
+
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use duckdb::Connection;
+
+use super::values::{json_string, type_name, write_json};
+use super::{Gate, QueryError};
+use crate::db::warehouse::{JobControl, QueryConn};
+
+/// Runs `f` inside a read-only transaction with the job's statement marked interruptible.
+pub fn in_read_only_transaction<R>(
+    qc: &QueryConn,
+    control: &JobControl,
+    f: impl FnOnce(&Connection) -> Result<R, QueryError>,
+) -> Result<R, QueryError> {
+    if !control.statement_started(qc) {
+        return Err(QueryError::Failed("the query was cancelled".into()));
+    }
+    let result = qc
+        .conn
+        .execute_batch("BEGIN TRANSACTION READ ONLY")
+        .map_err(|e| QueryError::Failed(e.to_string()))
+        .and_then(|()| f(&qc.conn));
+    control.statement_finished();
+    end_transaction(&qc.conn);
+    result
+}
+
+/// Rolls back whatever the job left open, always: a failed statement leaves DuckDB's
+/// transaction aborted, and duckdb-rs's `is_autocommit` does not tell. "No transaction is
+/// active" is the normal answer when BEGIN itself failed. An interrupt that arrived just
+/// as the statement finished fails the first ROLLBACK and is cleared by it, so one retry
+/// always suffices.
+fn end_transaction(conn: &Connection) {
+    for attempt in 0..2 {
+        match conn.execute_batch("ROLLBACK") {
+            Ok(()) => return,
+            Err(e) if e.to_string().contains("no transaction is active") => return,
+            Err(e) if attempt == 0 => {
+                tracing::debug!(error = %e, "rollback after a user query failed; retrying")
+            }
+            Err(e) => tracing::error!(error = %e, "a query connection could not roll back"),
+        }
+    }
+}
+
+/// Maps an error from `prepare` (parse, bind, catalog) to `invalid_sql`.
+pub fn prepare_error(e: duckdb::Error) -> QueryError {
+    QueryError::InvalidSql {
+        message: e.to_string(),
+        position: None,
+    }
+}
+
+/// Maps an error while executing or fetching to `query_failed`.
+pub fn execution_error(e: duckdb::Error) -> QueryError {
+    QueryError::Failed(e.to_string())
+}
+
+/// A capped result: schema, batches with at most `max_rows` rows, and whether more existed.
+pub struct Capped {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub rows: usize,
+    pub truncated: bool,
+}
+
+/// Runs `sql` (already through the gate) and fetches at most `max_rows` rows.
+pub fn fetch_capped(conn: &Connection, sql: &str, max_rows: usize) -> Result<Capped, QueryError> {
+    let mut stmt = conn.prepare(sql).map_err(prepare_error)?;
+    let stream = stmt.stream_arrow([]).map_err(execution_error)?;
+    let schema = stream.get_schema();
+    let mut batches = Vec::new();
+    let mut rows = 0usize;
+    let mut truncated = false;
+    for batch in stream {
+        let batch = batch.map_err(execution_error)?;
+        let room = max_rows - rows;
+        if batch.num_rows() > room {
+            truncated = true;
+            if room > 0 {
+                batches.push(batch.slice(0, room));
+                rows += room;
+            }
+            break;
+        }
+        rows += batch.num_rows();
+        batches.push(batch);
+    }
+    Ok(Capped {
+        schema,
+        batches,
+        rows,
+        truncated,
+    })
+}
+
+/// The whole `POST /api/query` job: gate, run, and the JSON response body.
+pub fn run_to_json(
+    qc: &QueryConn,
+    control: &JobControl,
+    gate: &Gate,
+    sql: &str,
+    max_rows: usize,
+) -> Result<Vec<u8>, QueryError> {
+    let started = Instant::now();
+    gate.check(&qc.conn, sql)?;
+    let capped = in_read_only_transaction(qc, control, |conn| fetch_capped(conn, sql, max_rows))?;
+    Ok(result_json(&capped, max_rows, started))
+}
+
+/// `{"columns", "column_types", "rows", "row_count", "truncated", "warning", "elapsed_ms"}`
+fn result_json(capped: &Capped, max_rows: usize, started: Instant) -> Vec<u8> {
+    let fields = capped.schema.fields();
+    let mut out = Vec::with_capacity(256 + capped.rows * fields.len() * 8);
+    out.extend_from_slice(b"{\"columns\":[");
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_string(&mut out, f.name());
+    }
+    out.extend_from_slice(b"],\"column_types\":[");
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_string(&mut out, &type_name(f.data_type()));
+    }
+    out.extend_from_slice(b"],\"rows\":[");
+    let mut first = true;
+    for batch in &capped.batches {
+        let columns = batch.columns();
+        for row in 0..batch.num_rows() {
+            out.extend_from_slice(if first { b"[" } else { b",[" });
+            first = false;
+            for (c, col) in columns.iter().enumerate() {
+                if c > 0 {
+                    out.push(b',');
+                }
+                write_json(&mut out, col.as_ref(), row);
+            }
+            out.push(b']');
+        }
+    }
+    let mut itoa = itoa::Buffer::new();
+    out.extend_from_slice(b"],\"row_count\":");
+    out.extend_from_slice(itoa.format(capped.rows).as_bytes());
+    out.extend_from_slice(if capped.truncated {
+        b",\"truncated\":true"
+    } else {
+        b",\"truncated\":false"
+    });
+    out.extend_from_slice(b",\"warning\":");
+    if capped.truncated {
+        let warning = format!(
+            "the result has more than {max_rows} rows; only the first {max_rows} are shown — \
+             use POST /api/query/export for all of them"
+        );
+        json_string(&mut out, &warning);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+    out.extend_from_slice(b",\"elapsed_ms\":");
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    let mut ryu = ryu::Buffer::new();
+    out.extend_from_slice(ryu.format((elapsed * 1000.0).round() / 1000.0).as_bytes());
+    out.push(b'}');
+    out
+}

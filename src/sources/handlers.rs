@@ -1,0 +1,704 @@
+//! HTTP handlers of sources, syncs, files and the activity log.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use axum::extract::{Multipart, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::formats::{detect, is_ignored};
+use super::registry::{self, Source};
+use super::repo;
+use super::sync::{self, SyncError, SyncOptions, Trigger};
+use crate::app::AppState;
+use crate::blocking;
+use crate::error::{AppError, Result};
+use crate::events::EventKind;
+use crate::web::extract::{Json, JsonOrEmpty};
+
+type Path1 = axum::extract::Path<String>;
+
+fn meta_err(e: crate::db::meta::MetaError) -> AppError {
+    AppError::Internal(e.into())
+}
+
+fn sync_err(e: SyncError) -> AppError {
+    match e {
+        SyncError::InProgress(s) => AppError::Conflict {
+            code: "sync_in_progress",
+            message: format!("source {s} is already syncing; wait for it to finish"),
+        },
+        SyncError::UnknownSource(s) => AppError::NotFound(format!("there is no source named {s}")),
+        SyncError::Disabled(s) => AppError::bad_request(
+            "source_disabled",
+            format!("source {s} is disabled in project.yml"),
+        ),
+        SyncError::Meta(e) => meta_err(e),
+    }
+}
+
+fn source_of(state: &AppState, name: &str) -> Result<Source> {
+    state
+        .sources()
+        .remove(name)
+        .ok_or_else(|| AppError::NotFound(format!("there is no source named {name}")))
+}
+
+/// Per-table facts read from the warehouse.
+#[derive(Debug, Clone, Serialize)]
+struct TableInfo {
+    name: String,
+    row_count: u64,
+    schema: Vec<ColumnInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ColumnInfo {
+    name: String,
+    #[serde(rename = "type")]
+    data_type: String,
+}
+
+/// Per-source facts from the ledger.
+#[derive(Debug, Clone, Default)]
+struct LedgerSummary {
+    files: u64,
+    failed: u64,
+    last_loaded: Option<DateTime<Utc>>,
+}
+
+struct WarehouseView {
+    tables: BTreeMap<String, Vec<TableInfo>>,
+    ledger: BTreeMap<String, LedgerSummary>,
+}
+
+/// Tables (with row counts and columns) of every `raw_*` schema, and the ledger per source.
+async fn warehouse_view(state: &AppState) -> Result<WarehouseView> {
+    state
+        .warehouse
+        .internal(|c| -> duckdb::Result<WarehouseView> {
+            let mut tables: BTreeMap<String, Vec<TableInfo>> = BTreeMap::new();
+            let mut stmt = c.prepare(
+                "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns \
+                 WHERE table_schema LIKE 'raw\\_%' ESCAPE '\\' ORDER BY table_schema, table_name, ordinal_position",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+            })?;
+            for row in rows {
+                let (schema, table, column, ty) = row?;
+                let list = tables.entry(schema).or_default();
+                if list.last().is_none_or(|t| t.name != table) {
+                    list.push(TableInfo { name: table, row_count: 0, schema: Vec::new() });
+                }
+                if let Some(t) = list.last_mut() {
+                    t.schema.push(ColumnInfo { name: column, data_type: ty });
+                }
+            }
+            for (schema, list) in &mut tables {
+                for t in list.iter_mut() {
+                    let n: i64 = c.query_row(
+                        &format!(
+                            "SELECT count(*) FROM {}.{}",
+                            crate::db::warehouse::sql_ident(schema),
+                            crate::db::warehouse::sql_ident(&t.name)
+                        ),
+                        [],
+                        |r| r.get(0),
+                    )?;
+                    t.row_count = n.unsigned_abs();
+                }
+            }
+            let mut ledger = BTreeMap::new();
+            if repo::ledger_exists(c)? {
+                let mut stmt = c.prepare(
+                    "SELECT source, count(*) FILTER (WHERE status <> 'deleted'), count(*) FILTER (WHERE status = 'failed'), \
+                     epoch_us(max(loaded_at)) FROM _kura.files GROUP BY source",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        LedgerSummary {
+                            files: r.get::<_, i64>(1)?.unsigned_abs(),
+                            failed: r.get::<_, i64>(2)?.unsigned_abs(),
+                            last_loaded: r.get::<_, Option<i64>>(3)?.and_then(DateTime::from_timestamp_micros),
+                        },
+                    ))
+                })?;
+                for row in rows {
+                    let (k, v) = row?;
+                    ledger.insert(k, v);
+                }
+            }
+            Ok(WarehouseView { tables, ledger })
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?
+        .map_err(|e| AppError::Internal(e.into()))
+}
+
+fn source_json(
+    state: &AppState,
+    source: &Source,
+    view: &WarehouseView,
+    last_runs: &BTreeMap<String, repo::SyncRun>,
+) -> Value {
+    let tables = view
+        .tables
+        .get(&source.schema())
+        .cloned()
+        .unwrap_or_default();
+    let row_count: u64 = tables.iter().map(|t| t.row_count).sum();
+    let ledger = view.ledger.get(&source.name).cloned().unwrap_or_default();
+    let last = last_runs.get(&source.name);
+    let status = if state.syncs.is_running(&source.name) {
+        "syncing"
+    } else if ledger.files == 0 && tables.is_empty() {
+        "not_synced"
+    } else if ledger.failed > 0 || last.is_some_and(|r| r.status == "failed") {
+        "failed"
+    } else if row_count == 0 {
+        "empty"
+    } else {
+        "synced"
+    };
+    let freshness = ledger.last_loaded.map(|t| {
+        let days = (Utc::now() - t).num_seconds() as f64 / 86_400.0;
+        json!({"last_update": t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "days_old": (days * 100.0).round() / 100.0})
+    });
+    let tables: Vec<Value> = tables
+        .iter()
+        .map(|t| json!({"name": format!("{}.{}", source.schema(), t.name), "row_count": t.row_count, "schema": t.schema}))
+        .collect();
+    json!({
+        "name": source.name,
+        "type": source.kind,
+        "enabled": source.enabled,
+        "directory": source.directory,
+        "last_sync": last.and_then(|r| r.ended_at.clone()),
+        "last_sync_status": last.map(|r| r.status.clone()),
+        "row_count": row_count,
+        "status": status,
+        "failed_files": ledger.failed,
+        "freshness": freshness.unwrap_or(json!({"last_update": null, "days_old": null})),
+        "tables": tables,
+    })
+}
+
+/// `GET /api/sources`
+pub async fn list_sources(State(state): State<AppState>) -> Result<Json<Value>> {
+    let view = warehouse_view(&state).await?;
+    let last_runs = state.meta.read(repo::last_runs).await.map_err(meta_err)?;
+    let sources: Vec<Value> = state
+        .sources()
+        .values()
+        .map(|s| source_json(&state, s, &view, &last_runs))
+        .collect();
+    let conflicts = registry::conflicts(&state.config, &state.sources());
+    Ok(Json(
+        json!({"sources": sources, "total": sources.len(), "conflicts": conflicts}),
+    ))
+}
+
+/// `GET /api/sources/{name}/details`
+pub async fn show_source(
+    State(state): State<AppState>,
+    axum::extract::Path(name): Path1,
+) -> Result<Json<Value>> {
+    let source = source_of(&state, &name)?;
+    let view = warehouse_view(&state).await?;
+    let last_runs = state.meta.read(repo::last_runs).await.map_err(meta_err)?;
+    let mut body = source_json(&state, &source, &view, &last_runs);
+    let n = name.clone();
+    let history = state
+        .meta
+        .read(move |c| repo::runs_for(c, &n, 20))
+        .await
+        .map_err(meta_err)?;
+    body["files"] = json!(file_listing(&state, &source).await?);
+    body["sync_history"] = json!(history);
+    body["sync_mode"] = json!(source.mode);
+    body["config"] = json!({
+        "type": source.kind,
+        "directory": source.directory,
+        "pattern": source.pattern,
+        "layout": source.layout,
+        "mode": source.mode,
+        "on_delete": source.on_delete,
+        "enabled": source.enabled,
+    });
+    Ok(Json(body))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    #[serde(default)]
+    full_refresh: bool,
+    #[serde(default)]
+    allow_empty: bool,
+}
+
+/// `POST /api/sources/{name}/sync` → 202 with the record id, 409 while it syncs.
+pub async fn sync_source(
+    State(state): State<AppState>,
+    axum::extract::Path(name): Path1,
+    JsonOrEmpty(req): JsonOrEmpty<SyncRequest>,
+) -> Result<Response> {
+    let options = SyncOptions {
+        full_refresh: req.full_refresh,
+        allow_empty: req.allow_empty,
+    };
+    let id = sync::start(&state, &name, options, Trigger::Api, false)
+        .await
+        .map_err(sync_err)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"record_id": id, "source": name, "status": "started", "full_refresh": options.full_refresh})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerRequest {
+    /// None or empty: every enabled source.
+    sources: Option<Vec<String>>,
+    #[serde(default)]
+    full_refresh: bool,
+}
+
+/// `POST /api/sync/trigger` → 202 with a record per started source.
+pub async fn trigger_sync(
+    State(state): State<AppState>,
+    JsonOrEmpty(req): JsonOrEmpty<TriggerRequest>,
+) -> Result<Response> {
+    let all = state.sources();
+    let names: Vec<String> = match req.sources {
+        Some(list) if !list.is_empty() => list,
+        _ => all
+            .values()
+            .filter(|s| s.enabled)
+            .map(|s| s.name.clone())
+            .collect(),
+    };
+    let options = SyncOptions {
+        full_refresh: req.full_refresh,
+        allow_empty: false,
+    };
+    let mut started = Vec::new();
+    let mut skipped = Vec::new();
+    for name in names {
+        match sync::start(&state, &name, options, Trigger::Api, false).await {
+            Ok(id) => started.push(json!({"source": name, "record_id": id})),
+            Err(SyncError::Meta(e)) => return Err(meta_err(e)),
+            Err(e) => skipped.push(json!({"source": name, "reason": e.to_string()})),
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"started": started, "skipped": skipped})),
+    )
+        .into_response())
+}
+
+/// `GET /api/sync/status/{record_id}`
+pub async fn show_sync_status(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Json<repo::SyncRun>> {
+    let run = state
+        .meta
+        .read(move |c| repo::run_by_id(c, id))
+        .await
+        .map_err(meta_err)?;
+    run.map(Json)
+        .ok_or_else(|| AppError::NotFound(format!("there is no sync record {id}")))
+}
+
+#[derive(Deserialize)]
+pub struct LimitQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /api/sources/{name}/logs?limit=100`
+pub async fn list_source_logs(
+    State(state): State<AppState>,
+    axum::extract::Path(name): Path1,
+    Query(q): Query<LimitQuery>,
+) -> Result<Json<Value>> {
+    source_of(&state, &name)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let logs = state
+        .meta
+        .read(move |c| repo::activity(c, Some(&name), limit))
+        .await
+        .map_err(meta_err)?;
+    Ok(Json(json!({"logs": logs})))
+}
+
+/// `GET /api/logs?limit=1000`: the activity log.
+pub async fn list_logs(
+    State(state): State<AppState>,
+    Query(q): Query<LimitQuery>,
+) -> Result<Json<Value>> {
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let logs = state
+        .meta
+        .read(move |c| repo::activity(c, None, limit))
+        .await
+        .map_err(meta_err)?;
+    Ok(Json(json!({"logs": logs, "count": logs.len()})))
+}
+
+/// Files on disk and in the ledger, merged by path.
+async fn file_listing(state: &AppState, source: &Source) -> Result<Vec<Value>> {
+    let root = state.config.root.clone();
+    let src = source.clone();
+    let disk = blocking::run(move || registry::files(&root, &src))
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let name = source.name.clone();
+    let ledger = state
+        .warehouse
+        .internal(move |c| repo::ledger_files(c, &name))
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let mut by_path: BTreeMap<String, Value> = BTreeMap::new();
+    for f in &disk {
+        let status = if f.kind.is_none() {
+            "unsupported"
+        } else {
+            "not_loaded"
+        };
+        by_path.insert(
+            f.rel.clone(),
+            json!({
+                "path": f.rel,
+                "name": f.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "size": f.size,
+                "modified": f.mtime.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "on_disk": true,
+                "status": if state.syncs.is_running(&source.name) && f.kind.is_some() { "syncing" } else { status },
+                "rows": null, "error": null, "loaded_at": null, "table": null,
+            }),
+        );
+    }
+    for l in ledger {
+        let entry = by_path.entry(l.path.clone()).or_insert_with(|| {
+            json!({"path": l.path, "name": Path::new(&l.path).file_name().map(|n| n.to_string_lossy().into_owned()),
+                   "size": l.size, "modified": null, "on_disk": false})
+        });
+        if entry["status"] != "syncing" {
+            entry["status"] = json!(l.status);
+        }
+        entry["rows"] = json!(l.rows);
+        entry["error"] = json!(l.error);
+        entry["loaded_at"] = json!(l.loaded_at);
+        entry["table"] = json!(l.table);
+    }
+    Ok(by_path.into_values().collect())
+}
+
+/// `GET /api/sources/{name}/csv-files`
+pub async fn list_files(
+    State(state): State<AppState>,
+    axum::extract::Path(name): Path1,
+) -> Result<Json<Value>> {
+    let source = source_of(&state, &name)?;
+    let files = file_listing(&state, &source).await?;
+    Ok(Json(
+        json!({"source": name, "directory": source.directory, "files": files}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct DeleteQuery {
+    file_path: String,
+}
+
+/// `DELETE /api/sources/{name}/csv-files?file_path=`: only files inside the source folder.
+pub async fn delete_file(
+    State(state): State<AppState>,
+    axum::extract::Path(name): Path1,
+    Query(q): Query<DeleteQuery>,
+) -> Result<Json<Value>> {
+    let source = source_of(&state, &name)?;
+    let root = state.config.root.clone();
+    let dir = source.directory.clone();
+    let requested = q.file_path.clone();
+    let target = blocking::run(move || resolve_inside(&root, &dir, &requested)).await?;
+    let rel = registry::relative(&state.config.root, &target);
+    let t = target.clone();
+    blocking::run(move || std::fs::remove_file(&t))
+        .await
+        .map_err(|e| AppError::bad_request("delete_failed", format!("cannot delete {rel}: {e}")))?;
+    state
+        .events
+        .publish(EventKind::CsvDeleted {
+            source: name.clone(),
+            file: rel.clone(),
+        })
+        .await;
+    let record_id = sync::start(&state, &name, SyncOptions::default(), Trigger::Api, true)
+        .await
+        .ok()
+        .flatten();
+    Ok(Json(
+        json!({"deleted": rel, "source": name, "record_id": record_id}),
+    ))
+}
+
+/// Resolves a user-given path to a file inside `dir`, refusing anything outside it.
+fn resolve_inside(root: &Path, dir: &Path, requested: &str) -> Result<PathBuf> {
+    let outside = || {
+        AppError::bad_request(
+            "path_outside_source",
+            format!(
+                "{requested:?} is not a file inside the source folder {}",
+                dir.display()
+            ),
+        )
+    };
+    let canonical_dir = dir
+        .canonicalize()
+        .map_err(|_| AppError::NotFound(format!("{} does not exist", dir.display())))?;
+    let candidates = [root.join(requested), dir.join(requested)];
+    for candidate in candidates {
+        if let Ok(c) = candidate.canonicalize() {
+            if !c.starts_with(&canonical_dir) {
+                return Err(outside());
+            }
+            if !c.is_file() {
+                return Err(AppError::bad_request(
+                    "not_a_file",
+                    format!("{requested:?} is not a file"),
+                ));
+            }
+            return Ok(c);
+        }
+    }
+    if Path::new(requested)
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+        || Path::new(requested).is_absolute()
+    {
+        return Err(outside());
+    }
+    Err(AppError::NotFound(format!(
+        "no file {requested:?} in source folder {}",
+        dir.display()
+    )))
+}
+
+#[derive(Deserialize)]
+pub struct UploadQuery {
+    trigger_sync: Option<bool>,
+    overwrite: Option<bool>,
+}
+
+/// Reduces an uploaded file name to a safe basename.
+fn safe_name(raw: &str) -> Option<String> {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = cleaned.trim().to_owned();
+    (!cleaned.is_empty() && cleaned != "." && cleaned != ".." && !is_ignored(&cleaned))
+        .then_some(cleaned)
+}
+
+/// `POST /api/sources/{name}/upload-csv` (multipart field `file`): streamed to a hidden
+/// temp file in the source folder, then renamed into place, so the watcher never sees
+/// half a file.
+pub async fn upload_file(
+    State(state): State<AppState>,
+    axum::extract::Path(name): Path1,
+    Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Result<Response> {
+    let source = source_of(&state, &name)?;
+    let limit = state.config.api.max_upload_mb * 1024 * 1024;
+    let too_large = || {
+        AppError::PayloadTooLarge(format!(
+            "the upload is larger than api.max_upload_mb ({} MB)",
+            state.config.api.max_upload_mb
+        ))
+    };
+    // Refuse before reading a byte when the client says how big it is.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit + 64 * 1024) {
+        return Err(too_large());
+    }
+    let overwrite = q.overwrite.unwrap_or(false);
+    let mut field = loop {
+        match multipart.next_field().await {
+            Ok(Some(f)) if f.name() == Some("file") => break f,
+            Ok(Some(_)) => continue,
+            Ok(None) => {
+                return Err(AppError::bad_request(
+                    "missing_file",
+                    "the multipart form has no field named file",
+                ));
+            }
+            Err(e) => return Err(AppError::bad_request("invalid_multipart", e.body_text())),
+        }
+    };
+    let file_name = field.file_name().and_then(safe_name).ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_file_name",
+            "the file needs a name (not hidden, not a temp file)",
+        )
+    })?;
+    if detect(&file_name).is_none() {
+        return Err(AppError::bad_request(
+            "unsupported_file_type",
+            format!(
+                "{file_name}: Kura loads .csv, .tsv, .txt, .json, .jsonl, .ndjson, .parquet, .xlsx (and .gz of the text formats)"
+            ),
+        ));
+    }
+    let target = source.directory.join(&file_name);
+    let exists = tokio::fs::try_exists(&target).await.unwrap_or(false);
+    if exists && !overwrite {
+        return Err(AppError::Conflict {
+            code: "file_exists",
+            message: format!(
+                "{file_name} already exists in {}; pass overwrite=true to replace it",
+                source.name
+            ),
+        });
+    }
+    tokio::fs::create_dir_all(&source.directory)
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let temp = source
+        .directory
+        .join(format!(".kura-upload-{}.part", rand::random::<u64>()));
+    let written = stream_to(&mut field, &temp, limit).await;
+    let bytes = match written {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(match e {
+                UploadError::TooLarge => too_large(),
+                UploadError::Client(m) => AppError::bad_request("upload_interrupted", m),
+                UploadError::Io(e) => AppError::Internal(e.into()),
+            });
+        }
+    };
+    let placed = if overwrite {
+        tokio::fs::rename(&temp, &target).await
+    } else {
+        // Link-then-unlink fails if the name appeared meanwhile: never clobber.
+        match tokio::fs::hard_link(&temp, &target).await {
+            Ok(()) => tokio::fs::remove_file(&temp).await,
+            Err(e) => Err(e),
+        }
+    };
+    if let Err(e) = placed {
+        let _ = tokio::fs::remove_file(&temp).await;
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            return Err(AppError::Conflict {
+                code: "file_exists",
+                message: format!("{file_name} already exists"),
+            });
+        }
+        return Err(AppError::Internal(e.into()));
+    }
+    let rel = registry::relative(&state.config.root, &target);
+    state
+        .events
+        .publish(EventKind::CsvUploaded {
+            source: name.clone(),
+            file: rel.clone(),
+            bytes,
+        })
+        .await;
+    let record_id = if q.trigger_sync.unwrap_or(true) {
+        sync::start(&state, &name, SyncOptions::default(), Trigger::Upload, true)
+            .await
+            .map_err(sync_err)?
+    } else {
+        None
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"source": name, "file": rel, "bytes": bytes, "overwritten": exists, "record_id": record_id})),
+    )
+        .into_response())
+}
+
+enum UploadError {
+    TooLarge,
+    Client(String),
+    Io(std::io::Error),
+}
+
+async fn stream_to(
+    field: &mut axum::extract::multipart::Field<'_>,
+    temp: &Path,
+    limit: u64,
+) -> Result<u64, UploadError> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::File::create(temp)
+        .await
+        .map_err(UploadError::Io)?;
+    let mut total = 0u64;
+    loop {
+        match field.chunk().await {
+            Ok(Some(chunk)) => {
+                total += chunk.len() as u64;
+                if total > limit {
+                    return Err(UploadError::TooLarge);
+                }
+                file.write_all(&chunk).await.map_err(UploadError::Io)?;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    UploadError::TooLarge
+                } else {
+                    UploadError::Client(e.body_text())
+                });
+            }
+        }
+    }
+    file.flush().await.map_err(UploadError::Io)?;
+    file.sync_all().await.map_err(UploadError::Io)?;
+    Ok(total)
+}
+
+/// `GET /api/watcher/status`
+pub async fn show_watcher_status(State(state): State<AppState>) -> Json<Value> {
+    let mut body = serde_json::to_value(state.watcher_status()).unwrap_or(Value::Null);
+    body["syncing"] = json!(state.syncs.running());
+    Json(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_names_are_reduced_to_safe_basenames() {
+        assert_eq!(
+            safe_name("../../etc/passwd.csv").as_deref(),
+            Some("passwd.csv")
+        );
+        assert_eq!(
+            safe_name("C:\\Users\\x\\Orders.csv").as_deref(),
+            Some("Orders.csv")
+        );
+        assert_eq!(safe_name(".hidden.csv"), None);
+        assert_eq!(safe_name("x.csv.part"), None);
+        assert_eq!(safe_name(""), None);
+    }
+}

@@ -1,0 +1,311 @@
+//! Stored facts about sources: the sync history (metadata store) and the load ledger
+//! (`_kura.files` in the warehouse, next to the rows it describes).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use duckdb::params;
+use rusqlite::OptionalExtension;
+use serde::Serialize;
+
+use super::load::{FILE_COLUMN, ensure_ledger};
+use super::sync::{LedgerEntry, SyncReport};
+use crate::db::meta::{MetaDb, MetaError};
+use crate::db::warehouse::sql_ident;
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Opens a sync record; returns its id.
+pub async fn create_run(
+    meta: &MetaDb,
+    source: &str,
+    trigger: &str,
+    full_refresh: bool,
+) -> Result<i64, MetaError> {
+    let (source, trigger) = (source.to_owned(), trigger.to_owned());
+    meta.write(move |tx| {
+        tx.execute(
+            "INSERT INTO sync_runs (source, trigger, full_refresh, status, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
+            rusqlite::params![source, trigger, full_refresh, now()],
+        )?;
+        Ok(tx.last_insert_rowid())
+    })
+    .await
+}
+
+/// Closes a sync record with its outcome.
+pub async fn finish_run(
+    meta: &MetaDb,
+    id: i64,
+    status: &str,
+    report: &SyncReport,
+    error: Option<&str>,
+    duration_ms: u64,
+) -> Result<(), MetaError> {
+    let details = serde_json::to_string(&report.files).unwrap_or_default();
+    let (status, error) = (status.to_owned(), error.map(str::to_owned));
+    let (rows, loaded, failed) = (
+        report.rows as i64,
+        report.files_loaded as i64,
+        report.files_failed as i64,
+    );
+    meta.write(move |tx| {
+        tx.execute(
+            "UPDATE sync_runs SET status = ?2, ended_at = ?3, duration_ms = ?4, rows = ?5, files_loaded = ?6, \
+             files_failed = ?7, error = ?8, details = ?9 WHERE id = ?1",
+            rusqlite::params![id, status, now(), duration_ms as i64, rows, loaded, failed, error, details],
+        )
+        .map(|_| ())
+    })
+    .await
+}
+
+/// One sync record, as `/api/sync/status/{id}` and the history show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncRun {
+    pub record_id: i64,
+    pub source: String,
+    pub trigger: String,
+    pub full_refresh: bool,
+    pub status: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub rows: Option<i64>,
+    pub files_loaded: Option<i64>,
+    pub files_failed: Option<i64>,
+    pub error: Option<String>,
+    pub files: serde_json::Value,
+}
+
+const RUN_COLUMNS: &str = "id, source, trigger, full_refresh, status, started_at, ended_at, duration_ms, rows, \
+                           files_loaded, files_failed, error, details";
+
+fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SyncRun> {
+    let details: Option<String> = r.get(12)?;
+    Ok(SyncRun {
+        record_id: r.get(0)?,
+        source: r.get(1)?,
+        trigger: r.get(2)?,
+        full_refresh: r.get(3)?,
+        status: r.get(4)?,
+        started_at: r.get(5)?,
+        ended_at: r.get(6)?,
+        duration_ms: r.get(7)?,
+        rows: r.get(8)?,
+        files_loaded: r.get(9)?,
+        files_failed: r.get(10)?,
+        error: r.get(11)?,
+        files: details
+            .and_then(|d| serde_json::from_str(&d).ok())
+            .unwrap_or(serde_json::Value::Array(vec![])),
+    })
+}
+
+pub fn run_by_id(c: &rusqlite::Connection, id: i64) -> rusqlite::Result<Option<SyncRun>> {
+    c.query_row(
+        &format!("SELECT {RUN_COLUMNS} FROM sync_runs WHERE id = ?1"),
+        [id],
+        run_from_row,
+    )
+    .optional()
+}
+
+pub fn runs_for(
+    c: &rusqlite::Connection,
+    source: &str,
+    limit: i64,
+) -> rusqlite::Result<Vec<SyncRun>> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {RUN_COLUMNS} FROM sync_runs WHERE source = ?1 ORDER BY id DESC LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(rusqlite::params![source, limit], run_from_row)?;
+    rows.collect()
+}
+
+/// The latest finished run of every source.
+pub fn last_runs(c: &rusqlite::Connection) -> rusqlite::Result<BTreeMap<String, SyncRun>> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {RUN_COLUMNS} FROM sync_runs WHERE id IN \
+         (SELECT max(id) FROM sync_runs WHERE status <> 'running' GROUP BY source)"
+    ))?;
+    let rows = stmt.query_map([], run_from_row)?;
+    rows.map(|r| r.map(|run| (run.source.clone(), run)))
+        .collect()
+}
+
+/// Activity-log rows, newest first, optionally for one source.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogEntry {
+    pub id: i64,
+    pub timestamp: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub level: String,
+    pub source: Option<String>,
+    pub message: String,
+    pub event: serde_json::Value,
+}
+
+pub fn activity(
+    c: &rusqlite::Connection,
+    source: Option<&str>,
+    limit: i64,
+) -> rusqlite::Result<Vec<LogEntry>> {
+    let mut stmt = c.prepare(
+        "SELECT id, ts, type, level, source, message, payload FROM activity_log \
+         WHERE (?1 IS NULL OR source = ?1) ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![source, limit], |r| {
+        let payload: Option<String> = r.get(6)?;
+        Ok(LogEntry {
+            id: r.get(0)?,
+            timestamp: r.get(1)?,
+            kind: r.get(2)?,
+            level: r.get(3)?,
+            source: r.get(4)?,
+            message: r.get(5)?,
+            event: payload
+                .and_then(|p| serde_json::from_str(&p).ok())
+                .unwrap_or(serde_json::Value::Null),
+        })
+    })?;
+    rows.collect()
+}
+
+/// The ledger of one source, by path.
+pub fn ledger(
+    c: &duckdb::Connection,
+    source: &str,
+) -> duckdb::Result<BTreeMap<String, LedgerEntry>> {
+    if !ledger_exists(c)? {
+        return Ok(BTreeMap::new());
+    }
+    let mut stmt = c.prepare(
+        "SELECT path, size, epoch_us(mtime), hash, status, table_name FROM _kura.files WHERE source = ?",
+    )?;
+    let rows = stmt.query_map([source], |r| {
+        let micros: Option<i64> = r.get(2)?;
+        Ok((
+            r.get::<_, String>(0)?,
+            LedgerEntry {
+                size: r.get::<_, Option<i64>>(1)?.unwrap_or(-1) as u64,
+                mtime: micros
+                    .and_then(DateTime::from_timestamp_micros)
+                    .unwrap_or_default(),
+                hash: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                status: r.get(4)?,
+                table_name: r.get(5)?,
+            },
+        ))
+    })?;
+    rows.collect()
+}
+
+pub fn ledger_exists(c: &duckdb::Connection) -> duckdb::Result<bool> {
+    c.query_row(
+        "SELECT count(*) > 0 FROM duckdb_tables() WHERE schema_name = '_kura' AND table_name = 'files'",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// A ledger row as the files API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerFile {
+    pub path: String,
+    pub table: String,
+    pub size: Option<i64>,
+    pub rows: Option<i64>,
+    pub status: String,
+    pub error: Option<String>,
+    pub loaded_at: Option<String>,
+}
+
+pub fn ledger_files(c: &duckdb::Connection, source: &str) -> duckdb::Result<Vec<LedgerFile>> {
+    if !ledger_exists(c)? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = c.prepare(
+        "SELECT path, table_name, size, rows, status, error, epoch_us(loaded_at) \
+         FROM _kura.files WHERE source = ? ORDER BY path",
+    )?;
+    let rows = stmt.query_map([source], |r| {
+        Ok(LedgerFile {
+            path: r.get(0)?,
+            table: r.get(1)?,
+            size: r.get(2)?,
+            rows: r.get(3)?,
+            status: r.get(4)?,
+            error: r.get(5)?,
+            // Formatted here: time-zone functions in DuckDB need the ICU extension, which
+            // the locked-down instance never loads.
+            loaded_at: r
+                .get::<_, Option<i64>>(6)?
+                .and_then(DateTime::from_timestamp_micros)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        })
+    })?;
+    rows.collect()
+}
+
+/// Removes a deleted file's rows (or keeps them) and updates its ledger row, in one
+/// transaction. Returns the rows removed or kept.
+pub fn remove_file(
+    c: &duckdb::Connection,
+    source: &str,
+    path: &str,
+    table: &str,
+    keep: bool,
+) -> duckdb::Result<u64> {
+    ensure_ledger(c)?;
+    c.execute_batch("BEGIN TRANSACTION")?;
+    let result = (|| {
+        let (schema, name) = table.split_once('.').unwrap_or(("main", table));
+        let exists: bool = c.query_row(
+            "SELECT count(*) > 0 FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+            params![schema, name],
+            |r| r.get(0),
+        )?;
+        let qualified = format!("{}.{}", sql_ident(schema), sql_ident(name));
+        let rows = if !exists {
+            0
+        } else if keep {
+            c.query_row(
+                &format!("SELECT count(*) FROM {qualified} WHERE {FILE_COLUMN} = ?"),
+                [path],
+                |r| r.get::<_, i64>(0),
+            )?
+            .unsigned_abs()
+        } else {
+            c.execute(
+                &format!("DELETE FROM {qualified} WHERE {FILE_COLUMN} = ?"),
+                [path],
+            )? as u64
+        };
+        if keep {
+            c.execute(
+                "UPDATE _kura.files SET status = 'deleted', updated_at = now() WHERE source = ? AND path = ?",
+                params![source, path],
+            )?;
+        } else {
+            c.execute(
+                "DELETE FROM _kura.files WHERE source = ? AND path = ?",
+                params![source, path],
+            )?;
+        }
+        Ok(rows)
+    })();
+    match result {
+        Ok(rows) => {
+            c.execute_batch("COMMIT")?;
+            Ok(rows)
+        }
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,673 @@
+//! A sync: compare a source's files on disk with its ledger and load what changed.
+//!
+//! - new or changed (hash differs) → staged in `.kura/staging/`, loaded on the writer in one
+//!   transaction, unstaged;
+//! - touched but the same content (size or mtime differ, hash equal) → only the ledger's
+//!   mtime moves; the rows are not touched;
+//! - unchanged (size and mtime equal) → nothing, not even hashing;
+//! - gone from disk → its rows are removed (or kept with `on_delete: keep`).
+//!
+//! A failing file is recorded (ledger, sync history, a `sync_failed` event) and the sync
+//! goes on with the next one: one bad file never blocks the good ones, and never touches
+//! the rows loaded from it before. One sync per source runs at a time.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use duckdb::params;
+use serde::Serialize;
+
+use super::formats::{Format, Kind};
+use super::load::{self, FileLoad, LoadError};
+use super::registry::{DiskFile, Layout, Source, files};
+use super::{excel, repo};
+use crate::app::AppState;
+use crate::blocking;
+use crate::config::OnDelete;
+use crate::db::warehouse::sql_ident;
+use crate::events::EventKind;
+
+/// What started a sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Api,
+    Watcher,
+    Startup,
+    Cli,
+    Upload,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Watcher => "watcher",
+            Self::Startup => "startup",
+            Self::Cli => "cli",
+            Self::Upload => "upload",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncOptions {
+    /// Reload every file, changed or not.
+    pub full_refresh: bool,
+    /// Let a file with no rows replace the rows loaded from it before.
+    pub allow_empty: bool,
+}
+
+/// One file's outcome within a sync.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileOutcome {
+    pub path: String,
+    /// loaded | unchanged | touched | failed | removed | kept | unsupported
+    pub outcome: &'static str,
+    pub rows: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The result of a whole sync.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SyncReport {
+    pub files: Vec<FileOutcome>,
+    pub rows: u64,
+    pub files_loaded: u64,
+    pub files_failed: u64,
+}
+
+/// Sources currently syncing, and those that changed again while they synced.
+#[derive(Default)]
+pub struct SyncTracker {
+    running: Mutex<HashSet<String>>,
+    again: Mutex<HashMap<String, SyncOptions>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("source {0} is already syncing")]
+    InProgress(String),
+    #[error("there is no source named {0}")]
+    UnknownSource(String),
+    #[error("source {0} is disabled")]
+    Disabled(String),
+    #[error(transparent)]
+    Meta(#[from] crate::db::meta::MetaError),
+}
+
+impl SyncTracker {
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn is_running(&self, source: &str) -> bool {
+        Self::lock(&self.running).contains(source)
+    }
+
+    pub fn running(&self) -> Vec<String> {
+        let mut v: Vec<String> = Self::lock(&self.running).iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    fn try_begin(&self, source: &str) -> bool {
+        Self::lock(&self.running).insert(source.to_owned())
+    }
+
+    /// Ends a source's sync; returns the options of a follow-up sync if one was asked for.
+    fn finish(&self, source: &str) -> Option<SyncOptions> {
+        let again = Self::lock(&self.again).remove(source);
+        if again.is_none() {
+            Self::lock(&self.running).remove(source);
+        }
+        again
+    }
+
+    fn request_again(&self, source: &str, options: SyncOptions) {
+        Self::lock(&self.again)
+            .entry(source.to_owned())
+            .or_insert(options);
+    }
+}
+
+/// Starts a sync of `name` in the background and returns its record id. With
+/// `queue_if_running`, a source that is syncing syncs once more afterwards (the watcher's
+/// way); otherwise that is [`SyncError::InProgress`] (the API's 409).
+pub async fn start(
+    state: &AppState,
+    name: &str,
+    options: SyncOptions,
+    trigger: Trigger,
+    queue_if_running: bool,
+) -> Result<Option<i64>, SyncError> {
+    let sources = state.sources();
+    let source = sources
+        .get(name)
+        .ok_or_else(|| SyncError::UnknownSource(name.to_owned()))?
+        .clone();
+    if !source.enabled {
+        return Err(SyncError::Disabled(name.to_owned()));
+    }
+    if !state.syncs.try_begin(name) {
+        if queue_if_running {
+            state.syncs.request_again(name, options);
+            return Ok(None);
+        }
+        return Err(SyncError::InProgress(name.to_owned()));
+    }
+    let record_id =
+        match repo::create_run(&state.meta, name, trigger.as_str(), options.full_refresh).await {
+            Ok(id) => id,
+            Err(e) => {
+                state.syncs.finish(name);
+                return Err(e.into());
+            }
+        };
+    let task_state = state.clone();
+    let task_name = format!("sync:{name}");
+    state.tasks.spawn_dynamic(task_name, async move {
+        let mut record_id = record_id;
+        let mut options = options;
+        let mut trigger = trigger;
+        loop {
+            run(&task_state, &source, record_id, options, trigger).await;
+            let Some(next) = task_state.syncs.finish(&source.name) else { break };
+            // The source changed while it synced: once more, as a new record.
+            options = next;
+            trigger = Trigger::Watcher;
+            match repo::create_run(&task_state.meta, &source.name, trigger.as_str(), options.full_refresh).await {
+                Ok(id) => record_id = id,
+                Err(e) => {
+                    tracing::error!(source = %source.name, error = %e, "cannot record a follow-up sync");
+                    task_state.syncs.finish(&source.name);
+                    break;
+                }
+            }
+        }
+    });
+    Ok(Some(record_id))
+}
+
+/// Runs one sync to the end, recording and announcing it.
+pub async fn run(
+    state: &AppState,
+    source: &Source,
+    record_id: i64,
+    options: SyncOptions,
+    trigger: Trigger,
+) -> SyncReport {
+    let started = Instant::now();
+    state
+        .events
+        .publish(EventKind::SyncStarted {
+            source: source.name.clone(),
+            record_id,
+            full_refresh: options.full_refresh,
+            trigger: trigger.as_str().into(),
+        })
+        .await;
+    let result = sync_files(state, source, record_id, options).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let (report, error) = match result {
+        Ok(report) => (report, None),
+        Err(e) => (SyncReport::default(), Some(e)),
+    };
+    let status = match (&error, report.files_failed, report.files_loaded) {
+        (Some(_), _, _) => "failed",
+        (None, 0, _) => "success",
+        (None, _, 0) => "failed",
+        (None, _, _) => "partial",
+    };
+    let summary = error.clone().or_else(|| {
+        (report.files_failed > 0).then(|| format!("{} file(s) failed to load", report.files_failed))
+    });
+    if let Err(e) = repo::finish_run(
+        &state.meta,
+        record_id,
+        status,
+        &report,
+        summary.as_deref(),
+        duration_ms,
+    )
+    .await
+    {
+        tracing::error!(record_id, error = %e, "cannot record the end of a sync");
+    }
+    if let Some(error) = error {
+        state
+            .events
+            .publish(EventKind::SyncFailed {
+                source: source.name.clone(),
+                record_id,
+                error,
+                file: None,
+            })
+            .await;
+        return report;
+    }
+    state
+        .events
+        .publish(EventKind::SyncCompleted {
+            source: source.name.clone(),
+            record_id,
+            rows: report.rows,
+            files_loaded: report.files_loaded,
+            files_failed: report.files_failed,
+            duration_ms,
+        })
+        .await;
+    if report
+        .files
+        .iter()
+        .any(|f| matches!(f.outcome, "loaded" | "removed"))
+    {
+        let schema = source.schema();
+        if let Ok(Ok(row_count)) = state
+            .warehouse
+            .internal(move |c| schema_rows(c, &schema))
+            .await
+        {
+            state
+                .events
+                .publish(EventKind::FreshnessUpdate {
+                    source: source.name.clone(),
+                    last_update: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    row_count,
+                })
+                .await;
+        }
+    }
+    report
+}
+
+/// Rows in every table of a schema.
+pub fn schema_rows(conn: &duckdb::Connection, schema: &str) -> duckdb::Result<u64> {
+    let tables: Vec<String> = {
+        let mut stmt =
+            conn.prepare("SELECT table_name FROM duckdb_tables() WHERE schema_name = ?")?;
+        let rows = stmt.query_map([schema], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut total = 0u64;
+    for t in tables {
+        let n: i64 = conn.query_row(
+            &format!(
+                "SELECT count(*) FROM {}.{}",
+                sql_ident(schema),
+                sql_ident(&t)
+            ),
+            [],
+            |r| r.get(0),
+        )?;
+        total += n.unsigned_abs();
+    }
+    Ok(total)
+}
+
+static STAGE_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+async fn sync_files(
+    state: &AppState,
+    source: &Source,
+    record_id: i64,
+    options: SyncOptions,
+) -> Result<SyncReport, String> {
+    let root = state.config.root.clone();
+    let src = source.clone();
+    let disk = blocking::run(move || files(&root, &src))
+        .await
+        .map_err(|e| format!("cannot list {}: {e}", source.directory.display()))?;
+    let name = source.name.clone();
+    let ledger = state
+        .warehouse
+        .internal(move |c| repo::ledger(c, &name))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot read the load ledger: {e}"))?;
+    let mut report = SyncReport::default();
+    let mut tables_taken: BTreeMap<String, String> = BTreeMap::new();
+    let on_disk: HashSet<&str> = disk.iter().map(|f| f.rel.as_str()).collect();
+
+    for file in &disk {
+        let Some(kind) = file.kind else {
+            report.files.push(FileOutcome {
+                path: file.rel.clone(),
+                outcome: "unsupported",
+                rows: 0,
+                error: Some("not a file type Kura loads (csv, tsv, txt, json, jsonl, ndjson, parquet, xlsx, and .gz)".into()),
+            });
+            continue;
+        };
+        let table = source.table_for(&file.path);
+        if source.layout == Layout::TablePerFile {
+            if let Some(other) = tables_taken.get(&table) {
+                let error = format!(
+                    "{} maps to the table {}.{table}, which {other} already fills; rename one of them",
+                    file.rel,
+                    source.schema()
+                );
+                fail_file(
+                    state,
+                    source,
+                    record_id,
+                    file,
+                    &table,
+                    "",
+                    &error,
+                    &mut report,
+                )
+                .await;
+                continue;
+            }
+            tables_taken.insert(table.clone(), file.rel.clone());
+        }
+        let previous = ledger.get(&file.rel);
+        let settled = previous.is_some_and(|p| matches!(p.status.as_str(), "loaded" | "empty"));
+        if !options.full_refresh
+            && settled
+            && previous.is_some_and(|p| p.size == file.size && p.mtime == file.mtime)
+        {
+            report.files.push(FileOutcome {
+                path: file.rel.clone(),
+                outcome: "unchanged",
+                rows: 0,
+                error: None,
+            });
+            continue;
+        }
+        let path = file.path.clone();
+        let hash = match blocking::run(move || hash_file(&path)).await {
+            Ok(h) => h,
+            Err(e) => {
+                let error = format!("cannot read the file: {e}");
+                fail_file(
+                    state,
+                    source,
+                    record_id,
+                    file,
+                    &table,
+                    "",
+                    &error,
+                    &mut report,
+                )
+                .await;
+                continue;
+            }
+        };
+        if !options.full_refresh && settled && previous.is_some_and(|p| p.hash == hash) {
+            let (name, rel, mtime) = (source.name.clone(), file.rel.clone(), file.mtime);
+            let size = file.size;
+            let touched = state
+                .warehouse
+                .background(move |c| {
+                    c.execute(
+                        "UPDATE _kura.files SET mtime = ?::TIMESTAMPTZ, size = ?, updated_at = now() WHERE source = ? AND path = ?",
+                        params![mtime.to_rfc3339(), size as i64, name, rel],
+                    )
+                })
+                .await;
+            if let Ok(Err(e)) | Err(e) =
+                touched.map_err(|e| duckdb::Error::InvalidParameterName(e.to_string()))
+            {
+                tracing::warn!(file = %file.rel, error = %e, "cannot update the ledger's mtime");
+            }
+            report.files.push(FileOutcome {
+                path: file.rel.clone(),
+                outcome: "touched",
+                rows: 0,
+                error: None,
+            });
+            continue;
+        }
+        match load_one(state, source, file, kind, &table, &hash, options).await {
+            Ok(loaded) => {
+                for column in &loaded.added_columns {
+                    state
+                        .events
+                        .publish(EventKind::SchemaDrift {
+                            source: source.name.clone(),
+                            table: format!("{}.{table}", source.schema()),
+                            change: format!(
+                                "new column {column} (from {}); earlier rows have NULL",
+                                file.rel
+                            ),
+                            breaking: false,
+                        })
+                        .await;
+                }
+                report.rows += loaded.rows;
+                report.files_loaded += 1;
+                report.files.push(FileOutcome {
+                    path: file.rel.clone(),
+                    outcome: "loaded",
+                    rows: loaded.rows,
+                    error: None,
+                });
+            }
+            Err(e) => {
+                let error = e.to_string();
+                fail_file(
+                    state,
+                    source,
+                    record_id,
+                    file,
+                    &table,
+                    &hash,
+                    &error,
+                    &mut report,
+                )
+                .await;
+            }
+        }
+    }
+
+    // Files in the ledger that are gone from disk.
+    for (rel, entry) in &ledger {
+        if on_disk.contains(rel.as_str()) || entry.status == "deleted" {
+            continue;
+        }
+        let (name, rel2, table) = (source.name.clone(), rel.clone(), entry.table_name.clone());
+        let keep = source.on_delete == OnDelete::Keep;
+        let result = state
+            .warehouse
+            .background(move |c| repo::remove_file(c, &name, &rel2, &table, keep))
+            .await;
+        match result {
+            Ok(Ok(rows)) => report.files.push(FileOutcome {
+                path: rel.clone(),
+                outcome: if keep { "kept" } else { "removed" },
+                rows,
+                error: None,
+            }),
+            Ok(Err(e)) => report.files.push(FileOutcome {
+                path: rel.clone(),
+                outcome: "failed",
+                rows: 0,
+                error: Some(e.to_string()),
+            }),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(report)
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
+async fn fail_file(
+    state: &AppState,
+    source: &Source,
+    record_id: i64,
+    file: &DiskFile,
+    table: &str,
+    hash: &str,
+    error: &str,
+    report: &mut SyncReport,
+) {
+    tracing::warn!(source = %source.name, file = %file.rel, %error, "file not loaded");
+    let (src, schema, table, rel, hash2, err) = (
+        source.name.clone(),
+        source.schema(),
+        table.to_owned(),
+        file.rel.clone(),
+        hash.to_owned(),
+        error.to_owned(),
+    );
+    let (size, mtime, mode) = (file.size, file.mtime, source.mode);
+    let staged = PathBuf::new();
+    let recorded = state
+        .warehouse
+        .background(move |c| {
+            let f = FileLoad {
+                source: &src,
+                schema: &schema,
+                table: &table,
+                path: &rel,
+                staged: &staged,
+                format: Format::Csv,
+                size,
+                mtime,
+                hash: &hash2,
+                mode,
+                allow_empty: false,
+            };
+            load::record_failure(c, &f, &err)
+        })
+        .await;
+    if !matches!(recorded, Ok(Ok(()))) {
+        tracing::error!(file = %file.rel, "cannot record the failure in the ledger");
+    }
+    report.files_failed += 1;
+    report.files.push(FileOutcome {
+        path: file.rel.clone(),
+        outcome: "failed",
+        rows: 0,
+        error: Some(error.to_owned()),
+    });
+    state
+        .events
+        .publish(EventKind::SyncFailed {
+            source: source.name.clone(),
+            record_id,
+            error: error.to_owned(),
+            file: Some(file.rel.clone()),
+        })
+        .await;
+}
+
+/// Stages `file`, loads it on the writer, and removes the staged copy.
+async fn load_one(
+    state: &AppState,
+    source: &Source,
+    file: &DiskFile,
+    kind: Kind,
+    table: &str,
+    hash: &str,
+    options: SyncOptions,
+) -> Result<load::Loaded, LoadError> {
+    let staging = state.warehouse.staging_dir().to_path_buf();
+    let original = file.path.clone();
+    let staged = blocking::run(move || stage(&original, &staging, kind))
+        .await
+        .map_err(|e| LoadError::Parse(e.to_string()))?;
+    let format = match kind {
+        Kind::Direct(f) => f,
+        Kind::Excel => Format::Csv,
+    };
+    let (src, schema, table, rel, hash) = (
+        source.name.clone(),
+        source.schema(),
+        table.to_owned(),
+        file.rel.clone(),
+        hash.to_owned(),
+    );
+    let (size, mtime, mode, staged_path) = (file.size, file.mtime, source.mode, staged.clone());
+    let allow_empty = options.allow_empty;
+    let result = state
+        .warehouse
+        .background(move |c| {
+            load::load(
+                c,
+                &FileLoad {
+                    source: &src,
+                    schema: &schema,
+                    table: &table,
+                    path: &rel,
+                    staged: &staged_path,
+                    format,
+                    size,
+                    mtime,
+                    hash: &hash,
+                    mode,
+                    allow_empty,
+                },
+            )
+        })
+        .await;
+    let _ = blocking::run(move || std::fs::remove_file(&staged)).await;
+    result.map_err(|e| LoadError::Engine(e.to_string()))?
+}
+
+/// Puts a file in the staging folder under a name Kura chose: a hard link when possible
+/// (no copy), else a copy; Excel workbooks become CSV there.
+fn stage(original: &Path, staging: &Path, kind: Kind) -> std::io::Result<PathBuf> {
+    let n = STAGE_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = original
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Keep the extensions (DuckDB reads compression from them), drop anything else odd.
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if kind == Kind::Excel {
+        let target = staging.join(format!("{n}-{safe}.csv"));
+        excel::first_sheet_to_csv(original, &target)?;
+        return Ok(target);
+    }
+    let target = staging.join(format!("{n}-{safe}"));
+    if std::fs::hard_link(original, &target).is_err() {
+        std::fs::copy(original, &target)?;
+    }
+    Ok(target)
+}
+
+/// xxh3-128 of the file's content, as hex.
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:032x}", hasher.digest128()))
+}
+
+/// A ledger row as the sync needs it.
+#[derive(Debug, Clone)]
+pub struct LedgerEntry {
+    pub size: u64,
+    pub mtime: DateTime<Utc>,
+    pub hash: String,
+    pub status: String,
+    pub table_name: String,
+}

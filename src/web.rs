@@ -1,0 +1,5 @@
+//! HTTP plumbing shared by every feature: extractors, middleware, static assets.
+
+pub mod assets;
+pub mod extract;
+pub mod middleware;

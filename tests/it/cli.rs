@@ -1,0 +1,339 @@
+//! The `kura` binary itself: init, serve, the serve lock, graceful shutdown, examples.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KURA: &str = env!("CARGO_BIN_EXE_kura");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(dir: &Path, port: u16) -> Child {
+    Command::new(KURA)
+        .args(["serve", dir.to_str().unwrap(), "--port", &port.to_string()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Polls until the server answers `/api/status`.
+async fn wait_ready(port: u16) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = client
+            .get(format!("http://127.0.0.1:{port}/api/status"))
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the server did not come up");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn terminate(child: &Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+#[test]
+fn init_creates_the_skeleton_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(KURA)
+        .args(["init", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("kura serve"),
+        "init says what to do next: {stdout}"
+    );
+    for p in [
+        "project.yml",
+        "schedules.yml",
+        "data/uploads",
+        ".kura",
+        ".env",
+    ] {
+        assert!(dir.path().join(p).exists(), "{p}");
+    }
+    let again = Command::new(KURA)
+        .args(["init", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    let forced = Command::new(KURA)
+        .args(["init", dir.path().to_str().unwrap(), "--force"])
+        .output()
+        .unwrap();
+    assert!(forced.status.success());
+}
+
+#[test]
+fn a_bad_config_names_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(KURA)
+        .args(["init", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    std::fs::write(dir.path().join("project.yml"), "api:\n  query_timeout: 5\n").unwrap();
+    let out = Command::new(KURA)
+        .args(["serve", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("project.yml"), "{err}");
+    assert!(
+        err.contains("api") && err.contains("query_timeout"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_project_fails_at_once_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(KURA)
+        .args(["init", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let port = free_port();
+    let mut first = serve(dir.path(), port);
+    wait_ready(port).await;
+
+    let started = Instant::now();
+    let second = Command::new(KURA)
+        .args([
+            "serve",
+            dir.path().to_str().unwrap(),
+            "--port",
+            &free_port().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("already serving"), "{err}");
+    assert!(
+        !err.to_lowercase().contains("could not set lock"),
+        "not DuckDB's lock error: {err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    terminate(&first);
+    let status = first.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+    let log: Vec<String> = BufReader::new(first.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    let log = log.join("\n");
+    assert!(log.contains("Kura is serving"), "{log}");
+    assert!(log.contains("checkpointed"), "{log}");
+    assert!(log.contains("request"), "one line per request: {log}");
+    // The lock is released: serving again works.
+    let port = free_port();
+    let mut again = serve(dir.path(), port);
+    wait_ready(port).await;
+    terminate(&again);
+    again.wait().unwrap();
+}
+
+#[tokio::test]
+async fn every_example_project_boots_and_answers_a_query() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let src = entry.unwrap().path();
+        if !src.join("project.yml").exists() {
+            continue;
+        }
+        seen += 1;
+        // Work on a copy so the test never writes into the repository.
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&src, dir.path());
+        let port = free_port();
+        let mut child = serve(dir.path(), port);
+        wait_ready(port).await;
+        let r = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/api/query"))
+            .json(&serde_json::json!({"sql": "SELECT 42 AS answer"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", src.display());
+        terminate(&child);
+        assert!(child.wait().unwrap().success());
+    }
+    assert!(seen >= 1, "no example project found");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+#[path = "../../examples/gen_data.rs"]
+#[allow(dead_code, reason = "only `write` is used here")]
+mod gen_data;
+
+#[tokio::test]
+async fn kill_9_during_a_load_then_restart_loads_the_file_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(KURA)
+        .args(["init", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let mut first = serve(dir.path(), port);
+    wait_ready(port).await;
+    // Big enough that the load takes a while on this machine.
+    let staged = dir.path().join("big.csv");
+    gen_data::write("csv", 3_000_000, &staged).unwrap();
+    std::fs::rename(&staged, dir.path().join("data/uploads/big.csv")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let w: serde_json::Value = client
+            .get(format!("http://127.0.0.1:{port}/api/watcher/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if w["syncing"].as_array().is_some_and(|s| !s.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the load never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Command::new("kill")
+        .args(["-KILL", &first.id().to_string()])
+        .status()
+        .unwrap();
+    first.wait().unwrap();
+
+    let port = free_port();
+    let mut second = serve(dir.path(), port);
+    wait_ready(port).await;
+    let url = format!("http://127.0.0.1:{port}/api/query");
+    let sql = "SELECT count(*), count(DISTINCT _kura_file), count(DISTINCT order_id) FROM raw_uploads.big";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let rows = loop {
+        let r = client
+            .post(&url)
+            .json(&serde_json::json!({"sql": sql}))
+            .send()
+            .await
+            .unwrap();
+        if r.status().is_success() {
+            let body: serde_json::Value = r.json().await.unwrap();
+            if body["rows"][0][0] == 3_000_000 {
+                break body["rows"][0].clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the file was never loaded after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        rows,
+        serde_json::json!([3_000_000, 1, 3_000_000]),
+        "exactly once, no partial rows"
+    );
+    let r = client
+        .post(&url)
+        .json(&serde_json::json!({"sql": "SELECT count(*), min(status) FROM _kura.files WHERE path = 'data/uploads/big.csv'"}))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["rows"][0], serde_json::json!([1, "loaded"]));
+    let staging: Vec<_> = std::fs::read_dir(dir.path().join(".kura/staging"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(staging.is_empty(), "staging is emptied");
+    terminate(&second);
+    second.wait().unwrap();
+}
+
+#[tokio::test]
+async fn kura_sync_works_with_and_without_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(KURA)
+        .args(["init", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    std::fs::write(dir.path().join("data/uploads/a.csv"), "x\n1\n2\n").unwrap();
+    let alone = Command::new(KURA)
+        .args(["sync", "--project", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&alone.stdout);
+    assert!(
+        alone.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&alone.stderr)
+    );
+    assert!(out.contains("uploads: 1 file(s) loaded, 2 rows"), "{out}");
+
+    let port = free_port();
+    let mut server = serve(dir.path(), port);
+    wait_ready(port).await;
+    std::fs::write(dir.path().join("data/uploads/b.csv"), "y\n1\n").unwrap();
+    let via = Command::new(KURA)
+        .args(["sync", "uploads", "--project", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&via.stdout);
+    assert!(
+        via.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&via.stderr)
+    );
+    assert!(out.contains("asking it"), "{out}");
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/query"))
+        .json(&serde_json::json!({"sql": "SELECT count(*) FROM raw_uploads.b"}))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["rows"][0][0], 1);
+    let unknown = Command::new(KURA)
+        .args(["sync", "nope", "--project", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    terminate(&server);
+    server.wait().unwrap();
+}

@@ -1,0 +1,13 @@
+//! The one integration-test binary: a real server on 127.0.0.1:0 per test, driven over HTTP.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly, like the tests"
+)]
+
+mod cli;
+mod corpus;
+mod harness;
+mod ingest;
+mod platform;
+mod query;
