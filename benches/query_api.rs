@@ -153,7 +153,7 @@ fn main() {
         );
         let (server, t) = Server::start_in(dir, &[]);
         ready.push(t.as_secs_f64() * 1000.0);
-        rt.block_on(tokio::time::sleep(Duration::from_millis(500)));
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(500)).await });
         idle_rss = server.rss_kb("VmRSS:");
         server.stop();
     }

@@ -14,6 +14,9 @@ use tokio::sync::oneshot;
 
 type Job<C> = Box<dyn FnOnce(&mut C) + Send>;
 
+/// After how long without a job, and what to do then.
+pub type OnIdle<C> = Option<(std::time::Duration, fn(&mut C))>;
+
 /// Why a job was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LaneError {
@@ -39,6 +42,17 @@ impl<C: Send + 'static> Lane<C> {
         capacity: usize,
         on_exit: fn(&mut C),
     ) -> std::io::Result<Self> {
+        Self::start_with_idle(name, conns, capacity, on_exit, None)
+    }
+
+    /// Like [`Lane::start`]; `on_idle` runs on a thread that had no job for that long.
+    pub fn start_with_idle(
+        name: &'static str,
+        conns: Vec<C>,
+        capacity: usize,
+        on_exit: fn(&mut C),
+        on_idle: OnIdle<C>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = bounded::<Job<C>>(capacity);
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut threads = Vec::with_capacity(conns.len());
@@ -48,7 +62,19 @@ impl<C: Send + 'static> Lane<C> {
             let handle = std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .spawn(move || {
-                    while let Ok(job) = rx.recv() {
+                    loop {
+                        let job = match on_idle {
+                            None => rx.recv().ok(),
+                            Some((after, idle)) => match rx.recv_timeout(after) {
+                                Ok(job) => Some(job),
+                                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                                    idle(&mut conn);
+                                    rx.recv().ok()
+                                }
+                                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
+                            },
+                        };
+                        let Some(job) = job else { break };
                         queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                         job(&mut conn);
                     }

@@ -52,10 +52,30 @@ impl From<LaneError> for WarehouseError {
     }
 }
 
-/// A connection owned by one interactive worker, with its interrupt handle.
+/// A connection owned by one interactive worker, with its interrupt handle and the
+/// read-only transaction it may keep open between queries (see `query::run`).
 pub struct QueryConn {
     pub conn: Connection,
     handle: Arc<InterruptHandle>,
+    /// The warehouse generation and start time of the open read-only transaction.
+    pub open_transaction: std::cell::Cell<Option<(u64, std::time::Instant)>>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl QueryConn {
+    /// How many writer jobs have finished so far: a read-only transaction begun at an
+    /// older generation may miss committed data.
+    pub fn warehouse_generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Ends a worker's kept read-only transaction (idle, or at shutdown), so it never holds
+/// back a checkpoint.
+fn end_kept_transaction(qc: &mut QueryConn) {
+    if qc.open_transaction.take().is_some() {
+        let _ = qc.conn.execute_batch("ROLLBACK");
+    }
 }
 
 /// Whether a job's statement may be interrupted right now.
@@ -147,6 +167,7 @@ struct Inner {
     background: Lane<Connection>,
     internal: Lane<Connection>,
     interrupts: Vec<Arc<InterruptHandle>>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
     settings: Settings,
     functions: Arc<crate::query::FunctionCatalog>,
 }
@@ -171,14 +192,22 @@ impl Warehouse {
 
         let mut conns = Vec::with_capacity(config.api.query_workers);
         let mut interrupts = Vec::new();
+        let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
         for _ in 0..config.api.query_workers {
             let conn = db.try_clone().map_err(|e| WarehouseError::Open {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
+            // Room for the repeated queries of a few dashboards, per worker.
+            conn.set_prepared_statement_cache_capacity(256);
             let handle = conn.interrupt_handle();
             interrupts.push(handle.clone());
-            conns.push(QueryConn { conn, handle });
+            conns.push(QueryConn {
+                conn,
+                handle,
+                open_transaction: std::cell::Cell::new(None),
+                generation: generation.clone(),
+            });
         }
         let internal_conn = db.try_clone().map_err(|e| WarehouseError::Open {
             path: path.clone(),
@@ -190,8 +219,14 @@ impl Warehouse {
         };
         let internal =
             Lane::start("warehouse-i", vec![internal_conn], 64, |_| {}).map_err(spawn_err)?;
-        let interactive =
-            Lane::start("warehouse-q", conns, config.api.query_queue, |_| {}).map_err(spawn_err)?;
+        let interactive = Lane::start_with_idle(
+            "warehouse-q",
+            conns,
+            config.api.query_queue,
+            end_kept_transaction,
+            Some((std::time::Duration::from_millis(200), end_kept_transaction)),
+        )
+        .map_err(spawn_err)?;
         let background =
             Lane::start("warehouse-w", vec![db], 256, checkpoint).map_err(spawn_err)?;
         Ok(Self {
@@ -202,6 +237,7 @@ impl Warehouse {
                 background,
                 internal,
                 interrupts,
+                generation,
                 settings,
                 functions: Arc::new(functions),
             }),
@@ -247,10 +283,13 @@ impl Warehouse {
         F: FnOnce(&Connection) -> R + Send + 'static,
         R: Send + 'static,
     {
-        let rx = self
-            .inner
-            .background
-            .submit(move |conn: &mut Connection| job(conn))?;
+        let generation = self.inner.generation.clone();
+        let rx = self.inner.background.submit(move |conn: &mut Connection| {
+            let out = job(conn);
+            // After the job's commit: readers begin new transactions from here on.
+            generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+            out
+        })?;
         rx.await.map_err(|_| WarehouseError::Closed)
     }
 

@@ -15,7 +15,17 @@ use super::values::{json_string, type_name, write_json};
 use super::{Gate, QueryError};
 use crate::db::warehouse::{JobControl, QueryConn};
 
+/// A kept read-only transaction is renewed at least this often, so a worker's snapshot is
+/// never old even if the generation check were to miss a change.
+const MAX_TRANSACTION_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs `f` inside a read-only transaction with the job's statement marked interruptible.
+///
+/// `BEGIN` and `ROLLBACK` cost DuckDB more than a small query does, so a worker keeps its
+/// read-only transaction open between queries while the warehouse has not changed: the
+/// single writer bumps a generation counter after every job, and a transaction begun at
+/// an older generation (or over a second ago, or after any error) is rolled back and begun
+/// anew. The worker closes it when idle for 200 ms, so it never holds back a checkpoint.
 pub fn in_read_only_transaction<R>(
     qc: &QueryConn,
     control: &JobControl,
@@ -24,13 +34,34 @@ pub fn in_read_only_transaction<R>(
     if !control.statement_started(qc) {
         return Err(QueryError::Failed("the query was cancelled".into()));
     }
-    let result = qc
-        .conn
-        .execute_batch("BEGIN TRANSACTION READ ONLY")
-        .map_err(|e| QueryError::Failed(e.to_string()))
-        .and_then(|()| f(&qc.conn));
+    let generation = qc.warehouse_generation();
+    let fresh = qc
+        .open_transaction
+        .get()
+        .is_some_and(|(g, since)| g == generation && since.elapsed() < MAX_TRANSACTION_AGE);
+    let begun = if fresh {
+        Ok(())
+    } else {
+        if qc.open_transaction.take().is_some() {
+            end_transaction(&qc.conn);
+        }
+        let begun = qc
+            .conn
+            .execute_batch("BEGIN TRANSACTION READ ONLY")
+            .map_err(|e| QueryError::Failed(e.to_string()));
+        if begun.is_ok() {
+            qc.open_transaction
+                .set(Some((generation, std::time::Instant::now())));
+        }
+        begun
+    };
+    let result = begun.and_then(|()| f(&qc.conn));
     control.statement_finished();
-    end_transaction(&qc.conn);
+    if result.is_err() {
+        // The transaction is aborted (or the statement was interrupted): start clean.
+        qc.open_transaction.set(None);
+        end_transaction(&qc.conn);
+    }
     result
 }
 
@@ -73,9 +104,12 @@ pub struct Capped {
     pub truncated: bool,
 }
 
-/// Runs `sql` (already through the gate) and fetches at most `max_rows` rows.
+/// Runs `sql` (already through the gate) and fetches at most `max_rows` rows. Statements
+/// are cached per worker connection: dashboards repeat their queries, and DuckDB's
+/// parser is most of what a small query costs. DuckDB rebinds a cached statement by
+/// itself when a table it reads has changed.
 pub fn fetch_capped(conn: &Connection, sql: &str, max_rows: usize) -> Result<Capped, QueryError> {
-    let mut stmt = conn.prepare(sql).map_err(prepare_error)?;
+    let mut stmt = conn.prepare_cached(sql).map_err(prepare_error)?;
     let stream = stmt.stream_arrow([]).map_err(execution_error)?;
     let schema = stream.get_schema();
     let mut batches = Vec::new();

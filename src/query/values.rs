@@ -16,7 +16,7 @@ use arrow::datatypes::{
     TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use chrono::{DateTime, NaiveDate, NaiveTime};
+use chrono::NaiveDate;
 
 /// Writes the value at `row` of `array` as JSON.
 pub fn write_json(out: &mut Vec<u8>, array: &dyn Array, row: usize) {
@@ -194,7 +194,7 @@ fn scalar_text_quoted(out: &mut Vec<u8>, array: &dyn Array, row: usize, quote: b
         DataType::UInt64 => int!(UInt64Type),
         DataType::Decimal128(_, scale) => {
             let v = array.as_primitive::<Decimal128Type>().value(row);
-            decimal(out, &v.to_string(), *scale);
+            decimal(out, itoa.format(v), *scale);
         }
         DataType::Decimal256(_, scale) => {
             let v = array.as_primitive::<Decimal256Type>().value(row);
@@ -235,9 +235,10 @@ fn scalar_text_quoted(out: &mut Vec<u8>, array: &dyn Array, row: usize, quote: b
             let secs = u32::try_from(nanos.div_euclid(1_000_000_000)).unwrap_or(0);
             let frac = u32::try_from(nanos.rem_euclid(1_000_000_000)).unwrap_or(0);
             q(out);
-            match NaiveTime::from_num_seconds_from_midnight_opt(secs, frac) {
-                Some(t) => out.extend_from_slice(t.format("%H:%M:%S%.f").to_string().as_bytes()),
-                None => out.extend_from_slice(b"24:00:00"),
+            if secs < 86_400 {
+                clock(out, secs, frac);
+            } else {
+                out.extend_from_slice(b"24:00:00");
             }
             q(out);
         }
@@ -259,17 +260,24 @@ fn scalar_text_quoted(out: &mut Vec<u8>, array: &dyn Array, row: usize, quote: b
                 TimeUnit::Nanosecond => (v.div_euclid(1_000_000_000), v.rem_euclid(1_000_000_000)),
             };
             q(out);
-            match DateTime::from_timestamp(secs, u32::try_from(nanos).unwrap_or(0)) {
-                Some(t) => {
-                    let s = if tz.is_some() {
-                        t.format("%Y-%m-%dT%H:%M:%S%.fZ")
-                    } else {
-                        t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.f")
-                    };
-                    out.extend_from_slice(s.to_string().as_bytes());
-                }
+            let written = timestamp(out, secs, nanos) || {
+                // Years beyond 0..=9999: chrono prints them (with a sign and more digits).
+                let t = chrono::DateTime::from_timestamp(secs, u32::try_from(nanos).unwrap_or(0));
+                t.map(|t| {
+                    out.extend_from_slice(
+                        t.naive_utc()
+                            .format("%Y-%m-%dT%H:%M:%S%.f")
+                            .to_string()
+                            .as_bytes(),
+                    )
+                })
+                .is_some()
+            };
+            if !written {
                 // DuckDB's infinity timestamps.
-                None => out.extend_from_slice(if v > 0 { b"infinity" } else { b"-infinity" }),
+                out.extend_from_slice(if v > 0 { b"infinity" } else { b"-infinity" });
+            } else if tz.is_some() {
+                out.push(b'Z');
             }
             q(out);
         }
@@ -382,18 +390,91 @@ fn decimal(out: &mut Vec<u8>, digits: &str, scale: i8) {
     }
 }
 
-fn date(out: &mut Vec<u8>, days_since_epoch: i64) {
-    let d = i32::try_from(days_since_epoch + 719_163)
-        .ok()
-        .and_then(NaiveDate::from_num_days_from_ce_opt);
-    match d {
-        Some(d) => out.extend_from_slice(d.format("%Y-%m-%d").to_string().as_bytes()),
-        None => out.extend_from_slice(if days_since_epoch > 0 {
-            b"infinity"
-        } else {
-            b"-infinity"
-        }),
+/// Writes `YYYY-MM-DD` for days since 1970-01-01 (proleptic Gregorian), without
+/// allocating; false for years outside 0..=9999.
+fn write_date(out: &mut Vec<u8>, days_since_epoch: i64) -> bool {
+    // Howard Hinnant's civil_from_days.
+    let z = days_since_epoch + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
+        return false;
     }
+    let digits = |out: &mut Vec<u8>, v: i64, n: u32| {
+        for i in (0..n).rev() {
+            out.push(b'0' + ((v / 10_i64.pow(i)) % 10) as u8);
+        }
+    };
+    digits(out, year, 4);
+    out.push(b'-');
+    digits(out, month, 2);
+    out.push(b'-');
+    digits(out, day, 2);
+    true
+}
+
+fn date(out: &mut Vec<u8>, days_since_epoch: i64) {
+    if !write_date(out, days_since_epoch) {
+        match i32::try_from(days_since_epoch + 719_163)
+            .ok()
+            .and_then(NaiveDate::from_num_days_from_ce_opt)
+        {
+            Some(d) => out.extend_from_slice(d.format("%Y-%m-%d").to_string().as_bytes()),
+            None => out.extend_from_slice(if days_since_epoch > 0 {
+                b"infinity"
+            } else {
+                b"-infinity"
+            }),
+        }
+    }
+}
+
+/// `HH:MM:SS` plus the fraction in 3, 6 or 9 digits, as few as exact.
+fn clock(out: &mut Vec<u8>, secs_of_day: u32, nanos: u32) {
+    let two = |out: &mut Vec<u8>, v: u32| {
+        out.push(b'0' + (v / 10) as u8);
+        out.push(b'0' + (v % 10) as u8);
+    };
+    two(out, secs_of_day / 3600);
+    out.push(b':');
+    two(out, secs_of_day / 60 % 60);
+    out.push(b':');
+    two(out, secs_of_day % 60);
+    if nanos > 0 {
+        let (value, width) = if nanos.is_multiple_of(1_000_000) {
+            (nanos / 1_000_000, 3)
+        } else if nanos.is_multiple_of(1000) {
+            (nanos / 1000, 6)
+        } else {
+            (nanos, 9)
+        };
+        out.push(b'.');
+        for i in (0..width).rev() {
+            out.push(b'0' + ((value / 10_u32.pow(i)) % 10) as u8);
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fff]`; false if the year is out of range.
+fn timestamp(out: &mut Vec<u8>, secs: i64, nanos: i64) -> bool {
+    let start = out.len();
+    if !write_date(out, secs.div_euclid(86_400)) {
+        out.truncate(start);
+        return false;
+    }
+    out.push(b'T');
+    clock(
+        out,
+        u32::try_from(secs.rem_euclid(86_400)).unwrap_or(0),
+        u32::try_from(nanos).unwrap_or(0),
+    );
+    true
 }
 
 /// ISO-8601 duration: `P1Y2M3DT4H5M6.5S`; zero is `PT0S`.
@@ -579,6 +660,27 @@ mod tests {
         assert_eq!(s(|o| csv_string(o, "a,b")), "\"a,b\"");
         assert_eq!(s(|o| csv_string(o, "say \"hi\"")), "\"say \"\"hi\"\"\"");
         assert_eq!(s(|o| csv_string(o, "")), "\"\"");
+    }
+
+    #[test]
+    fn dates_and_timestamps_match_chrono() {
+        for days in [-719_528_i64, -1, 0, 59, 60, 10_957, 19_723, 2_932_896] {
+            let expected = chrono::DateTime::from_timestamp(days * 86_400, 0)
+                .unwrap()
+                .format("%Y-%m-%d")
+                .to_string();
+            assert_eq!(s(|o| date(o, days)), expected, "{days}");
+        }
+        assert_eq!(
+            s(|o| assert!(timestamp(o, 1_704_164_645, 500_000_000))),
+            "2024-01-02T03:04:05.500"
+        );
+        assert_eq!(s(|o| assert!(timestamp(o, -1, 0))), "1969-12-31T23:59:59");
+        assert_eq!(
+            s(|o| assert!(timestamp(o, 0, 123_456_000))),
+            "1970-01-01T00:00:00.123456"
+        );
+        assert_eq!(s(|o| assert!(!timestamp(o, i64::MAX / 2, 0))), "");
     }
 
     #[test]

@@ -319,6 +319,11 @@ async fn sync_files(
     record_id: i64,
     options: SyncOptions,
 ) -> Result<SyncReport, String> {
+    let run = Run {
+        state,
+        source,
+        record_id,
+    };
     let root = state.config.root.clone();
     let src = source.clone();
     let disk = blocking::run(move || files(&root, &src))
@@ -353,17 +358,7 @@ async fn sync_files(
                     file.rel,
                     source.schema()
                 );
-                fail_file(
-                    state,
-                    source,
-                    record_id,
-                    file,
-                    &table,
-                    "",
-                    &error,
-                    &mut report,
-                )
-                .await;
+                run.fail(&mut report, file, &table, "", &error).await;
                 continue;
             }
             tables_taken.insert(table.clone(), file.rel.clone());
@@ -387,17 +382,7 @@ async fn sync_files(
             Ok(h) => h,
             Err(e) => {
                 let error = format!("cannot read the file: {e}");
-                fail_file(
-                    state,
-                    source,
-                    record_id,
-                    file,
-                    &table,
-                    "",
-                    &error,
-                    &mut report,
-                )
-                .await;
+                run.fail(&mut report, file, &table, "", &error).await;
                 continue;
             }
         };
@@ -413,9 +398,12 @@ async fn sync_files(
                     )
                 })
                 .await;
-            if let Ok(Err(e)) | Err(e) =
-                touched.map_err(|e| duckdb::Error::InvalidParameterName(e.to_string()))
-            {
+            let problem = match touched {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(e) = problem {
                 tracing::warn!(file = %file.rel, error = %e, "cannot update the ledger's mtime");
             }
             report.files.push(FileOutcome {
@@ -453,17 +441,7 @@ async fn sync_files(
             }
             Err(e) => {
                 let error = e.to_string();
-                fail_file(
-                    state,
-                    source,
-                    record_id,
-                    file,
-                    &table,
-                    &hash,
-                    &error,
-                    &mut report,
-                )
-                .await;
+                run.fail(&mut report, file, &table, &hash, &error).await;
             }
         }
     }
@@ -498,69 +476,75 @@ async fn sync_files(
     Ok(report)
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; a struct would only rename them"
-)]
-async fn fail_file(
-    state: &AppState,
-    source: &Source,
+/// What every step of one sync needs to know.
+struct Run<'a> {
+    state: &'a AppState,
+    source: &'a Source,
     record_id: i64,
-    file: &DiskFile,
-    table: &str,
-    hash: &str,
-    error: &str,
-    report: &mut SyncReport,
-) {
-    tracing::warn!(source = %source.name, file = %file.rel, %error, "file not loaded");
-    let (src, schema, table, rel, hash2, err) = (
-        source.name.clone(),
-        source.schema(),
-        table.to_owned(),
-        file.rel.clone(),
-        hash.to_owned(),
-        error.to_owned(),
-    );
-    let (size, mtime, mode) = (file.size, file.mtime, source.mode);
-    let staged = PathBuf::new();
-    let recorded = state
-        .warehouse
-        .background(move |c| {
-            let f = FileLoad {
-                source: &src,
-                schema: &schema,
-                table: &table,
-                path: &rel,
-                staged: &staged,
-                format: Format::Csv,
-                size,
-                mtime,
-                hash: &hash2,
-                mode,
-                allow_empty: false,
-            };
-            load::record_failure(c, &f, &err)
-        })
-        .await;
-    if !matches!(recorded, Ok(Ok(()))) {
-        tracing::error!(file = %file.rel, "cannot record the failure in the ledger");
+}
+
+impl Run<'_> {
+    /// Records a file that did not load: the ledger (its earlier rows stay), the report,
+    /// and a `sync_failed` event naming the file.
+    async fn fail(
+        &self,
+        report: &mut SyncReport,
+        file: &DiskFile,
+        table: &str,
+        hash: &str,
+        error: &str,
+    ) {
+        let (state, source) = (self.state, self.source);
+        tracing::warn!(source = %source.name, file = %file.rel, %error, "file not loaded");
+        let (src, schema, table, rel, hash2, err) = (
+            source.name.clone(),
+            source.schema(),
+            table.to_owned(),
+            file.rel.clone(),
+            hash.to_owned(),
+            error.to_owned(),
+        );
+        let (size, mtime, mode) = (file.size, file.mtime, source.mode);
+        let staged = PathBuf::new();
+        let recorded = state
+            .warehouse
+            .background(move |c| {
+                let f = FileLoad {
+                    source: &src,
+                    schema: &schema,
+                    table: &table,
+                    path: &rel,
+                    staged: &staged,
+                    format: Format::Csv,
+                    size,
+                    mtime,
+                    hash: &hash2,
+                    mode,
+                    allow_empty: false,
+                };
+                load::record_failure(c, &f, &err)
+            })
+            .await;
+        if !matches!(recorded, Ok(Ok(()))) {
+            tracing::error!(file = %file.rel, "cannot record the failure in the ledger");
+        }
+        report.files_failed += 1;
+        report.files.push(FileOutcome {
+            path: file.rel.clone(),
+            outcome: "failed",
+            rows: 0,
+            error: Some(error.to_owned()),
+        });
+        state
+            .events
+            .publish(EventKind::SyncFailed {
+                source: source.name.clone(),
+                record_id: self.record_id,
+                error: error.to_owned(),
+                file: Some(file.rel.clone()),
+            })
+            .await;
     }
-    report.files_failed += 1;
-    report.files.push(FileOutcome {
-        path: file.rel.clone(),
-        outcome: "failed",
-        rows: 0,
-        error: Some(error.to_owned()),
-    });
-    state
-        .events
-        .publish(EventKind::SyncFailed {
-            source: source.name.clone(),
-            record_id,
-            error: error.to_owned(),
-            file: Some(file.rel.clone()),
-        })
-        .await;
 }
 
 /// Stages `file`, loads it on the writer, and removes the staged copy.

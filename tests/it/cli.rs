@@ -16,14 +16,51 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn serve(dir: &Path, port: u16) -> Child {
-    Command::new(KURA)
-        .args(["serve", dir.to_str().unwrap(), "--port", &port.to_string()])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+/// A server child process that is killed if the test ends (or panics) while it runs.
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn serve(dir: &Path, port: u16) -> Running {
+    spawn_server(dir, port, Stdio::null())
+}
+
+/// A server whose log (stderr) the test reads; only for tests that make few requests,
+/// since an unread pipe that fills up would block the server.
+fn serve_with_log(dir: &Path, port: u16) -> Running {
+    spawn_server(dir, port, Stdio::piped())
+}
+
+fn spawn_server(dir: &Path, port: u16, stderr: Stdio) -> Running {
+    Running(
+        Command::new(KURA)
+            .args(["serve", dir.to_str().unwrap(), "--port", &port.to_string()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Polls until the server answers `/api/status`.
@@ -114,7 +151,7 @@ async fn a_second_server_on_the_same_project_fails_at_once_and_sigterm_stops_cle
         .output()
         .unwrap();
     let port = free_port();
-    let mut first = serve(dir.path(), port);
+    let mut first = serve_with_log(dir.path(), port);
     wait_ready(port).await;
 
     let started = Instant::now();
@@ -171,13 +208,37 @@ async fn every_example_project_boots_and_answers_a_query() {
         let port = free_port();
         let mut child = serve(dir.path(), port);
         wait_ready(port).await;
-        let r = reqwest::Client::new()
+        // Every file the example ships is loaded at startup and queryable.
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = client
+                .get(format!("http://127.0.0.1:{port}/api/sources"))
+                .send()
+                .await
+                .unwrap();
+            let body: serde_json::Value = r.json().await.unwrap();
+            let sources = body["sources"].as_array().cloned().unwrap_or_default();
+            let settled = !sources.is_empty() && sources.iter().all(|s| s["status"] == "synced");
+            if settled {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not load: {body}",
+                src.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let r = client
             .post(format!("http://127.0.0.1:{port}/api/query"))
-            .json(&serde_json::json!({"sql": "SELECT 42 AS answer"}))
+            .json(&serde_json::json!({"sql": "SELECT count(*) FROM information_schema.tables WHERE table_schema LIKE 'raw_%'"}))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{}", src.display());
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body["rows"][0][0].as_i64().unwrap() >= 1, "{body}");
         terminate(&child);
         assert!(child.wait().unwrap().success());
     }

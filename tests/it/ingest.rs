@@ -307,6 +307,28 @@ async fn parquet_and_gzip_load() {
 }
 
 #[tokio::test]
+async fn an_excel_workbook_loads_its_first_sheet() {
+    let app = TestApp::new().await;
+    let book = crate::xlsx::workbook(&[
+        &["sku", "qty", "note"],
+        &["a-1", "3", "first"],
+        &["b-2", "5", "second, with a comma"],
+    ]);
+    drop_file(&uploads(&app), "Stock Count.xlsx", &book);
+    wait_for_value(
+        &app,
+        "SELECT sum(qty) FROM raw_uploads.stock_count",
+        json!(8),
+    )
+    .await;
+    let (_, body) = app
+        .query("SELECT note FROM raw_uploads.stock_count WHERE sku = 'b-2'")
+        .await;
+    assert_eq!(body["rows"][0][0], "second, with a comma");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_new_column_widens_the_table_and_a_missing_one_is_refused() {
     let app = TestApp::new().await;
     let dir = uploads(&app).join("m");

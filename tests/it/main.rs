@@ -11,3 +11,4 @@ mod harness;
 mod ingest;
 mod platform;
 mod query;
+mod xlsx;
