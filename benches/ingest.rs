@@ -210,10 +210,10 @@ async fn run() {
     // outside the watched folder.
     let work = server.dir.path().join("gen");
     std::fs::create_dir_all(&work).unwrap();
-    let csv_1m = work.join("orders_1m.csv");
-    let csv_5m = work.join("orders_5m.csv");
-    let ndjson_1m = work.join("orders_1m.ndjson");
-    let parquet_1m = work.join("orders_1m.parquet");
+    let csv_1m = work.join("orders_1m_csv.csv");
+    let csv_5m = work.join("orders_5m_csv.csv");
+    let ndjson_1m = work.join("orders_1m_ndjson.ndjson");
+    let parquet_1m = work.join("orders_1m_parquet.parquet");
     let sizes = [
         ("csv", 1_000_000, &csv_1m),
         ("csv", 5_000_000, &csv_5m),
@@ -232,17 +232,17 @@ async fn run() {
     // 1. Load times against standalone DuckDB.
     let cases = [
         (
-            "orders_1m.csv",
+            "orders_1m_csv.csv",
             &csv_1m,
             format!("read_csv('{}')", csv_1m.display()),
         ),
         (
-            "orders_1m.parquet",
+            "orders_1m_parquet.parquet",
             &parquet_1m,
             format!("read_parquet('{}')", parquet_1m.display()),
         ),
         (
-            "orders_1m.ndjson",
+            "orders_1m_ndjson.ndjson",
             &ndjson_1m,
             format!("read_json('{}')", ndjson_1m.display()),
         ),
@@ -299,7 +299,7 @@ async fn run() {
                 let t = Instant::now();
                 let ok = client
                     .post(format!("http://127.0.0.1:{port}/api/query"))
-                    .json(&json!({"sql": "SELECT count(*) FROM raw_uploads.orders_1m"}))
+                    .json(&json!({"sql": "SELECT count(*) FROM raw_uploads.orders_1m_csv"}))
                     .send()
                     .await
                     .is_ok_and(|r| r.status().is_success());
@@ -318,7 +318,7 @@ async fn run() {
     let (lat, errors) = querier.await.unwrap();
     sampler.await.unwrap();
     println!(
-        "[load] orders_5m.csv: stable -> committed {:.0} ms; standalone DuckDB CREATE TABLE AS {:.0} ms; ratio {:.2} (target <= 1.3)",
+        "[load] orders_5m_csv.csv: stable -> committed {:.0} ms; standalone DuckDB CREATE TABLE AS {:.0} ms; ratio {:.2} (target <= 1.3)",
         load.as_secs_f64() * 1000.0,
         base.as_secs_f64() * 1000.0,
         load.as_secs_f64() / base.as_secs_f64()

@@ -110,6 +110,17 @@ pub struct Capped {
 /// itself when a table it reads has changed.
 pub fn fetch_capped(conn: &Connection, sql: &str, max_rows: usize) -> Result<Capped, QueryError> {
     let mut stmt = conn.prepare_cached(sql).map_err(prepare_error)?;
+    let result = read_capped(&mut stmt, max_rows);
+    // A result that was not read to its end (truncated, or failed mid-way) stays open in
+    // the statement, and DuckDB refuses the connection's next query until it is destroyed:
+    // such a statement leaves the cache instead of going back into it.
+    if !matches!(&result, Ok(c) if !c.truncated) {
+        stmt.discard();
+    }
+    result
+}
+
+fn read_capped(stmt: &mut duckdb::Statement<'_>, max_rows: usize) -> Result<Capped, QueryError> {
     let stream = stmt.stream_arrow([]).map_err(execution_error)?;
     let schema = stream.get_schema();
     let mut batches = Vec::new();

@@ -177,22 +177,17 @@ fn load_in_transaction(
 ) -> Result<Loaded, LoadError> {
     ensure_ledger(conn).map_err(engine)?;
     let source = reader(f.format, f.staged, lenient);
-    let file_columns = describe(conn, &source).map_err(|e| LoadError::Parse(e.to_string()))?;
-    if let Some((name, _)) = file_columns
-        .iter()
-        .find(|(n, _)| n == FILE_COLUMN || n == LOADED_AT_COLUMN)
-    {
-        return Err(LoadError::SchemaConflict(format!(
-            "the file has a column named {name}, which Kura reserves for itself"
-        )));
-    }
     let schema = sql_ident(f.schema);
     let table = format!("{schema}.{}", sql_ident(f.table));
     let path = sql_string(f.path);
     let extra = format!("{path} AS {FILE_COLUMN}, now() AS {LOADED_AT_COLUMN}");
     conn.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
         .map_err(engine)?;
-
+    let reserved = |name: &str| {
+        LoadError::SchemaConflict(format!(
+            "the file has a column named {name}, which Kura reserves for itself"
+        ))
+    };
     let mut loaded = Loaded::default();
     if !table_exists(conn, f.schema, f.table).map_err(engine)? {
         conn.execute_batch(&format!(
@@ -206,6 +201,13 @@ fn load_in_transaction(
             .map_err(engine)?
             .unsigned_abs();
     } else {
+        let file_columns = describe(conn, &source).map_err(|e| LoadError::Parse(e.to_string()))?;
+        if let Some((name, _)) = file_columns
+            .iter()
+            .find(|(n, _)| n == FILE_COLUMN || n == LOADED_AT_COLUMN)
+        {
+            return Err(reserved(name));
+        }
         let table_columns: Vec<(String, String)> = describe(conn, &table)
             .map_err(engine)?
             .into_iter()
