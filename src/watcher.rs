@@ -53,9 +53,15 @@ pub fn start(state: &AppState) {
     let callback_overflow = overflow.clone();
     let watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-            // Reads (open, access, close-without-write) are Kura's own sync reading the files;
-            // reacting to them would make every sync start the next one.
-            Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
+            // Reads (open, access, close-without-write) are Kura's own sync reading the files,
+            // and attribute-only changes (the link count from staging, `touch`) never change
+            // a file's content; reacting to them would make every sync start the next one.
+            Ok(event)
+                if matches!(
+                    event.kind,
+                    notify::EventKind::Access(_)
+                        | notify::EventKind::Modify(notify::event::ModifyKind::Metadata(_))
+                ) => {}
             Ok(event) => {
                 for path in event.paths {
                     if tx.try_send(path).is_err() {

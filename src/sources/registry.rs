@@ -218,10 +218,14 @@ fn collect(
         out.push(DiskFile {
             rel: relative(root, &path),
             size: meta.len(),
-            mtime: meta
-                .modified()
-                .map(DateTime::<Utc>::from)
-                .unwrap_or_else(|_| DateTime::<Utc>::from(SystemTime::UNIX_EPOCH)),
+            // Microseconds: what the ledger (a DuckDB TIMESTAMPTZ) keeps, so that an
+            // unchanged file compares equal and is not even hashed again.
+            mtime: chrono::SubsecRound::trunc_subsecs(
+                meta.modified()
+                    .map(DateTime::<Utc>::from)
+                    .unwrap_or_else(|_| DateTime::<Utc>::from(SystemTime::UNIX_EPOCH)),
+                6,
+            ),
             kind: detect(&name),
             path,
         });
