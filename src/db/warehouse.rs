@@ -68,14 +68,38 @@ impl QueryConn {
     pub fn warehouse_generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
+
+    /// Forgets the kept transaction and rolls back whatever is open, always: a failed
+    /// statement leaves DuckDB's transaction aborted, and duckdb-rs's `is_autocommit` does
+    /// not tell. "No transaction is active" is the normal answer when none was. An interrupt
+    /// that arrived just as a statement finished fails the first ROLLBACK and is cleared by
+    /// it, so one retry always suffices.
+    pub fn end_transaction(&self) {
+        self.open_transaction.set(None);
+        for attempt in 0..2 {
+            match self.conn.execute_batch("ROLLBACK") {
+                Ok(()) => return,
+                Err(e) if e.to_string().contains("no transaction is active") => return,
+                Err(e) if attempt == 0 => {
+                    tracing::debug!(error = %e, "rollback on a query connection failed; retrying")
+                }
+                Err(e) => tracing::error!(error = %e, "a query connection could not roll back"),
+            }
+        }
+    }
+
+    /// Ends the kept read-only transaction, if there is one.
+    pub fn end_kept_transaction(&self) {
+        if self.open_transaction.get().is_some() {
+            self.end_transaction();
+        }
+    }
 }
 
-/// Ends a worker's kept read-only transaction (idle, or at shutdown), so it never holds
-/// back a checkpoint.
-fn end_kept_transaction(qc: &mut QueryConn) {
-    if qc.open_transaction.take().is_some() {
-        let _ = qc.conn.execute_batch("ROLLBACK");
-    }
+/// Lane hook (idle for 200 ms, and at shutdown): a kept transaction never holds back a
+/// checkpoint.
+fn end_idle_transaction(qc: &mut QueryConn) {
+    qc.end_kept_transaction();
 }
 
 /// Whether a job's statement may be interrupted right now.
@@ -223,8 +247,8 @@ impl Warehouse {
             "warehouse-q",
             conns,
             config.api.query_queue,
-            end_kept_transaction,
-            Some((std::time::Duration::from_millis(200), end_kept_transaction)),
+            end_idle_transaction,
+            Some((std::time::Duration::from_millis(200), end_idle_transaction)),
         )
         .map_err(spawn_err)?;
         let background =

@@ -42,9 +42,7 @@ pub fn in_read_only_transaction<R>(
     let begun = if fresh {
         Ok(())
     } else {
-        if qc.open_transaction.take().is_some() {
-            end_transaction(&qc.conn);
-        }
+        qc.end_kept_transaction();
         let begun = qc
             .conn
             .execute_batch("BEGIN TRANSACTION READ ONLY")
@@ -59,28 +57,9 @@ pub fn in_read_only_transaction<R>(
     control.statement_finished();
     if result.is_err() {
         // The transaction is aborted (or the statement was interrupted): start clean.
-        qc.open_transaction.set(None);
-        end_transaction(&qc.conn);
+        qc.end_transaction();
     }
     result
-}
-
-/// Rolls back whatever the job left open, always: a failed statement leaves DuckDB's
-/// transaction aborted, and duckdb-rs's `is_autocommit` does not tell. "No transaction is
-/// active" is the normal answer when BEGIN itself failed. An interrupt that arrived just
-/// as the statement finished fails the first ROLLBACK and is cleared by it, so one retry
-/// always suffices.
-fn end_transaction(conn: &Connection) {
-    for attempt in 0..2 {
-        match conn.execute_batch("ROLLBACK") {
-            Ok(()) => return,
-            Err(e) if e.to_string().contains("no transaction is active") => return,
-            Err(e) if attempt == 0 => {
-                tracing::debug!(error = %e, "rollback after a user query failed; retrying")
-            }
-            Err(e) => tracing::error!(error = %e, "a query connection could not roll back"),
-        }
-    }
 }
 
 /// Maps an error from `prepare` (parse, bind, catalog) to `invalid_sql`.

@@ -260,19 +260,7 @@ fn scalar_text_quoted(out: &mut Vec<u8>, array: &dyn Array, row: usize, quote: b
                 TimeUnit::Nanosecond => (v.div_euclid(1_000_000_000), v.rem_euclid(1_000_000_000)),
             };
             q(out);
-            let written = timestamp(out, secs, nanos) || {
-                // Years beyond 0..=9999: chrono prints them (with a sign and more digits).
-                let t = chrono::DateTime::from_timestamp(secs, u32::try_from(nanos).unwrap_or(0));
-                t.map(|t| {
-                    out.extend_from_slice(
-                        t.naive_utc()
-                            .format("%Y-%m-%dT%H:%M:%S%.f")
-                            .to_string()
-                            .as_bytes(),
-                    )
-                })
-                .is_some()
-            };
+            let written = timestamp(out, secs, nanos);
             if !written {
                 // DuckDB's infinity timestamps.
                 out.extend_from_slice(if v > 0 { b"infinity" } else { b"-infinity" });
@@ -406,17 +394,19 @@ fn write_date(out: &mut Vec<u8>, days_since_epoch: i64) -> bool {
     if !(0..=9999).contains(&year) {
         return false;
     }
-    let digits = |out: &mut Vec<u8>, v: i64, n: u32| {
-        for i in (0..n).rev() {
-            out.push(b'0' + ((v / 10_i64.pow(i)) % 10) as u8);
-        }
-    };
-    digits(out, year, 4);
+    zero_padded(out, year.unsigned_abs(), 4);
     out.push(b'-');
-    digits(out, month, 2);
+    zero_padded(out, month.unsigned_abs(), 2);
     out.push(b'-');
-    digits(out, day, 2);
+    zero_padded(out, day.unsigned_abs(), 2);
     true
+}
+
+/// Writes the last `width` decimal digits of `v`, zero-padded.
+fn zero_padded(out: &mut Vec<u8>, v: u64, width: u32) {
+    for i in (0..width).rev() {
+        out.push(b'0' + ((v / 10_u64.pow(i)) % 10) as u8);
+    }
 }
 
 fn date(out: &mut Vec<u8>, days_since_epoch: i64) {
@@ -437,15 +427,11 @@ fn date(out: &mut Vec<u8>, days_since_epoch: i64) {
 
 /// `HH:MM:SS` plus the fraction in 3, 6 or 9 digits, as few as exact.
 fn clock(out: &mut Vec<u8>, secs_of_day: u32, nanos: u32) {
-    let two = |out: &mut Vec<u8>, v: u32| {
-        out.push(b'0' + (v / 10) as u8);
-        out.push(b'0' + (v % 10) as u8);
-    };
-    two(out, secs_of_day / 3600);
+    zero_padded(out, u64::from(secs_of_day / 3600), 2);
     out.push(b':');
-    two(out, secs_of_day / 60 % 60);
+    zero_padded(out, u64::from(secs_of_day / 60 % 60), 2);
     out.push(b':');
-    two(out, secs_of_day % 60);
+    zero_padded(out, u64::from(secs_of_day % 60), 2);
     if nanos > 0 {
         let (value, width) = if nanos.is_multiple_of(1_000_000) {
             (nanos / 1_000_000, 3)
@@ -455,26 +441,29 @@ fn clock(out: &mut Vec<u8>, secs_of_day: u32, nanos: u32) {
             (nanos, 9)
         };
         out.push(b'.');
-        for i in (0..width).rev() {
-            out.push(b'0' + ((value / 10_u32.pow(i)) % 10) as u8);
-        }
+        zero_padded(out, u64::from(value), width);
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fff]`; false if the year is out of range.
+/// `YYYY-MM-DDTHH:MM:SS[.fff]`, like [`date`]: the fast path for years 0..=9999, chrono
+/// for the rest (with a sign and more digits); false only for DuckDB's infinities.
 fn timestamp(out: &mut Vec<u8>, secs: i64, nanos: i64) -> bool {
     let start = out.len();
-    if !write_date(out, secs.div_euclid(86_400)) {
-        out.truncate(start);
-        return false;
+    if write_date(out, secs.div_euclid(86_400)) {
+        out.push(b'T');
+        let secs_of_day = u32::try_from(secs.rem_euclid(86_400)).unwrap_or(0);
+        clock(out, secs_of_day, u32::try_from(nanos).unwrap_or(0));
+        return true;
     }
-    out.push(b'T');
-    clock(
-        out,
-        u32::try_from(secs.rem_euclid(86_400)).unwrap_or(0),
-        u32::try_from(nanos).unwrap_or(0),
-    );
-    true
+    out.truncate(start);
+    match chrono::DateTime::from_timestamp(secs, u32::try_from(nanos).unwrap_or(0)) {
+        Some(t) => {
+            let text = t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.f").to_string();
+            out.extend_from_slice(text.as_bytes());
+            true
+        }
+        None => false,
+    }
 }
 
 /// ISO-8601 duration: `P1Y2M3DT4H5M6.5S`; zero is `PT0S`.
@@ -681,6 +670,11 @@ mod tests {
             "1970-01-01T00:00:00.123456"
         );
         assert_eq!(s(|o| assert!(!timestamp(o, i64::MAX / 2, 0))), "");
+        // Year 10000: past the fast path, printed by chrono.
+        assert_eq!(
+            s(|o| assert!(timestamp(o, 253_402_300_800, 0))),
+            "+10000-01-01T00:00:00"
+        );
     }
 
     #[test]
