@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+use crate::auth::AuthState;
 use crate::blocking;
 use crate::config::Config;
 use crate::db::meta::MetaDb;
@@ -43,6 +44,7 @@ pub struct Inner {
     pub events: EventBus,
     pub syncs: SyncTracker,
     pub tasks: Tasks,
+    pub auth: AuthState,
     pub started_at: DateTime<Utc>,
     watcher: Mutex<WatcherStatus>,
     lock: ServeLock,
@@ -59,6 +61,7 @@ impl AppState {
     /// Opens everything the project needs. Fails at once, with a clear message, if another
     /// Kura process already serves this project.
     pub async fn new(config: Config) -> anyhow::Result<Self> {
+        config.check_exposure().map_err(anyhow::Error::msg)?;
         let state_dir = config.state_dir();
         let lock = blocking::run(move || ServeLock::acquire(&state_dir)).await?;
         let meta_path = config.state_dir().join("kura.db");
@@ -79,6 +82,19 @@ impl AppState {
         })
         .await?;
         let events = EventBus::new(meta.clone());
+        if config.auth.enabled
+            && let Some(password) = crate::auth::admin::bootstrap_admin(&meta).await?
+        {
+            // Shown once, on the console of whoever started the server; it must be
+            // changed at first sign-in.
+            eprintln!(
+                "\nCreated the first admin account:\n  email:    admin@localhost\n  password: {password}\n\
+                 Sign in at /login; you will be asked to choose a new password.\n"
+            );
+        }
+        let auth_config = config.clone();
+        let auth_meta = meta.clone();
+        let auth = blocking::run(move || AuthState::open(&auth_config, &auth_meta)).await?;
         Ok(Self(Arc::new(Inner {
             config,
             meta,
@@ -87,6 +103,7 @@ impl AppState {
             events,
             syncs: SyncTracker::default(),
             tasks: Tasks::new(),
+            auth,
             started_at: Utc::now(),
             watcher: Mutex::new(WatcherStatus::default()),
             lock,
@@ -102,6 +119,22 @@ impl AppState {
     /// was down (or a load cut off by a crash) are loaded now, exactly once.
     pub async fn start_background(&self) {
         crate::watcher::start(self);
+        let sessions = self.auth.sessions.clone();
+        let stop = self.tasks.token();
+        self.tasks.spawn("session-purge", async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = every.tick() => {}
+                }
+                match sessions.purge_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(sessions = n, "removed expired sessions"),
+                    Err(e) => tracing::warn!(error = %e, "cannot remove expired sessions"),
+                }
+            }
+        });
         for (name, source) in self.sources() {
             if source.enabled {
                 let options = crate::sources::sync::SyncOptions::default();

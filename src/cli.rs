@@ -107,8 +107,18 @@ async fn sync_via_server(
         }
     };
     println!("a Kura server is running on this project; asking it at http://{addr}");
+    // The server writes a machine-local token to .kura/cli-token (mode 0600) at start:
+    // whoever can read the project's state folder may drive its server from the CLI.
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = crate::auth::read_cli_token(&config.state_dir()) {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?,
+        );
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
+        .default_headers(headers)
         .build()?;
     let body = json!({"sources": only.map(|s| vec![s]), "full_refresh": full_refresh});
     let (status, mut answer) = call(

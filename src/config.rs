@@ -21,6 +21,7 @@ pub struct Config {
     pub platform: PlatformSection,
     pub warehouse: WarehouseSection,
     pub api: ApiSection,
+    pub auth: AuthSection,
     /// Sources declared explicitly; sub-folders of the watched folders need no entry.
     pub sources: Vec<SourceConfig>,
     /// The project directory; not part of the file, set by [`Config::load`].
@@ -184,6 +185,43 @@ impl Default for ApiSection {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Off is allowed only on a loopback bind, where Kura acts as a local admin.
+    pub enabled: bool,
+    /// Everyone must enrol TOTP two-factor before they can do anything else.
+    pub require_2fa: bool,
+    /// A session unused this long ends.
+    pub session_idle_minutes: u64,
+    /// A session ends this long after sign-in, however busy.
+    pub session_max_hours: u64,
+    /// Failed sign-ins for one email before it is locked.
+    pub lockout_attempts: u32,
+    pub lockout_minutes: u64,
+    /// Credential-bearing requests (`POST /api/auth/*`) per client address.
+    pub rate_limit_per_minute: u32,
+    pub rate_limit_burst: u32,
+    /// How long an invitation link stays valid.
+    pub invite_hours: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            require_2fa: false,
+            session_idle_minutes: 8 * 60,
+            session_max_hours: 7 * 24,
+            lockout_attempts: 5,
+            lockout_minutes: 15,
+            rate_limit_per_minute: 10,
+            rate_limit_burst: 5,
+            invite_hours: 72,
+        }
+    }
+}
+
 /// A configuration problem, always naming where it was found.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -281,6 +319,24 @@ impl Config {
         if a.max_upload_mb == 0 {
             return Err("api.max_upload_mb: must be at least 1".into());
         }
+        let u = &self.auth;
+        if u.session_idle_minutes == 0 || u.session_max_hours == 0 {
+            return Err(
+                "auth.session_idle_minutes / auth.session_max_hours: must be at least 1".into(),
+            );
+        }
+        if u.lockout_attempts == 0 || u.lockout_minutes == 0 {
+            return Err("auth.lockout_attempts / auth.lockout_minutes: must be at least 1".into());
+        }
+        if u.rate_limit_per_minute == 0 || u.rate_limit_burst == 0 {
+            return Err(
+                "auth.rate_limit_per_minute / auth.rate_limit_burst: must be at least 1".into(),
+            );
+        }
+        if u.invite_hours == 0 {
+            return Err("auth.invite_hours: must be at least 1".into());
+        }
+        self.check_exposure()?;
         let p = &self.platform;
         if !(50..=600_000).contains(&p.debounce_ms) {
             return Err("platform.debounce_ms: must be between 50 and 600000".into());
@@ -303,6 +359,19 @@ impl Config {
             if s.directory.as_os_str().is_empty() {
                 return Err(format!("sources[{i}].directory: must not be empty"));
             }
+        }
+        Ok(())
+    }
+
+    /// Auth may be off only while nothing beyond this machine can connect. Checked at load
+    /// and again at serve time, after command-line flags changed the bind address.
+    pub fn check_exposure(&self) -> Result<(), String> {
+        if !self.auth.enabled && !self.platform.bind.is_loopback() {
+            return Err(format!(
+                "auth.enabled: false is allowed only on a loopback address, and platform.bind is {}; \
+                 turn auth on or bind to 127.0.0.1",
+                self.platform.bind
+            ));
         }
         Ok(())
     }

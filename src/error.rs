@@ -27,6 +27,21 @@ pub enum AppError {
     Conflict { code: &'static str, message: String },
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// No credentials, or credentials that are no longer valid.
+    #[error("{message}")]
+    Unauthenticated { code: &'static str, message: String },
+    /// Signed in, but not allowed. `permission` names what is missing, when it is one.
+    #[error("{message}")]
+    Forbidden {
+        code: &'static str,
+        message: String,
+        permission: Option<&'static str>,
+    },
+    /// The account is locked after repeated failed sign-ins.
+    #[error("too many failed sign-ins; try again in {retry_after} s")]
+    Locked { retry_after: u64 },
+    #[error("too many requests; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
     #[error(transparent)]
     Query(#[from] QueryError),
     /// Every worker is busy and the queue is full; try again shortly.
@@ -56,6 +71,21 @@ impl AppError {
         }
     }
 
+    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Unauthenticated {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Forbidden {
+            code,
+            message: message.into(),
+            permission: None,
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, String, Map<String, Value>) {
         let mut ctx = Map::new();
         let (status, code, message) = match self {
@@ -67,6 +97,31 @@ impl AppError {
                 "payload_too_large",
                 m.clone(),
             ),
+            Self::Unauthenticated { code, message } => {
+                (StatusCode::UNAUTHORIZED, *code, message.clone())
+            }
+            Self::Forbidden {
+                code,
+                message,
+                permission,
+            } => {
+                if let Some(p) = permission {
+                    ctx.insert("permission".into(), json!(p));
+                }
+                (StatusCode::FORBIDDEN, *code, message.clone())
+            }
+            Self::Locked { retry_after } => {
+                ctx.insert("retry_after".into(), json!(retry_after));
+                (StatusCode::LOCKED, "account_locked", self.to_string())
+            }
+            Self::RateLimited { retry_after } => {
+                ctx.insert("retry_after".into(), json!(retry_after));
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    self.to_string(),
+                )
+            }
             Self::Query(e) => {
                 ctx = e.context();
                 (e.status(), e.code(), e.to_string())
@@ -98,7 +153,10 @@ impl IntoResponse for AppError {
         body.insert("message".into(), json!(message));
         body.extend(ctx);
         let mut response = (status, axum::Json(Value::Object(body))).into_response();
-        if let Self::Busy { retry_after } = &self {
+        if let Self::Busy { retry_after }
+        | Self::Locked { retry_after }
+        | Self::RateLimited { retry_after } = &self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
@@ -132,4 +190,14 @@ pub fn json_error(status: StatusCode, code: &'static str, message: impl Into<Str
         internal: None,
     });
     response
+}
+
+impl From<crate::db::meta::MetaError> for AppError {
+    fn from(e: crate::db::meta::MetaError) -> Self {
+        match e {
+            crate::db::meta::MetaError::Busy => Self::Busy { retry_after: 1 },
+            crate::db::meta::MetaError::Closed => Self::ShuttingDown,
+            other => Self::Internal(other.into()),
+        }
+    }
 }

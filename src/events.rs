@@ -2,6 +2,7 @@
 
 pub mod bus;
 pub mod event;
+pub mod ws;
 
 pub use bus::EventBus;
 pub use event::{Event, EventKind};

@@ -16,6 +16,7 @@
 //! [`blocking::run`]. See `docs/ARCHITECTURE.md` for the map.
 
 pub mod app;
+pub mod auth;
 pub mod blocking;
 pub mod cli;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod platform;
 pub mod project;
 pub mod query;
 pub mod routes;
+pub mod secrets;
 pub mod sources;
 pub mod tasks;
 pub mod watcher;

@@ -53,6 +53,31 @@ enum Command {
         #[arg(long)]
         full_refresh: bool,
     },
+    /// Manage user accounts (works whether or not the server is running)
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+        /// The project directory
+        #[arg(long, default_value = ".", global = true)]
+        project: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add an active user with a temporary password (printed once; changed at first sign-in)
+    Add {
+        email: String,
+        /// admin, editor or viewer
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        #[arg(long, default_value = "")]
+        display_name: String,
+    },
+    /// Give a user a new temporary password (printed once); their sessions end
+    ResetPassword { email: String },
+    /// List users
+    List,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +98,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("Created a Kura project in {}:", dir.display());
             for f in files {
                 println!("  {}", f.display());
+            }
+            let state_dir = dir.join(".kura");
+            let admin_password = with_meta(&state_dir, |meta| async move {
+                kura::auth::admin::bootstrap_admin(&meta).await
+            })?;
+            if let Some(password) = admin_password {
+                println!();
+                println!(
+                    "The first admin account (shown only now; you choose a new password at first sign-in):"
+                );
+                println!("  email:    admin@localhost");
+                println!("  password: {password}");
             }
             println!();
             println!("Next:");
@@ -115,7 +152,78 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("some files did not load (see above)")
             }
         }
+        Command::User { action, project } => {
+            init_tracing_quiet();
+            user_command(&project, action)
+        }
     }
+}
+
+/// Runs `f` with the project's metadata store open (on a small runtime of its own).
+fn with_meta<F, Fut, R>(state_dir: &std::path::Path, f: F) -> anyhow::Result<R>
+where
+    F: FnOnce(kura::db::meta::MetaDb) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<R>>,
+{
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("cannot create {}", state_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let meta = kura::db::meta::MetaDb::open(&state_dir.join("kura.db"))?;
+    let result = runtime.block_on(f(meta.clone()));
+    meta.close();
+    result
+}
+
+fn user_command(project: &std::path::Path, action: UserAction) -> anyhow::Result<()> {
+    let config = Config::load(project)?;
+    let state_dir = config.state_dir();
+    match action {
+        UserAction::Add {
+            email,
+            role,
+            display_name,
+        } => {
+            let role = kura::auth::Role::parse(&role)
+                .with_context(|| format!("{role:?} is not a role: use admin, editor or viewer"))?;
+            let password = with_meta(&state_dir, |meta| async move {
+                kura::auth::admin::add_user_cli(&meta, &email, role, &display_name).await
+            })?;
+            println!(
+                "Added the user. Temporary password (shown only now; changed at first sign-in):"
+            );
+            println!("  {password}");
+        }
+        UserAction::ResetPassword { email } => {
+            let password = with_meta(&state_dir, |meta| async move {
+                kura::auth::admin::reset_password_cli(&meta, &email).await
+            })?;
+            println!("New temporary password (shown only now; changed at first sign-in):");
+            println!("  {password}");
+        }
+        UserAction::List => {
+            let users = with_meta(&state_dir, |meta| async move {
+                Ok(meta.read(kura::auth::store::list_users).await?)
+            })?;
+            println!(
+                "{:<32} {:<8} {:<12} {:<4} LAST SIGN-IN",
+                "EMAIL", "ROLE", "STATUS", "2FA"
+            );
+            for u in users {
+                println!(
+                    "{:<32} {:<8} {:<12} {:<4} {}",
+                    u.email,
+                    u.role.as_str(),
+                    u.status,
+                    if u.totp_enabled { "on" } else { "off" },
+                    u.last_login_at.as_deref().unwrap_or("never")
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// For one-shot commands: warnings and errors only, unless `RUST_LOG` says otherwise.

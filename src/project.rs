@@ -81,7 +81,7 @@ pub fn init(dir: &Path, force: bool) -> Result<Vec<PathBuf>, InitError> {
     if !env.exists() {
         write_private(
             &env,
-            "# Secrets for this project (KEY=value). Never commit this file.\n",
+            b"# Secrets for this project (KEY=value). Never commit this file.\n",
         )
         .map_err(io(&env))?;
         written.push(env);
@@ -89,13 +89,28 @@ pub fn init(dir: &Path, force: bool) -> Result<Vec<PathBuf>, InitError> {
     Ok(written)
 }
 
-/// Writes a file readable only by its owner.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+/// Writes a file readable only by its owner (mode 0600), atomically: the bytes go to a
+/// temporary file beside it, are synced, and replace the file by rename, so a crash leaves
+/// either the old file or the new one, never half of one.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", rand::random::<u64>()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(text.as_bytes())
+    let written = options.open(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Quotes a project name for YAML if it needs it.

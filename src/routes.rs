@@ -1,73 +1,363 @@
-//! THE route table: every path, its method and handler, in one file to review.
-//!
-//! Access control arrives with accounts (roles and permissions per route); until then
-//! every route is open to whoever can reach the port, which is loopback by default.
+//! THE route table: every path, its method, its handler and who may call it, in one file
+//! to review. [`table`] builds the router and the list of [`RouteSpec`]s from the same
+//! entries, so the access matrix test walks exactly what is served.
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::middleware;
-use axum::routing::{get, post};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::routing::{MethodFilter, on};
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::app::AppState;
+use crate::auth::{self, Access, Permission as P};
+use crate::config::Config;
 use crate::error::json_error;
 use crate::sources::handlers as src;
-use crate::{platform, query, web};
+use crate::{events, platform, query, secrets, web};
+
+/// One served route and what it requires.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+struct Table {
+    router: Router<AppState>,
+    specs: Vec<RouteSpec>,
+}
+
+impl Table {
+    fn add<H, T>(self, method: Method, path: &'static str, access: Access, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add_limited(method, path, access, handler, None)
+    }
+
+    /// `body_limit` replaces the API-wide request body limit for this route.
+    fn add_limited<H, T>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: H,
+        body_limit: Option<usize>,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+        let mut route = on(filter, handler).route_layer(middleware::from_fn(
+            move |req: Request, next: Next| auth::middleware::guard(access, req, next),
+        ));
+        if let Some(limit) = body_limit {
+            route = route.layer(DefaultBodyLimit::max(limit));
+        }
+        self.router = self.router.route(path, route);
+        self.specs.push(RouteSpec {
+            method,
+            path,
+            access,
+        });
+        self
+    }
+}
+
+fn table(config: &Config) -> Table {
+    use Access::{Account, PendingTwoFactor, Permission as Perm, Public, SignedIn};
+    use Method as M;
+    use auth::{admin, audit, handlers as a, keys};
+    // Uploads stream to disk; their own limit (api.max_upload_mb) is enforced while reading.
+    let upload_limit =
+        usize::try_from(config.api.max_upload_mb * 1024 * 1024 + 1024 * 1024).unwrap_or(usize::MAX);
+    let t = Table {
+        router: Router::new(),
+        specs: Vec::new(),
+    };
+    t
+        // Platform
+        .add(
+            M::GET,
+            "/api/status",
+            Perm(P::HealthView),
+            platform::handlers::show_status,
+        )
+        .add(
+            M::GET,
+            "/api/config",
+            Perm(P::ConfigView),
+            platform::handlers::show_config,
+        )
+        .add(
+            M::GET,
+            "/api/health/platform",
+            Perm(P::HealthView),
+            platform::handlers::show_platform_health,
+        )
+        .add(M::GET, "/ws", Perm(P::HealthView), events::ws::upgrade)
+        // Queries
+        .add(
+            M::POST,
+            "/api/query",
+            Perm(P::QueryExecute),
+            query::handlers::run_query,
+        )
+        .add(
+            M::POST,
+            "/api/query/export",
+            Perm(P::QueryExecute),
+            query::handlers::export_query,
+        )
+        // Sources and syncs
+        .add(
+            M::GET,
+            "/api/sources",
+            Perm(P::SourceView),
+            src::list_sources,
+        )
+        .add(
+            M::GET,
+            "/api/sources/{name}/details",
+            Perm(P::SourceView),
+            src::show_source,
+        )
+        .add(
+            M::POST,
+            "/api/sources/{name}/sync",
+            Perm(P::SourceSync),
+            src::sync_source,
+        )
+        .add(
+            M::GET,
+            "/api/sources/{name}/logs",
+            Perm(P::SourceView),
+            src::list_source_logs,
+        )
+        .add(
+            M::GET,
+            "/api/sources/{name}/csv-files",
+            Perm(P::SourceView),
+            src::list_files,
+        )
+        .add(
+            M::DELETE,
+            "/api/sources/{name}/csv-files",
+            Perm(P::CsvDelete),
+            src::delete_file,
+        )
+        .add_limited(
+            M::POST,
+            "/api/sources/{name}/upload-csv",
+            Perm(P::CsvUpload),
+            src::upload_file,
+            Some(upload_limit),
+        )
+        .add(
+            M::POST,
+            "/api/sync/trigger",
+            Perm(P::SourceSync),
+            src::trigger_sync,
+        )
+        .add(
+            M::GET,
+            "/api/sync/status/{record_id}",
+            Perm(P::SourceView),
+            src::show_sync_status,
+        )
+        .add(M::GET, "/api/logs", Perm(P::LogsView), src::list_logs)
+        .add(
+            M::GET,
+            "/api/watcher/status",
+            Perm(P::SourceView),
+            src::show_watcher_status,
+        )
+        // Signing in, and one's own account
+        .add(M::POST, "/api/auth/login", Public, a::login)
+        .add(M::POST, "/api/auth/logout", Public, a::logout)
+        .add(M::POST, "/api/auth/accept-invite", Public, a::accept_invite)
+        .add(
+            M::POST,
+            "/api/auth/2fa/verify",
+            PendingTwoFactor,
+            a::verify_two_factor,
+        )
+        .add(M::GET, "/api/auth/me", Account, a::me)
+        .add(
+            M::POST,
+            "/api/auth/change-password",
+            Account,
+            a::change_password,
+        )
+        .add(M::POST, "/api/auth/2fa/setup", Account, a::setup_two_factor)
+        .add(
+            M::POST,
+            "/api/auth/2fa/verify-setup",
+            Account,
+            a::verify_two_factor_setup,
+        )
+        .add(
+            M::POST,
+            "/api/auth/2fa/disable",
+            SignedIn,
+            a::disable_two_factor,
+        )
+        .add(
+            M::POST,
+            "/api/auth/2fa/regenerate-recovery",
+            SignedIn,
+            a::regenerate_recovery_codes,
+        )
+        .add(M::GET, "/api/auth/sessions", SignedIn, a::list_sessions)
+        .add(
+            M::DELETE,
+            "/api/auth/sessions/{id}",
+            SignedIn,
+            a::delete_session,
+        )
+        .add(M::GET, "/api/auth/api-keys", SignedIn, keys::list_keys)
+        .add(M::POST, "/api/auth/api-keys", SignedIn, keys::create_key)
+        .add(
+            M::DELETE,
+            "/api/auth/api-keys/{id}",
+            SignedIn,
+            keys::revoke_key,
+        )
+        // Administration
+        .add(
+            M::GET,
+            "/api/admin/users",
+            Perm(P::UsersManage),
+            admin::list_users,
+        )
+        .add(
+            M::POST,
+            "/api/admin/users",
+            Perm(P::UsersManage),
+            admin::invite_user,
+        )
+        .add(
+            M::POST,
+            "/api/admin/users/{id}/reinvite",
+            Perm(P::UsersManage),
+            admin::reinvite_user,
+        )
+        .add(
+            M::PUT,
+            "/api/admin/users/{id}/role",
+            Perm(P::UsersManage),
+            admin::change_role,
+        )
+        .add(
+            M::POST,
+            "/api/admin/users/{id}/reset-password",
+            Perm(P::UsersManage),
+            admin::reset_password,
+        )
+        .add(
+            M::POST,
+            "/api/admin/users/{id}/deactivate",
+            Perm(P::UsersManage),
+            admin::deactivate_user,
+        )
+        .add(
+            M::POST,
+            "/api/admin/users/{id}/reactivate",
+            Perm(P::UsersManage),
+            admin::reactivate_user,
+        )
+        .add(
+            M::DELETE,
+            "/api/admin/users/{id}",
+            Perm(P::UsersManage),
+            admin::delete_user,
+        )
+        .add(
+            M::POST,
+            "/api/admin/users/{id}/unlock",
+            Perm(P::UsersManage),
+            admin::unlock_user,
+        )
+        .add(
+            M::POST,
+            "/api/admin/users/{id}/revoke-sessions",
+            Perm(P::UsersManage),
+            admin::revoke_sessions,
+        )
+        .add(
+            M::GET,
+            "/api/secrets",
+            Perm(P::ConfigManage),
+            secrets::list_secrets,
+        )
+        .add(
+            M::POST,
+            "/api/secrets",
+            Perm(P::ConfigManage),
+            secrets::set_secret,
+        )
+        .add(
+            M::DELETE,
+            "/api/secrets/{key}",
+            Perm(P::ConfigManage),
+            secrets::delete_secret,
+        )
+        .add(M::GET, "/api/audit", Perm(P::AuditView), audit::list_audit)
+        // Static files carry no data.
+        .add(M::GET, "/static/{name}", Public, web::assets::serve_asset)
+}
+
+/// Every served route with its access rule (for the access matrix test and docs).
+pub fn route_specs() -> Vec<RouteSpec> {
+    table(&Config::default()).specs
+}
 
 /// Builds the router with its middleware.
 pub fn build_router(state: AppState) -> Router {
     // A query body is the SQL (at most api.max_sql_bytes) in JSON: JSON escaping can at
     // most double it; anything larger is refused before it is read whole.
-    let query_body_limit = state.config.api.max_sql_bytes * 2 + 4096;
-    let api = Router::new()
-        .route("/status", get(platform::handlers::show_status))
-        .route("/config", get(platform::handlers::show_config))
-        .route(
-            "/health/platform",
-            get(platform::handlers::show_platform_health),
-        )
-        .route("/query", post(query::handlers::run_query))
-        .route("/query/export", post(query::handlers::export_query))
-        .route("/sources", get(src::list_sources))
-        .route("/sources/{name}/details", get(src::show_source))
-        .route("/sources/{name}/sync", post(src::sync_source))
-        .route("/sources/{name}/logs", get(src::list_source_logs))
-        .route(
-            "/sources/{name}/csv-files",
-            get(src::list_files).delete(src::delete_file),
-        )
-        .route("/sync/trigger", post(src::trigger_sync))
-        .route("/sync/status/{record_id}", get(src::show_sync_status))
-        .route("/logs", get(src::list_logs))
-        .route("/watcher/status", get(src::show_watcher_status))
-        .layer(DefaultBodyLimit::max(query_body_limit));
-    // Uploads stream to disk; their own limit (api.max_upload_mb) is enforced while reading.
-    let upload_limit = usize::try_from(state.config.api.max_upload_mb * 1024 * 1024 + 1024 * 1024)
-        .unwrap_or(usize::MAX);
-    let uploads = Router::new()
-        .route("/sources/{name}/upload-csv", post(src::upload_file))
-        .layer(DefaultBodyLimit::max(upload_limit));
-    let api = api.merge(uploads).fallback(api_not_found);
-    Router::new()
-        .nest("/api", api)
-        .route("/static/{name}", get(web::assets::serve_asset))
-        .fallback(page_not_found)
+    let body_limit = state.config.api.max_sql_bytes * 2 + 4096;
+    let auth_config = &state.config.auth;
+    let sessions = SessionManagerLayer::new(state.auth.sessions.clone())
+        .with_name(auth::SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        // Kura serves plain HTTP itself; beyond loopback it is expected behind TLS, and
+        // the cookie must then never travel in the clear.
+        .with_secure(!state.config.platform.bind.is_loopback())
+        .with_expiry(Expiry::OnInactivity(
+            tower_sessions::cookie::time::Duration::minutes(
+                i64::try_from(auth_config.session_idle_minutes).unwrap_or(i64::MAX / 60),
+            ),
+        ));
+    table(&state.config)
+        .router
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::middleware::authenticate,
+        ))
+        .layer(sessions)
         .layer(middleware::from_fn(web::middleware::log_requests))
         .with_state(state)
 }
 
-async fn api_not_found(uri: axum::extract::OriginalUri) -> axum::response::Response {
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    let what = if uri.path().starts_with("/api/") {
+        "no API route"
+    } else {
+        "there is no page at"
+    };
     json_error(
         StatusCode::NOT_FOUND,
         "not_found",
-        format!("no API route {}", uri.path()),
-    )
-}
-
-async fn page_not_found(uri: axum::http::Uri) -> axum::response::Response {
-    json_error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("there is no page at {}", uri.path()),
+        format!("{what} {}", uri.path()),
     )
 }

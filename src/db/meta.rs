@@ -23,6 +23,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_sync_runs",
         include_str!("migrations/0002_sync_runs.sql"),
     ),
+    (
+        "0003_accounts",
+        include_str!("migrations/0003_accounts.sql"),
+    ),
 ];
 
 const READERS: usize = 2;

@@ -63,17 +63,32 @@ fn spawn_server(dir: &Path, port: u16, stderr: Stdio) -> Running {
     )
 }
 
-/// Polls until the server answers `/api/status`.
-async fn wait_ready(port: u16) {
-    let client = reqwest::Client::new();
+/// A client that authenticates as the `kura` CLI does: with the machine-local token the
+/// running server wrote to `.kura/cli-token`.
+fn local_client(dir: &Path) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = kura::auth::read_cli_token(&dir.join(".kura")) {
+        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// Polls until the server answers `/api/status`; returns a client signed in to it.
+#[must_use = "the client is signed in to the server"]
+async fn wait_ready(dir: &Path, port: u16) -> reqwest::Client {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
+        // Read the token each time: a previous server's stale one is replaced at start.
+        let client = local_client(dir);
         let r = client
             .get(format!("http://127.0.0.1:{port}/api/status"))
             .send()
             .await;
         if r.is_ok_and(|r| r.status().is_success()) {
-            return;
+            return client;
         }
         assert!(Instant::now() < deadline, "the server did not come up");
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -152,7 +167,7 @@ async fn a_second_server_on_the_same_project_fails_at_once_and_sigterm_stops_cle
         .unwrap();
     let port = free_port();
     let mut first = serve_with_log(dir.path(), port);
-    wait_ready(port).await;
+    let _ = wait_ready(dir.path(), port).await;
 
     let started = Instant::now();
     let second = Command::new(KURA)
@@ -187,7 +202,7 @@ async fn a_second_server_on_the_same_project_fails_at_once_and_sigterm_stops_cle
     // The lock is released: serving again works.
     let port = free_port();
     let mut again = serve(dir.path(), port);
-    wait_ready(port).await;
+    let _ = wait_ready(dir.path(), port).await;
     terminate(&again);
     again.wait().unwrap();
 }
@@ -207,9 +222,9 @@ async fn every_example_project_boots_and_answers_a_query() {
         copy_dir(&src, dir.path());
         let port = free_port();
         let mut child = serve(dir.path(), port);
-        wait_ready(port).await;
+        let _ = wait_ready(dir.path(), port).await;
         // Every file the example ships is loaded at startup and queryable.
-        let client = reqwest::Client::new();
+        let client = local_client(dir.path());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let r = client
@@ -270,9 +285,8 @@ async fn kill_9_during_a_load_then_restart_loads_the_file_exactly_once() {
         .output()
         .unwrap();
     let port = free_port();
-    let client = reqwest::Client::new();
     let mut first = serve(dir.path(), port);
-    wait_ready(port).await;
+    let client = wait_ready(dir.path(), port).await;
     // Big enough that the load takes a while on this machine.
     let staged = dir.path().join("big.csv");
     gen_data::write("csv", 3_000_000, &staged).unwrap();
@@ -302,7 +316,7 @@ async fn kill_9_during_a_load_then_restart_loads_the_file_exactly_once() {
 
     let port = free_port();
     let mut second = serve(dir.path(), port);
-    wait_ready(port).await;
+    let client = wait_ready(dir.path(), port).await;
     let url = format!("http://127.0.0.1:{port}/api/query");
     let sql = "SELECT count(*), count(DISTINCT _kura_file), count(DISTINCT order_id) FROM raw_uploads.big";
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -369,7 +383,7 @@ async fn kura_sync_works_with_and_without_a_running_server() {
 
     let port = free_port();
     let mut server = serve(dir.path(), port);
-    wait_ready(port).await;
+    let _ = wait_ready(dir.path(), port).await;
     std::fs::write(dir.path().join("data/uploads/b.csv"), "y\n1\n").unwrap();
     let via = Command::new(KURA)
         .args(["sync", "uploads", "--project", dir.path().to_str().unwrap()])
@@ -382,7 +396,7 @@ async fn kura_sync_works_with_and_without_a_running_server() {
         String::from_utf8_lossy(&via.stderr)
     );
     assert!(out.contains("asking it"), "{out}");
-    let r = reqwest::Client::new()
+    let r = local_client(dir.path())
         .post(format!("http://127.0.0.1:{port}/api/query"))
         .json(&serde_json::json!({"sql": "SELECT count(*) FROM raw_uploads.b"}))
         .send()

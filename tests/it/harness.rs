@@ -48,6 +48,9 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         kura::project::init(dir.path(), false).expect("init");
         let mut config = Config::load_with_env(dir.path(), Vec::new()).expect("config");
+        // Most tests are about other things: they run as the local admin of auth-disabled
+        // mode (loopback only). Tests of accounts switch auth back on in `tweak`.
+        config.auth.enabled = false;
         tweak(&mut config);
         let state = AppState::new(config).await.expect("app state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

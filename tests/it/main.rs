@@ -5,6 +5,7 @@
     reason = "test helpers fail loudly, like the tests"
 )]
 
+mod accounts;
 mod cli;
 mod corpus;
 mod harness;

@@ -1,0 +1,499 @@
+//! `/api/admin/users`: invitations, roles, resets, deactivation, unlocks — and the guards
+//! that keep the server administrable: the last active admin cannot be demoted,
+//! deactivated or deleted, and nobody can deactivate or delete themselves.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use rusqlite::params;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::store::{self, User, now_text, now_unix};
+use super::{Principal, Role, audit, password, tokens};
+use crate::app::AppState;
+use crate::blocking;
+use crate::db::meta::MetaDb;
+use crate::error::{AppError, Result};
+use crate::web::extract::{ClientIp, Json};
+
+pub async fn list_users(State(state): State<AppState>) -> Result<Json<Value>> {
+    let users = state.meta.read(store::list_users).await?;
+    Ok(Json(json!({ "users": users })))
+}
+
+fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn parse_role(role: &str) -> Result<Role> {
+    Role::parse(role.trim()).ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_role",
+            format!("{role:?} is not a role: use admin, editor or viewer"),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invite {
+    email: String,
+    role: String,
+    #[serde(default)]
+    display_name: String,
+}
+
+/// A fresh invitation token for `user_id` (replacing any earlier one).
+async fn new_invite(state: &AppState, user_id: i64) -> Result<(String, i64)> {
+    let token = tokens::random_base62(43);
+    let hash = tokens::sha256_hex(&token);
+    let hours = i64::try_from(state.config.auth.invite_hours).unwrap_or(72);
+    let expires_at = now_unix() + hours * 3600;
+    state
+        .meta
+        .write(move |tx| {
+            tx.execute("DELETE FROM invites WHERE user_id = ?1", [user_id])?;
+            tx.execute(
+                "INSERT INTO invites (token_hash, user_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![hash, user_id, expires_at, now_text()],
+            )
+        })
+        .await?;
+    Ok((token, expires_at))
+}
+
+fn invite_answer(headers: &HeaderMap, user: &User, token: &str, expires_at: i64) -> Value {
+    let path = format!("/invite/{token}");
+    let url = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|host| format!("http://{host}{path}"));
+    json!({
+        "user": user,
+        "invite_token": token,
+        "invite_path": path,
+        "invite_url": url,
+        "expires_at": chrono::DateTime::from_timestamp(expires_at, 0).map(|d| d.to_rfc3339()),
+    })
+}
+
+/// `POST /api/admin/users`: creates an invited user and an invitation link.
+pub async fn invite_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Json(body): Json<Invite>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let email = body.email.trim().to_owned();
+    if !valid_email(&email) {
+        return Err(AppError::bad_request(
+            "invalid_email",
+            format!("{email:?} is not an email address"),
+        ));
+    }
+    let role = parse_role(&body.role)?;
+    let display_name = body.display_name.trim().to_owned();
+    let e = email.clone();
+    let id = state
+        .meta
+        .write(move |tx| {
+            if store::user_by_email(tx, &e)?.is_some() {
+                return Ok(None);
+            }
+            store::insert_user(tx, &e, &display_name, role, None, false).map(Some)
+        })
+        .await?
+        .ok_or_else(|| AppError::Conflict {
+            code: "user_exists",
+            message: format!("there is already a user {email}"),
+        })?;
+    let (token, expires_at) = new_invite(&state, id).await?;
+    let user = load(&state, id).await?;
+    audit::record(
+        &state,
+        Some(&principal),
+        "user.invite",
+        Some(&email),
+        ip,
+        Some(json!({"role": role})),
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(invite_answer(&headers, &user, &token, expires_at)),
+    ))
+}
+
+async fn load(state: &AppState, id: i64) -> Result<User> {
+    state
+        .meta
+        .read(move |c| store::user_by_id(c, id))
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("there is no user {id}")))
+}
+
+fn last_admin() -> AppError {
+    AppError::Conflict {
+        code: "last_admin",
+        message: "this is the last active admin; make someone else an admin first".into(),
+    }
+}
+
+/// Refuses to leave the server without an active admin when `user` stops being one.
+async fn keep_an_admin(state: &AppState, user: &User) -> Result<()> {
+    if user.role != Role::Admin || !user.is_active() {
+        return Ok(());
+    }
+    let id = user.id;
+    let others = state
+        .meta
+        .read(move |c| store::other_active_admins(c, id))
+        .await?;
+    if others == 0 {
+        Err(last_admin())
+    } else {
+        Ok(())
+    }
+}
+
+fn not_self(principal: &Principal, id: i64, what: &str) -> Result<()> {
+    if principal.user_id == Some(id) {
+        return Err(AppError::Conflict {
+            code: "cannot_modify_self",
+            message: format!("you cannot {what} your own account"),
+        });
+    }
+    Ok(())
+}
+
+/// `POST /api/admin/users/{id}/reinvite`: a new link for a user who has not accepted yet.
+pub async fn reinvite_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>> {
+    let user = load(&state, id).await?;
+    if user.status != "invited" {
+        return Err(AppError::Conflict {
+            code: "not_invited",
+            message: format!(
+                "{} has already accepted; reset the password instead",
+                user.email
+            ),
+        });
+    }
+    let (token, expires_at) = new_invite(&state, id).await?;
+    audit::record(
+        &state,
+        Some(&principal),
+        "user.reinvite",
+        Some(&user.email),
+        ip,
+        None,
+    )
+    .await;
+    Ok(Json(invite_answer(&headers, &user, &token, expires_at)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChange {
+    role: String,
+}
+
+/// `PUT /api/admin/users/{id}/role`.
+pub async fn change_role(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<i64>,
+    Json(body): Json<RoleChange>,
+) -> Result<Json<Value>> {
+    let role = parse_role(&body.role)?;
+    let user = load(&state, id).await?;
+    if role != Role::Admin {
+        keep_an_admin(&state, &user).await?;
+    }
+    state
+        .meta
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE users SET role = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, role.as_str(), now_text()],
+            )
+        })
+        .await?;
+    state.auth.keys.clear();
+    audit::record(
+        &state,
+        Some(&principal),
+        "user.role_change",
+        Some(&user.email),
+        ip,
+        Some(json!({"from": user.role, "to": role})),
+    )
+    .await;
+    Ok(Json(json!({"user": load(&state, id).await?})))
+}
+
+/// `POST /api/admin/users/{id}/reset-password`: a temporary password, shown once, that
+/// must be changed at the next sign-in; the user's sessions end.
+pub async fn reset_password(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>> {
+    let user = load(&state, id).await?;
+    let temporary = password::generate();
+    let t = temporary.clone();
+    let hash = blocking::run(move || password::hash(&t)).await?;
+    state
+        .meta
+        .write(move |tx| store::set_password(tx, id, &hash, true))
+        .await?;
+    state.auth.keys.clear();
+    audit::record(
+        &state,
+        Some(&principal),
+        "user.password_reset",
+        Some(&user.email),
+        ip,
+        None,
+    )
+    .await;
+    Ok(Json(json!({
+        "user": load(&state, id).await?,
+        "temporary_password": temporary,
+        "message": "give this password to the user; they must choose a new one when they sign in",
+    })))
+}
+
+/// `POST /api/admin/users/{id}/deactivate`: sign-in, sessions and API keys stop at once.
+pub async fn deactivate_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>> {
+    not_self(&principal, id, "deactivate")?;
+    let user = load(&state, id).await?;
+    keep_an_admin(&state, &user).await?;
+    state
+        .meta
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE users SET status = 'deactivated', updated_at = ?2 WHERE id = ?1",
+                params![id, now_text()],
+            )?;
+            store::end_sessions(tx, id, None)
+        })
+        .await?;
+    state.auth.keys.clear();
+    audit::record(
+        &state,
+        Some(&principal),
+        "user.deactivate",
+        Some(&user.email),
+        ip,
+        None,
+    )
+    .await;
+    Ok(Json(json!({"user": load(&state, id).await?})))
+}
+
+/// `POST /api/admin/users/{id}/reactivate`.
+pub async fn reactivate_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>> {
+    let user = load(&state, id).await?;
+    state
+        .meta
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE users SET status = CASE WHEN password_hash IS NULL THEN 'invited' ELSE 'active' END, \
+                 updated_at = ?2 WHERE id = ?1",
+                params![id, now_text()],
+            )
+        })
+        .await?;
+    state.auth.keys.clear();
+    audit::record(
+        &state,
+        Some(&principal),
+        "user.reactivate",
+        Some(&user.email),
+        ip,
+        None,
+    )
+    .await;
+    Ok(Json(json!({"user": load(&state, id).await?})))
+}
+
+/// `DELETE /api/admin/users/{id}`: the user, their keys and sessions go.
+pub async fn delete_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>> {
+    not_self(&principal, id, "delete")?;
+    let user = load(&state, id).await?;
+    keep_an_admin(&state, &user).await?;
+    state
+        .meta
+        .write(move |tx| tx.execute("DELETE FROM users WHERE id = ?1", [id]))
+        .await?;
+    state.auth.keys.clear();
+    audit::record(
+        &state,
+        Some(&principal),
+        "user.delete",
+        Some(&user.email),
+        ip,
+        None,
+    )
+    .await;
+    Ok(Json(json!({"id": id, "deleted": true})))
+}
+
+/// `POST /api/admin/users/{id}/unlock`: lifts a lockout after failed sign-ins.
+pub async fn unlock_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>> {
+    let user = load(&state, id).await?;
+    let email = user.email.clone();
+    state
+        .meta
+        .write(move |tx| store::clear_failures(tx, &email))
+        .await?;
+    audit::record(
+        &state,
+        Some(&principal),
+        "user.unlock",
+        Some(&user.email),
+        ip,
+        None,
+    )
+    .await;
+    Ok(Json(json!({"user": user, "unlocked": true})))
+}
+
+/// `POST /api/admin/users/{id}/revoke-sessions`: every session of the user ends now.
+pub async fn revoke_sessions(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>> {
+    let user = load(&state, id).await?;
+    state
+        .meta
+        .write(move |tx| store::end_sessions(tx, id, None))
+        .await?;
+    audit::record(
+        &state,
+        Some(&principal),
+        "user.sessions_revoked",
+        Some(&user.email),
+        ip,
+        None,
+    )
+    .await;
+    Ok(Json(json!({"user": user, "sessions_revoked": true})))
+}
+
+/// The first admin, `admin@localhost`, with a random password that must be changed at
+/// first sign-in; created only when the project has no users. Returns the password.
+pub async fn bootstrap_admin(meta: &MetaDb) -> anyhow::Result<Option<String>> {
+    if meta.read(store::count_users).await? > 0 {
+        return Ok(None);
+    }
+    let password = password::generate();
+    let p = password.clone();
+    let hash = blocking::run(move || password::hash(&p)).await?;
+    let created = meta
+        .write(move |tx| {
+            if store::count_users(tx)? > 0 {
+                return Ok(false);
+            }
+            store::insert_user(
+                tx,
+                "admin@localhost",
+                "Admin",
+                Role::Admin,
+                Some(&hash),
+                true,
+            )?;
+            Ok(true)
+        })
+        .await?;
+    Ok(created.then_some(password))
+}
+
+/// `kura user add`: an active user with a temporary password (printed by the caller).
+pub async fn add_user_cli(
+    meta: &MetaDb,
+    email: &str,
+    role: Role,
+    display_name: &str,
+) -> anyhow::Result<String> {
+    let email = email.trim().to_owned();
+    if !valid_email(&email) {
+        anyhow::bail!("{email:?} is not an email address");
+    }
+    let password = password::generate();
+    let p = password.clone();
+    let hash = blocking::run(move || password::hash(&p)).await?;
+    let name = display_name.to_owned();
+    let e = email.clone();
+    let added = meta
+        .write(move |tx| {
+            if store::user_by_email(tx, &e)?.is_some() {
+                return Ok(false);
+            }
+            store::insert_user(tx, &e, &name, role, Some(&hash), true)?;
+            Ok(true)
+        })
+        .await?;
+    if !added {
+        anyhow::bail!("there is already a user {email}");
+    }
+    Ok(password)
+}
+
+/// `kura user reset-password`: a new temporary password; the user's sessions end.
+pub async fn reset_password_cli(meta: &MetaDb, email: &str) -> anyhow::Result<String> {
+    let e = email.trim().to_owned();
+    let user = meta
+        .read(move |c| store::user_by_email(c, &e))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("there is no user {email}"))?;
+    let password = password::generate();
+    let p = password.clone();
+    let hash = blocking::run(move || password::hash(&p)).await?;
+    let (id, email) = (user.id, user.email.clone());
+    meta.write(move |tx| {
+        store::set_password(tx, id, &hash, true)?;
+        // An admin locked out by failed sign-ins gets back in with the new password.
+        store::clear_failures(tx, &email)
+    })
+    .await?;
+    Ok(password)
+}

@@ -1,0 +1,807 @@
+//! `/api/auth/*`: signing in and out, the second factor, one's own password, sessions
+//! and invitations. (API keys live in `keys.rs`, user administration in `admin.rs`.)
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use rusqlite::{OptionalExtension, params};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tower_sessions::Session;
+
+use super::store::{self, User, now_text, now_unix};
+use super::{
+    PendingTwoFactor, Principal, SESSION_AUTH, SESSION_PENDING, SessionAuth, Via, audit, password,
+    tokens, totp,
+};
+use crate::app::AppState;
+use crate::blocking;
+use crate::error::{AppError, Result};
+use crate::web::extract::{ClientIp, Json};
+
+const PENDING_SECONDS: i64 = 300;
+const PENDING_TRIES: u32 = 5;
+const RECOVERY_CODES: usize = 10;
+
+fn session_error(e: tower_sessions::session::Error) -> AppError {
+    AppError::Internal(anyhow::anyhow!("session store: {e}"))
+}
+
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(200).collect())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    email: String,
+    password: String,
+}
+
+/// `POST /api/auth/login`.
+pub async fn login(
+    State(state): State<AppState>,
+    session: Session,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Json(body): Json<Login>,
+) -> Result<Json<Value>> {
+    let email = body.email.trim().to_owned();
+    let e = email.clone();
+    let (locked, user) = state
+        .meta
+        .read(move |c| Ok((store::locked_for(c, &e)?, store::user_by_email(c, &e)?)))
+        .await?;
+    if let Some(retry_after) = locked {
+        audit::record(&state, None, "login.locked_out", Some(&email), ip, None).await;
+        return Err(AppError::Locked { retry_after });
+    }
+    // Unknown and invited accounts are checked against a dummy hash: same cost, same answer.
+    let hash = user
+        .as_ref()
+        .and_then(|u| u.password_hash.clone())
+        .unwrap_or_else(|| password::dummy_hash().to_owned());
+    let given = body.password;
+    let matches = blocking::run(move || password::verify(&given, &hash)).await;
+    let Some(user) = user.filter(|u| matches && u.password_hash.is_some()) else {
+        return Err(failed_sign_in(&state, &email, ip).await);
+    };
+    let e = email.clone();
+    state
+        .meta
+        .write(move |tx| store::clear_failures(tx, &e))
+        .await?;
+    if !user.is_active() {
+        audit::record(&state, None, "login.deactivated", Some(&email), ip, None).await;
+        return Err(AppError::forbidden(
+            "account_deactivated",
+            "this account is deactivated; ask an admin to reactivate it",
+        ));
+    }
+    if user.totp_enabled {
+        session.cycle_id().await.map_err(session_error)?;
+        session
+            .remove_value(SESSION_AUTH)
+            .await
+            .map_err(session_error)?;
+        let pending = PendingTwoFactor {
+            user_id: user.id,
+            epoch: user.session_epoch,
+            started_at: now_unix(),
+            tries: 0,
+        };
+        session
+            .insert(SESSION_PENDING, pending)
+            .await
+            .map_err(session_error)?;
+        return Ok(Json(json!({
+            "requires_2fa": true,
+            "message": "enter the code from your authenticator app (or a recovery code) at POST /api/auth/2fa/verify within 5 minutes",
+        })));
+    }
+    let answer = complete_sign_in(&state, &session, &user, ip, &headers).await?;
+    audit::record(&state, None, "login.success", Some(&user.email), ip, None).await;
+    Ok(Json(answer))
+}
+
+async fn failed_sign_in(state: &AppState, email: &str, ip: Option<std::net::IpAddr>) -> AppError {
+    let (attempts, seconds) = (
+        state.config.auth.lockout_attempts,
+        i64::try_from(state.config.auth.lockout_minutes * 60).unwrap_or(i64::MAX),
+    );
+    let e = email.to_owned();
+    let locked = state
+        .meta
+        .write(move |tx| store::record_failure(tx, &e, attempts, seconds))
+        .await;
+    audit::record(state, None, "login.failure", Some(email), ip, None).await;
+    match locked {
+        Ok(Some(_)) => {
+            audit::record(state, None, "account.locked", Some(email), ip, None).await;
+            AppError::Locked {
+                retry_after: seconds as u64,
+            }
+        }
+        Ok(None) => {
+            AppError::unauthenticated("invalid_credentials", "the email or the password is wrong")
+        }
+        Err(e) => e.into(),
+    }
+}
+
+/// Makes `session` a signed-in session of `user` under a new id, and answers as `me` does.
+async fn complete_sign_in(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    ip: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+) -> Result<Value> {
+    session.cycle_id().await.map_err(session_error)?;
+    session
+        .remove_value(SESSION_PENDING)
+        .await
+        .map_err(session_error)?;
+    let auth = SessionAuth {
+        user_id: user.id,
+        epoch: user.session_epoch,
+        csrf: tokens::random_base62(32),
+        signed_in_at: now_unix(),
+        ip: ip.map(|i| i.to_string()),
+        user_agent: user_agent(headers),
+    };
+    let csrf = auth.csrf.clone();
+    session
+        .insert(SESSION_AUTH, auth)
+        .await
+        .map_err(session_error)?;
+    let id = user.id;
+    state
+        .meta
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE users SET last_login_at = ?2 WHERE id = ?1",
+                params![id, now_text()],
+            )
+        })
+        .await?;
+    Ok(describe(state, user, Some(&csrf), "session"))
+}
+
+fn describe(state: &AppState, user: &User, csrf: Option<&str>, via: &str) -> Value {
+    json!({
+        "auth_enabled": true,
+        "requires_2fa": false,
+        "user": user,
+        "role": user.role,
+        "permissions": user.role.permissions(),
+        "must_change_password": user.must_change_password,
+        "two_factor_enabled": user.totp_enabled,
+        "two_factor_required": state.config.auth.require_2fa && !user.totp_enabled,
+        "csrf_token": csrf,
+        "authenticated_via": via,
+    })
+}
+
+/// `POST /api/auth/logout`: ends this session (a no-op without one).
+pub async fn logout(
+    State(state): State<AppState>,
+    session: Session,
+    principal: Option<Principal>,
+    ClientIp(ip): ClientIp,
+) -> Result<Json<Value>> {
+    session.flush().await.map_err(session_error)?;
+    if let Some(p) = principal.filter(|p| matches!(p.via, Via::Session { .. })) {
+        audit::record(&state, Some(&p), "logout", None, ip, None).await;
+    }
+    Ok(Json(json!({"signed_out": true})))
+}
+
+/// `GET /api/auth/me`.
+pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Json<Value>> {
+    let Some(user_id) = principal.user_id else {
+        return Ok(Json(json!({
+            "auth_enabled": state.config.auth.enabled,
+            "user": {"email": principal.email, "role": principal.role},
+            "role": principal.role,
+            "permissions": principal.role.permissions(),
+            "authenticated_via": principal.via,
+        })));
+    };
+    let user = load_user(&state, user_id).await?;
+    let (csrf, via) = match &principal.via {
+        Via::Session { csrf, .. } => (Some(csrf.as_str()), "session"),
+        Via::ApiKey { .. } => (None, "api_key"),
+        _ => (None, "local"),
+    };
+    Ok(Json(describe(&state, &user, csrf, via)))
+}
+
+async fn load_user(state: &AppState, id: i64) -> Result<User> {
+    state
+        .meta
+        .read(move |c| store::user_by_id(c, id))
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("there is no user {id}")))
+}
+
+/// Checks the caller's own password (for sensitive changes); the user on success.
+async fn confirm_password(state: &AppState, user_id: i64, given: String) -> Result<User> {
+    let user = load_user(state, user_id).await?;
+    let hash = user
+        .password_hash
+        .clone()
+        .unwrap_or_else(|| password::dummy_hash().to_owned());
+    if blocking::run(move || password::verify(&given, &hash)).await {
+        Ok(user)
+    } else {
+        Err(AppError::forbidden(
+            "wrong_password",
+            "the password is wrong",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /api/auth/change-password`: ends every other session; this one continues.
+pub async fn change_password(
+    State(state): State<AppState>,
+    session: Session,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Json(body): Json<ChangePassword>,
+) -> Result<Json<Value>> {
+    let user_id = principal.require_user()?;
+    let user = confirm_password(&state, user_id, body.current_password.clone()).await?;
+    password::check_policy(&body.new_password, &user.email)
+        .map_err(|m| AppError::bad_request("weak_password", m))?;
+    if body.new_password == body.current_password {
+        return Err(AppError::bad_request(
+            "weak_password",
+            "the new password must differ from the current one",
+        ));
+    }
+    let new = body.new_password;
+    let hash = blocking::run(move || password::hash(&new)).await?;
+    state
+        .meta
+        .write(move |tx| store::set_password(tx, user_id, &hash, false))
+        .await?;
+    state.auth.keys.clear();
+    audit::record(
+        &state,
+        Some(&principal),
+        "password.change",
+        Some(&user.email),
+        ip,
+        None,
+    )
+    .await;
+    let user = load_user(&state, user_id).await?;
+    if matches!(principal.via, Via::Session { .. }) {
+        return Ok(Json(
+            complete_sign_in(&state, &session, &user, ip, &headers).await?,
+        ));
+    }
+    Ok(Json(describe(&state, &user, None, "api_key")))
+}
+
+/// `GET /api/auth/sessions`: the caller's signed-in sessions.
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>> {
+    let user_id = principal.require_user()?;
+    let current = match &principal.via {
+        Via::Session { public_id, .. } => Some(public_id.clone()),
+        _ => None,
+    };
+    let now = now_unix();
+    let sessions = state
+        .meta
+        .read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT public_id, created_at, last_seen_at, expires_at, \
+                 json_extract(data, '$.auth.ip'), json_extract(data, '$.auth.user_agent') \
+                 FROM sessions WHERE user_id = ?1 AND expires_at > ?2 ORDER BY created_at",
+            )?;
+            stmt.query_map(params![user_id, now], |r| {
+                let id: String = r.get(0)?;
+                Ok(json!({
+                    "current": current.as_deref() == Some(id.as_str()),
+                    "id": id,
+                    "created_at": r.get::<_, String>(1)?,
+                    "last_seen_at": r.get::<_, String>(2)?,
+                    "expires_at": chrono::DateTime::from_timestamp(r.get::<_, i64>(3)?, 0)
+                        .map(|d| d.to_rfc3339()),
+                    "ip": r.get::<_, Option<String>>(4)?,
+                    "user_agent": r.get::<_, Option<String>>(5)?,
+                }))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+    Ok(Json(json!({ "sessions": sessions })))
+}
+
+/// `DELETE /api/auth/sessions/{id}`: ends one of the caller's sessions.
+pub async fn delete_session(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let user_id = principal.require_user()?;
+    let i = id.clone();
+    let n = state
+        .meta
+        .write(move |tx| {
+            tx.execute(
+                "DELETE FROM sessions WHERE public_id = ?1 AND user_id = ?2",
+                params![i, user_id],
+            )
+        })
+        .await?;
+    if n == 0 {
+        return Err(AppError::NotFound(format!("you have no session {id}")));
+    }
+    audit::record(
+        &state,
+        Some(&principal),
+        "session.revoke",
+        Some(&id),
+        ip,
+        None,
+    )
+    .await;
+    Ok(Json(json!({"id": id, "ended": true})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInvite {
+    token: String,
+    password: String,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+/// `POST /api/auth/accept-invite`: sets the password and signs the new user in.
+pub async fn accept_invite(
+    State(state): State<AppState>,
+    session: Session,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Json(body): Json<AcceptInvite>,
+) -> Result<Json<Value>> {
+    let token_hash = tokens::sha256_hex(body.token.trim());
+    let now = now_unix();
+    let user = state
+        .meta
+        .read(move |c| {
+            let id: Option<i64> = c
+                .query_row(
+                    "SELECT i.user_id FROM invites i JOIN users u ON u.id = i.user_id \
+                     WHERE i.token_hash = ?1 AND i.expires_at > ?2 AND u.status = 'invited'",
+                    params![token_hash, now],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            id.map(|id| store::user_by_id(c, id))
+                .transpose()
+                .map(Option::flatten)
+        })
+        .await?
+        .ok_or_else(|| {
+            AppError::NotFound(
+                "this invitation is unknown, used or expired; ask an admin to send a new one"
+                    .into(),
+            )
+        })?;
+    password::check_policy(&body.password, &user.email)
+        .map_err(|m| AppError::bad_request("weak_password", m))?;
+    let pw = body.password;
+    let hash = blocking::run(move || password::hash(&pw)).await?;
+    let display_name = body
+        .display_name
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty());
+    let id = user.id;
+    state
+        .meta
+        .write(move |tx| {
+            store::set_password(tx, id, &hash, false)?;
+            if let Some(name) = display_name {
+                tx.execute(
+                    "UPDATE users SET display_name = ?2 WHERE id = ?1",
+                    params![id, name],
+                )?;
+            }
+            tx.execute("DELETE FROM invites WHERE user_id = ?1", [id])
+        })
+        .await?;
+    audit::record(&state, None, "invite.accept", Some(&user.email), ip, None).await;
+    let user = load_user(&state, id).await?;
+    Ok(Json(
+        complete_sign_in(&state, &session, &user, ip, &headers).await?,
+    ))
+}
+
+// ---- two-factor -------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordOnly {
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeOnly {
+    code: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordAndCode {
+    password: String,
+    code: String,
+}
+
+/// New recovery codes: the plain codes (shown once) and their digests (stored).
+fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
+    let codes: Vec<String> = (0..RECOVERY_CODES)
+        .map(|_| tokens::new_recovery_code())
+        .collect();
+    let hashes = codes
+        .iter()
+        .map(|c| tokens::sha256_hex(&tokens::normalize_recovery_code(c)))
+        .collect();
+    (codes, hashes)
+}
+
+fn insert_codes(
+    tx: &rusqlite::Transaction<'_>,
+    user_id: i64,
+    hashes: &[String],
+    pending: bool,
+) -> rusqlite::Result<()> {
+    let mut stmt =
+        tx.prepare("INSERT INTO recovery_codes (user_id, code_hash, pending) VALUES (?1, ?2, ?3)")?;
+    for h in hashes {
+        stmt.execute(params![user_id, h, pending])?;
+    }
+    Ok(())
+}
+
+/// `POST /api/auth/2fa/setup`: a new secret (pending until a code from it is verified).
+pub async fn setup_two_factor(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<PasswordOnly>,
+) -> Result<Json<Value>> {
+    let user_id = principal.require_user()?;
+    let user = confirm_password(&state, user_id, body.password).await?;
+    if user.totp_enabled {
+        return Err(AppError::Conflict {
+            code: "two_factor_already_enabled",
+            message: "two-factor sign-in is already on; disable it first to enrol a new device"
+                .into(),
+        });
+    }
+    let secret = totp::new_secret();
+    let sealed = state.auth.secret_box.seal(&secret)?;
+    let (codes, hashes) = new_recovery_codes();
+    state
+        .meta
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE users SET totp_pending = ?2, updated_at = ?3 WHERE id = ?1",
+                params![user_id, sealed, now_text()],
+            )?;
+            tx.execute(
+                "DELETE FROM recovery_codes WHERE user_id = ?1 AND pending = 1",
+                [user_id],
+            )?;
+            insert_codes(tx, user_id, &hashes, true)
+        })
+        .await?;
+    let uri = totp::otpauth_uri(&secret, &user.email);
+    audit::record(
+        &state,
+        Some(&principal),
+        "2fa.setup_started",
+        Some(&user.email),
+        ip,
+        None,
+    )
+    .await;
+    Ok(Json(json!({
+        "secret": totp::base32(&secret),
+        "otpauth_uri": uri,
+        "qr_code": totp::qr_svg_data_uri(&uri)?,
+        "recovery_codes": codes,
+        "message": "scan the QR code, then confirm with a code at POST /api/auth/2fa/verify-setup; the recovery codes are shown only now",
+    })))
+}
+
+/// Accepts `code` for a stored (sealed) secret if it is current and newer than the last
+/// code accepted; records its step so it cannot be used again.
+async fn accept_totp(
+    state: &AppState,
+    user_id: i64,
+    sealed: &[u8],
+    code: &str,
+    last_step: i64,
+) -> Result<Option<i64>> {
+    let secret = state.auth.secret_box.open_sealed(sealed)?;
+    let now = u64::try_from(now_unix()).unwrap_or(0);
+    let Some(step) = totp::matching_step(&secret, code, now) else {
+        return Ok(None);
+    };
+    let step = i64::try_from(step).unwrap_or(i64::MAX);
+    if step <= last_step {
+        return Err(AppError::unauthenticated(
+            "code_already_used",
+            "this code was already used; wait for the next one",
+        ));
+    }
+    // Conditional update: two requests racing with the same code cannot both win.
+    let won = state
+        .meta
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE users SET totp_last_step = ?2 WHERE id = ?1 AND totp_last_step < ?2",
+                params![user_id, step],
+            )
+        })
+        .await?;
+    if won == 0 {
+        return Err(AppError::unauthenticated(
+            "code_already_used",
+            "this code was already used; wait for the next one",
+        ));
+    }
+    Ok(Some(step))
+}
+
+/// (sealed active secret, sealed pending secret, last step) of a user.
+async fn totp_state(
+    state: &AppState,
+    user_id: i64,
+) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>, i64)> {
+    Ok(state
+        .meta
+        .read(move |c| {
+            c.query_row(
+                "SELECT totp_secret, totp_pending, totp_last_step FROM users WHERE id = ?1",
+                [user_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+        })
+        .await?)
+}
+
+/// `POST /api/auth/2fa/verify-setup`: a code from the new secret turns 2FA on.
+pub async fn verify_two_factor_setup(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<CodeOnly>,
+) -> Result<Json<Value>> {
+    let user_id = principal.require_user()?;
+    let (_, pending, last_step) = totp_state(&state, user_id).await?;
+    let Some(pending) = pending else {
+        return Err(AppError::Conflict {
+            code: "no_pending_setup",
+            message: "start with POST /api/auth/2fa/setup".into(),
+        });
+    };
+    if accept_totp(&state, user_id, &pending, &body.code, last_step)
+        .await?
+        .is_none()
+    {
+        return Err(AppError::bad_request(
+            "invalid_code",
+            "the code does not match; check the device's clock and try the current code",
+        ));
+    }
+    state
+        .meta
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, updated_at = ?2 WHERE id = ?1",
+                params![user_id, now_text()],
+            )?;
+            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1 AND pending = 0", [user_id])?;
+            tx.execute("UPDATE recovery_codes SET pending = 0 WHERE user_id = ?1", [user_id])
+        })
+        .await?;
+    state.auth.keys.clear();
+    audit::record(
+        &state,
+        Some(&principal),
+        "2fa.enabled",
+        Some(&principal.email),
+        ip,
+        None,
+    )
+    .await;
+    Ok(Json(json!({"two_factor_enabled": true})))
+}
+
+/// `POST /api/auth/2fa/verify`: the second sign-in step, with a TOTP or recovery code.
+pub async fn verify_two_factor(
+    State(state): State<AppState>,
+    session: Session,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Json(body): Json<CodeOnly>,
+) -> Result<Json<Value>> {
+    let Some(mut pending) = session
+        .get::<PendingTwoFactor>(SESSION_PENDING)
+        .await
+        .map_err(session_error)?
+    else {
+        return Err(AppError::unauthenticated(
+            "no_pending_sign_in",
+            "there is no sign-in waiting for a two-factor code; sign in with your password first",
+        ));
+    };
+    if now_unix() - pending.started_at > PENDING_SECONDS || pending.tries >= PENDING_TRIES {
+        session
+            .remove_value(SESSION_PENDING)
+            .await
+            .map_err(session_error)?;
+        return Err(AppError::unauthenticated(
+            "two_factor_expired",
+            "this sign-in took too long or had too many wrong codes; sign in with your password again",
+        ));
+    }
+    let user = load_user(&state, pending.user_id).await?;
+    let (secret, _, last_step) = totp_state(&state, user.id).await?;
+    let valid_user = user.is_active() && user.session_epoch == pending.epoch;
+    let mut ok = false;
+    let mut method = "totp";
+    if valid_user && let Some(sealed) = secret {
+        ok = accept_totp(&state, user.id, &sealed, &body.code, last_step)
+            .await?
+            .is_some();
+        if !ok {
+            let hash = tokens::sha256_hex(&tokens::normalize_recovery_code(&body.code));
+            let id = user.id;
+            let used = state
+                .meta
+                .write(move |tx| {
+                    tx.execute(
+                        "UPDATE recovery_codes SET used_at = ?3 WHERE id = \
+                         (SELECT id FROM recovery_codes WHERE user_id = ?1 AND code_hash = ?2 \
+                          AND pending = 0 AND used_at IS NULL LIMIT 1)",
+                        params![id, hash, now_text()],
+                    )
+                })
+                .await?;
+            ok = used == 1;
+            method = "recovery_code";
+        }
+    }
+    if !ok {
+        pending.tries += 1;
+        session
+            .insert(SESSION_PENDING, &pending)
+            .await
+            .map_err(session_error)?;
+        audit::record(&state, None, "2fa.failure", Some(&user.email), ip, None).await;
+        return Err(AppError::unauthenticated(
+            "invalid_code",
+            format!(
+                "the code is wrong ({} of {PENDING_TRIES} tries left)",
+                PENDING_TRIES - pending.tries
+            ),
+        ));
+    }
+    let answer = complete_sign_in(&state, &session, &user, ip, &headers).await?;
+    audit::record(
+        &state,
+        None,
+        "login.success",
+        Some(&user.email),
+        ip,
+        Some(json!({"second_factor": method})),
+    )
+    .await;
+    Ok(Json(answer))
+}
+
+/// `POST /api/auth/2fa/disable`.
+pub async fn disable_two_factor(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<PasswordOnly>,
+) -> Result<Json<Value>> {
+    let user_id = principal.require_user()?;
+    let user = confirm_password(&state, user_id, body.password).await?;
+    if !user.totp_enabled {
+        return Err(AppError::Conflict {
+            code: "two_factor_not_enabled",
+            message: "two-factor sign-in is not on".into(),
+        });
+    }
+    state
+        .meta
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE users SET totp_secret = NULL, totp_pending = NULL, updated_at = ?2 WHERE id = ?1",
+                params![user_id, now_text()],
+            )?;
+            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])
+        })
+        .await?;
+    state.auth.keys.clear();
+    audit::record(
+        &state,
+        Some(&principal),
+        "2fa.disabled",
+        Some(&user.email),
+        ip,
+        None,
+    )
+    .await;
+    Ok(Json(json!({"two_factor_enabled": false})))
+}
+
+/// `POST /api/auth/2fa/regenerate-recovery`: new codes; the old ones stop working.
+pub async fn regenerate_recovery_codes(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<PasswordAndCode>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let user_id = principal.require_user()?;
+    let user = confirm_password(&state, user_id, body.password).await?;
+    let (secret, _, last_step) = totp_state(&state, user_id).await?;
+    let Some(sealed) = secret else {
+        return Err(AppError::Conflict {
+            code: "two_factor_not_enabled",
+            message: "two-factor sign-in is not on".into(),
+        });
+    };
+    if accept_totp(&state, user_id, &sealed, &body.code, last_step)
+        .await?
+        .is_none()
+    {
+        return Err(AppError::bad_request(
+            "invalid_code",
+            "the code does not match",
+        ));
+    }
+    let (codes, hashes) = new_recovery_codes();
+    state
+        .meta
+        .write(move |tx| {
+            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])?;
+            insert_codes(tx, user_id, &hashes, false)
+        })
+        .await?;
+    audit::record(
+        &state,
+        Some(&principal),
+        "2fa.recovery_regenerated",
+        Some(&user.email),
+        ip,
+        None,
+    )
+    .await;
+    Ok((StatusCode::OK, Json(json!({"recovery_codes": codes}))))
+}

@@ -1,0 +1,306 @@
+//! API keys: creation, listing, revocation, and the lookup every keyed request makes.
+//!
+//! Lookups go through [`KeyCache`], so a keyed request costs a hash and a map read rather
+//! than a database round trip. Any change to keys or users clears the cache, so a
+//! revocation, a role change or a deactivation applies to the very next request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use rusqlite::{OptionalExtension, params};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::store::{now_text, now_unix};
+use super::{Principal, Role, Via, audit, tokens};
+use crate::app::AppState;
+use crate::error::{AppError, Result};
+use crate::web::extract::{ClientIp, Json};
+
+/// How often `last_used_at` is written for a busy key.
+const TOUCH_EVERY_SECONDS: i64 = 60;
+
+#[derive(Debug)]
+pub struct CachedKey {
+    key_id: i64,
+    user_id: i64,
+    email: String,
+    role: Role,
+    expires_at: Option<i64>,
+    must_change_password: bool,
+    totp_enabled: bool,
+    last_touch: AtomicI64,
+}
+
+#[derive(Default)]
+pub struct KeyCache {
+    by_hash: RwLock<HashMap<String, Arc<CachedKey>>>,
+}
+
+impl KeyCache {
+    /// Forgets everything; called after any change to keys or users.
+    pub fn clear(&self) {
+        self.by_hash
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
+    fn get(&self, hash: &str) -> Option<Arc<CachedKey>> {
+        self.by_hash
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(hash)
+            .cloned()
+    }
+
+    fn put(&self, hash: String, key: Arc<CachedKey>) {
+        self.by_hash
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(hash, key);
+    }
+}
+
+/// The caller a presented key stands for, or a 401 saying why not.
+pub async fn authenticate(state: &AppState, presented: &str) -> Result<Principal> {
+    let hash = tokens::sha256_hex(presented);
+    let cached = match state.auth.keys.get(&hash) {
+        Some(k) => k,
+        None => {
+            let h = hash.clone();
+            let row = state
+                .meta
+                .read(move |c| {
+                    c.query_row(
+                        "SELECT k.id, u.id, u.email, u.role, k.expires_at, u.must_change_password, \
+                         u.totp_secret IS NOT NULL \
+                         FROM api_keys k JOIN users u ON u.id = k.user_id \
+                         WHERE k.key_hash = ?1 AND k.revoked_at IS NULL AND u.status = 'active'",
+                        [h],
+                        |r| {
+                            Ok(CachedKey {
+                                key_id: r.get(0)?,
+                                user_id: r.get(1)?,
+                                email: r.get(2)?,
+                                role: Role::parse(&r.get::<_, String>(3)?).unwrap_or(Role::Viewer),
+                                expires_at: r.get(4)?,
+                                must_change_password: r.get(5)?,
+                                totp_enabled: r.get(6)?,
+                                last_touch: AtomicI64::new(0),
+                            })
+                        },
+                    )
+                    .optional()
+                })
+                .await
+                .map_err(|e| AppError::Internal(e.into()))?;
+            let Some(key) = row else {
+                return Err(AppError::unauthenticated(
+                    "invalid_api_key",
+                    "this API key is not valid (unknown, revoked, or its owner is deactivated)",
+                ));
+            };
+            let key = Arc::new(key);
+            state.auth.keys.put(hash, key.clone());
+            key
+        }
+    };
+    let now = now_unix();
+    if cached.expires_at.is_some_and(|e| e <= now) {
+        return Err(AppError::unauthenticated(
+            "api_key_expired",
+            "this API key has expired; create a new one",
+        ));
+    }
+    let last = cached.last_touch.load(Ordering::Relaxed);
+    if now - last >= TOUCH_EVERY_SECONDS
+        && cached
+            .last_touch
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let (meta, id, at) = (state.meta.clone(), cached.key_id, now_text());
+        tokio::spawn(async move {
+            let _ = meta
+                .write(move |tx| {
+                    tx.execute(
+                        "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
+                        params![id, at],
+                    )
+                })
+                .await;
+        });
+    }
+    Ok(Principal {
+        user_id: Some(cached.user_id),
+        email: cached.email.clone(),
+        role: cached.role,
+        via: Via::ApiKey {
+            key_id: cached.key_id,
+        },
+        must_change_password: cached.must_change_password,
+        needs_two_factor: state.config.auth.require_2fa && !cached.totp_enabled,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    name: String,
+    /// Days until the key stops working; none means it does not expire.
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+}
+
+/// `POST /api/auth/api-keys`: the key is in this answer and nowhere else, ever.
+pub async fn create_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<NewKey>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let user_id = principal.require_user()?;
+    let name = body.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(AppError::bad_request(
+            "invalid_name",
+            "a key needs a name of 1 to 100 characters (say what uses it)",
+        ));
+    }
+    if body.expires_in_days == Some(0) || body.expires_in_days.is_some_and(|d| d > 3650) {
+        return Err(AppError::bad_request(
+            "invalid_expiry",
+            "expires_in_days must be between 1 and 3650 (or left out for no expiry)",
+        ));
+    }
+    let key = tokens::new_api_key();
+    let hash = tokens::sha256_hex(&key);
+    let prefix = tokens::shown_prefix(&key);
+    let expires_at = body
+        .expires_in_days
+        .map(|d| now_unix() + i64::from(d) * 86_400);
+    let created_at = now_text();
+    let (n, p, c) = (name.clone(), prefix.clone(), created_at.clone());
+    let id = state
+        .meta
+        .write(move |tx| {
+            tx.execute(
+                "INSERT INTO api_keys (user_id, name, prefix, key_hash, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![user_id, n, p, hash, c, expires_at],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    audit::record(
+        &state,
+        Some(&principal),
+        "api_key.create",
+        Some(&format!("key {id} ({name})")),
+        ip,
+        None,
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": id,
+            "name": name,
+            "key": key,
+            "prefix": prefix,
+            "role": principal.role,
+            "created_at": created_at,
+            "expires_at": expires_at.map(unix_text),
+            "message": "store this key now: Kura keeps only a hash and cannot show it again",
+        })),
+    ))
+}
+
+fn unix_text(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// `GET /api/auth/api-keys`: the caller's keys (prefix only).
+pub async fn list_keys(State(state): State<AppState>, principal: Principal) -> Result<Json<Value>> {
+    let user_id = principal.require_user()?;
+    let now = now_unix();
+    let keys = state
+        .meta
+        .read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id, name, prefix, created_at, expires_at, last_used_at, revoked_at \
+                 FROM api_keys WHERE user_id = ?1 ORDER BY id",
+            )?;
+            stmt.query_map([user_id], |r| {
+                let expires_at: Option<i64> = r.get(4)?;
+                let revoked_at: Option<String> = r.get(6)?;
+                let status = if revoked_at.is_some() {
+                    "revoked"
+                } else if expires_at.is_some_and(|e| e <= now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                Ok(json!({
+                    "id": r.get::<_, i64>(0)?,
+                    "name": r.get::<_, String>(1)?,
+                    "prefix": r.get::<_, String>(2)?,
+                    "created_at": r.get::<_, String>(3)?,
+                    "expires_at": expires_at.map(unix_text),
+                    "last_used_at": r.get::<_, Option<String>>(5)?,
+                    "revoked_at": revoked_at,
+                    "status": status,
+                }))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    Ok(Json(json!({ "api_keys": keys })))
+}
+
+/// `DELETE /api/auth/api-keys/{id}`: revokes one of the caller's keys (admins: anyone's).
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>> {
+    let user_id = principal.require_user()?;
+    let any_owner = principal.can(super::Permission::UsersManage);
+    let revoked = state
+        .meta
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND revoked_at IS NULL \
+                 AND (user_id = ?2 OR ?4)",
+                params![id, user_id, now_text(), any_owner],
+            )
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    state.auth.keys.clear();
+    if revoked == 0 {
+        return Err(AppError::NotFound(format!(
+            "you have no active API key {id}"
+        )));
+    }
+    audit::record(
+        &state,
+        Some(&principal),
+        "api_key.revoke",
+        Some(&format!("key {id}")),
+        ip,
+        None,
+    )
+    .await;
+    Ok(Json(json!({"id": id, "revoked": true})))
+}

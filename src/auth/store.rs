@@ -1,0 +1,217 @@
+//! Account rows in the metadata store. Plain functions over a SQLite connection, run
+//! inside `MetaDb::read` / `MetaDb::write` closures by the handlers.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::permissions::Role;
+
+pub fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    pub status: String,
+    pub must_change_password: bool,
+    pub totp_enabled: bool,
+    pub created_at: String,
+    pub last_login_at: Option<String>,
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+    #[serde(skip)]
+    pub session_epoch: i64,
+}
+
+impl User {
+    pub fn is_active(&self) -> bool {
+        self.status == "active"
+    }
+}
+
+const USER_COLUMNS: &str = "id, email, display_name, role, status, must_change_password, \
+     totp_secret IS NOT NULL, created_at, last_login_at, password_hash, session_epoch";
+
+fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    let role: String = r.get(3)?;
+    Ok(User {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        display_name: r.get(2)?,
+        role: Role::parse(&role).unwrap_or(Role::Viewer),
+        status: r.get(4)?,
+        must_change_password: r.get(5)?,
+        totp_enabled: r.get(6)?,
+        created_at: r.get(7)?,
+        last_login_at: r.get(8)?,
+        password_hash: r.get(9)?,
+        session_epoch: r.get(10)?,
+    })
+}
+
+pub fn user_by_email(c: &Connection, email: &str) -> rusqlite::Result<Option<User>> {
+    c.query_row(
+        &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
+        [email.trim()],
+        user_row,
+    )
+    .optional()
+}
+
+pub fn user_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<User>> {
+    c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
+        .query_row([id], user_row)
+        .optional()
+}
+
+pub fn list_users(c: &Connection) -> rusqlite::Result<Vec<User>> {
+    let mut stmt = c.prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"))?;
+    stmt.query_map([], user_row)?.collect()
+}
+
+pub fn count_users(c: &Connection) -> rusqlite::Result<i64> {
+    c.query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+}
+
+/// Active admins other than `except`: the last one cannot be demoted, deactivated or deleted.
+pub fn other_active_admins(c: &Connection, except: i64) -> rusqlite::Result<i64> {
+    c.query_row(
+        "SELECT count(*) FROM users WHERE role = 'admin' AND status = 'active' AND id <> ?1",
+        [except],
+        |r| r.get(0),
+    )
+}
+
+/// Inserts a user; `password_hash` None means invited (no password yet).
+pub fn insert_user(
+    c: &Connection,
+    email: &str,
+    display_name: &str,
+    role: Role,
+    password_hash: Option<&str>,
+    must_change_password: bool,
+) -> rusqlite::Result<i64> {
+    let now = now_text();
+    let status = if password_hash.is_some() {
+        "active"
+    } else {
+        "invited"
+    };
+    c.execute(
+        "INSERT INTO users (email, display_name, role, password_hash, status, must_change_password, \
+         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        params![
+            email.trim(),
+            display_name,
+            role.as_str(),
+            password_hash,
+            status,
+            must_change_password,
+            now
+        ],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+/// Sets a password; `must_change` marks it temporary. Ends every session of the user.
+pub fn set_password(
+    c: &Connection,
+    user_id: i64,
+    hash: &str,
+    must_change: bool,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE users SET password_hash = ?2, must_change_password = ?3, \
+         status = CASE status WHEN 'invited' THEN 'active' ELSE status END, \
+         updated_at = ?4 WHERE id = ?1",
+        params![user_id, hash, must_change, now_text()],
+    )?;
+    end_sessions(c, user_id, None)
+}
+
+/// Ends the user's sessions (all, or all but `keep`, the one asking) at once: the rows go
+/// and the epoch moves, so a request already in flight cannot bring one back.
+pub fn end_sessions(c: &Connection, user_id: i64, keep: Option<&str>) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE users SET session_epoch = session_epoch + 1 WHERE id = ?1",
+        [user_id],
+    )?;
+    match keep {
+        Some(id) => {
+            c.execute(
+                "DELETE FROM sessions WHERE user_id = ?1 AND id <> ?2",
+                params![user_id, id],
+            )?;
+            // The session kept follows the user to the new epoch.
+            c.execute(
+                "UPDATE sessions SET data = json_set(data, '$.auth.epoch', \
+                 (SELECT session_epoch FROM users WHERE id = ?1)) WHERE id = ?2",
+                params![user_id, id],
+            )?;
+        }
+        None => {
+            c.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
+        }
+    }
+    Ok(())
+}
+
+/// Counts a failed sign-in for `email`; returns the lock end (unix s) when this locks it.
+pub fn record_failure(
+    c: &Connection,
+    email: &str,
+    attempts: u32,
+    lock_seconds: i64,
+) -> rusqlite::Result<Option<i64>> {
+    let now = now_unix();
+    c.execute(
+        "INSERT INTO login_throttle (email, failures, locked_until) VALUES (?1, 1, 0) \
+         ON CONFLICT(email) DO UPDATE SET failures = \
+           CASE WHEN locked_until > 0 AND locked_until <= ?2 THEN 1 ELSE failures + 1 END, \
+           locked_until = CASE WHEN locked_until <= ?2 THEN 0 ELSE locked_until END",
+        params![email.trim().to_lowercase(), now],
+    )?;
+    let failures: i64 = c.query_row(
+        "SELECT failures FROM login_throttle WHERE email = ?1",
+        [email.trim()],
+        |r| r.get(0),
+    )?;
+    if failures >= i64::from(attempts) {
+        let until = now + lock_seconds;
+        c.execute(
+            "UPDATE login_throttle SET locked_until = ?2, failures = 0 WHERE email = ?1",
+            params![email.trim(), until],
+        )?;
+        return Ok(Some(until));
+    }
+    Ok(None)
+}
+
+/// Seconds left on a lock of `email`, if it is locked.
+pub fn locked_for(c: &Connection, email: &str) -> rusqlite::Result<Option<u64>> {
+    let until: Option<i64> = c
+        .query_row(
+            "SELECT locked_until FROM login_throttle WHERE email = ?1",
+            [email.trim()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let now = now_unix();
+    Ok(until.filter(|u| *u > now).map(|u| (u - now) as u64))
+}
+
+pub fn clear_failures(c: &Connection, email: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "DELETE FROM login_throttle WHERE email = ?1",
+        [email.trim()],
+    )?;
+    Ok(())
+}
