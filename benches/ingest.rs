@@ -55,6 +55,7 @@ impl Server {
                 &port.to_string(),
             ])
             .env("RUST_LOG", "warn")
+            .env("KURA__AUTH__ENABLED", "false")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

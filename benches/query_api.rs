@@ -22,12 +22,14 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use hdrhistogram::Histogram;
 use serde_json::{Value, json};
+
+mod support;
+use support::{load, wrk};
 
 const KURA: &str = env!("CARGO_BIN_EXE_kura");
 
@@ -67,6 +69,8 @@ impl Server {
             &port.to_string(),
         ])
         .env("RUST_LOG", "info")
+        // These figures are the query path's; benches/auth.rs measures what sign-in adds.
+        .env("KURA__AUTH__ENABLED", "false")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
         for (k, v) in env {
@@ -182,116 +186,11 @@ fn main() {
     server.stop();
 }
 
-/// Sends `body` (or a GET when None) from `conns` connections for `secs`; returns (rps, histogram in µs).
-async fn load(url: String, body: Option<Value>, conns: usize, secs: u64) -> (f64, Histogram<u64>) {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(conns)
-        .build()
-        .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..conns {
-        let (client, url, body, stop, errors) = (
-            client.clone(),
-            url.clone(),
-            body.clone(),
-            stop.clone(),
-            errors.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new(3).unwrap();
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let req = match &body {
-                    Some(b) => client.post(&url).json(b),
-                    None => client.get(&url),
-                };
-                match req.send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                    }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                let _ = h.record(t.elapsed().as_micros() as u64);
-            }
-            h
-        }));
-    }
-    // Warm-up second excluded from nothing: connections are made in the first few ms.
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Histogram::<u64>::new(3).unwrap();
-    for t in tasks {
-        all.add(t.await.unwrap()).unwrap();
-    }
-    let rps = all.len() as f64 / started.elapsed().as_secs_f64();
-    let e = errors.load(Ordering::Relaxed);
-    if e > 0 {
-        println!("  ({e} requests failed)");
-    }
-    (rps, all)
-}
-
-/// Runs Debian's `wrk` (a C load generator, much lighter than an in-process client on a
-/// 2-core machine); `None` when it is not installed. Returns (req/s, p50 ms, p99 ms).
-fn wrk(url: &str, body: Option<&str>, conns: usize, secs: u64) -> Option<(f64, f64, f64)> {
-    let dir = tempfile::tempdir().ok()?;
-    let mut cmd = Command::new("wrk");
-    cmd.args([
-        "-t2",
-        &format!("-c{conns}"),
-        &format!("-d{secs}s"),
-        "--latency",
-    ]);
-    if let Some(body) = body {
-        let script = dir.path().join("post.lua");
-        let lua = format!(
-            "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
-        );
-        std::fs::write(&script, lua).ok()?;
-        cmd.arg("-s").arg(&script);
-    }
-    let out = cmd.arg(url).output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if text.contains("Non-2xx") {
-        println!("  (wrk saw non-2xx answers)\n{text}");
-    }
-    let ms = |v: &str| {
-        let v = v.trim();
-        if let Some(x) = v.strip_suffix("us") {
-            x.parse::<f64>().ok().map(|x| x / 1000.0)
-        } else if let Some(x) = v.strip_suffix("ms") {
-            x.parse::<f64>().ok()
-        } else {
-            v.strip_suffix('s')
-                .and_then(|x| x.parse::<f64>().ok())
-                .map(|x| x * 1000.0)
-        }
-    };
-    let find = |prefix: &str| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(prefix))
-            .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-    };
-    Some((
-        find("Requests/sec:")?.parse().ok()?,
-        ms(&find("50%")?)?,
-        ms(&find("99%")?)?,
-    ))
-}
-
 async fn throughput_bench(server: &Server) {
     let body = r#"{"sql": "SELECT 1"}"#;
     if let (Some(base), Some(q)) = (
-        wrk(&server.url("/static/kura.css"), None, 16, 5),
-        wrk(&server.url("/api/query"), Some(body), 16, 5),
+        wrk(&server.url("/static/kura.css"), None, &[], 16, 5),
+        wrk(&server.url("/api/query"), Some(body), &[], 16, 5),
     ) {
         println!(
             "[select1] (load from wrk) POST /api/query SELECT 1, 16 connections: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms (target >= 5000 req/s, p99 < 10 ms)",
@@ -312,10 +211,11 @@ async fn throughput_bench(server: &Server) {
             "[select1] wrk not installed (apt-get install wrk): the load comes from an in-process client on the same cores"
         );
     }
-    let (base_rps, base_h) = load(server.url("/static/kura.css"), None, 16, 5).await;
+    let (base_rps, base_h) = load(server.url("/static/kura.css"), None, &[], 16, 5).await;
     let (rps, h) = load(
         server.url("/api/query"),
         Some(json!({"sql": "SELECT 1"})),
+        &[],
         16,
         5,
     )

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use super::store::{self, User, now_text, now_unix};
 use super::{Principal, Role, audit, password, tokens};
 use crate::app::AppState;
-use crate::blocking;
 use crate::db::meta::MetaDb;
 use crate::error::{AppError, Result};
 use crate::web::extract::{ClientIp, Json};
@@ -257,7 +256,7 @@ pub async fn reset_password(
     let user = load(&state, id).await?;
     let temporary = password::generate();
     let t = temporary.clone();
-    let hash = blocking::run(move || password::hash(&t)).await?;
+    let hash = password::hash_async(t).await?;
     state
         .meta
         .write(move |tx| store::set_password(tx, id, &hash, true))
@@ -427,7 +426,7 @@ pub async fn bootstrap_admin(meta: &MetaDb) -> anyhow::Result<Option<String>> {
     }
     let password = password::generate();
     let p = password.clone();
-    let hash = blocking::run(move || password::hash(&p)).await?;
+    let hash = password::hash_async(p).await?;
     let created = meta
         .write(move |tx| {
             if store::count_users(tx)? > 0 {
@@ -460,7 +459,7 @@ pub async fn add_user_cli(
     }
     let password = password::generate();
     let p = password.clone();
-    let hash = blocking::run(move || password::hash(&p)).await?;
+    let hash = password::hash_async(p).await?;
     let name = display_name.to_owned();
     let e = email.clone();
     let added = meta
@@ -487,7 +486,7 @@ pub async fn reset_password_cli(meta: &MetaDb, email: &str) -> anyhow::Result<St
         .ok_or_else(|| anyhow::anyhow!("there is no user {email}"))?;
     let password = password::generate();
     let p = password.clone();
-    let hash = blocking::run(move || password::hash(&p)).await?;
+    let hash = password::hash_async(p).await?;
     let (id, email) = (user.id, user.email.clone());
     meta.write(move |tx| {
         store::set_password(tx, id, &hash, true)?;

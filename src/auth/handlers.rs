@@ -14,7 +14,6 @@ use super::{
     tokens, totp,
 };
 use crate::app::AppState;
-use crate::blocking;
 use crate::error::{AppError, Result};
 use crate::web::extract::{ClientIp, Json};
 
@@ -64,7 +63,7 @@ pub async fn login(
         .and_then(|u| u.password_hash.clone())
         .unwrap_or_else(|| password::dummy_hash().to_owned());
     let given = body.password;
-    let matches = blocking::run(move || password::verify(&given, &hash)).await;
+    let matches = password::verify_async(given, hash).await;
     let Some(user) = user.filter(|u| matches && u.password_hash.is_some()) else {
         return Err(failed_sign_in(&state, &email, ip).await);
     };
@@ -234,7 +233,7 @@ async fn confirm_password(state: &AppState, user_id: i64, given: String) -> Resu
         .password_hash
         .clone()
         .unwrap_or_else(|| password::dummy_hash().to_owned());
-    if blocking::run(move || password::verify(&given, &hash)).await {
+    if password::verify_async(given, hash).await {
         Ok(user)
     } else {
         Err(AppError::forbidden(
@@ -271,7 +270,7 @@ pub async fn change_password(
         ));
     }
     let new = body.new_password;
-    let hash = blocking::run(move || password::hash(&new)).await?;
+    let hash = password::hash_async(new).await?;
     state
         .meta
         .write(move |tx| store::set_password(tx, user_id, &hash, false))
@@ -410,7 +409,7 @@ pub async fn accept_invite(
     password::check_policy(&body.password, &user.email)
         .map_err(|m| AppError::bad_request("weak_password", m))?;
     let pw = body.password;
-    let hash = blocking::run(move || password::hash(&pw)).await?;
+    let hash = password::hash_async(pw).await?;
     let display_name = body
         .display_name
         .map(|d| d.trim().to_owned())

@@ -48,6 +48,29 @@ pub fn dummy_hash() -> &'static str {
     })
 }
 
+/// Argon2 runs at most this many at once: each takes ~20 MiB and a core for tens of
+/// milliseconds, so a burst of sign-ins (or an attack) queues here instead of taking every
+/// core and starving the other routes. One core is always left for everything else.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))
+    })
+}
+
+/// [`verify`] on the blocking pool, within the hashing slots.
+pub async fn verify_async(password: String, phc: String) -> bool {
+    let _slot = hashing_slots().acquire().await;
+    crate::blocking::run(move || verify(&password, &phc)).await
+}
+
+/// [`hash`] on the blocking pool, within the hashing slots.
+pub async fn hash_async(password: String) -> anyhow::Result<String> {
+    let _slot = hashing_slots().acquire().await;
+    crate::blocking::run(move || hash(&password)).await
+}
+
 /// Checks the password rules; the error is the message shown to the user.
 pub fn check_policy(password: &str, email: &str) -> Result<(), String> {
     let chars = password.chars().count();
