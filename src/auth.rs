@@ -11,6 +11,7 @@ pub mod audit;
 pub mod handlers;
 pub mod keys;
 pub mod middleware;
+pub mod pages;
 pub mod password;
 pub mod permissions;
 pub mod ratelimit;

@@ -309,6 +309,29 @@ fn table(config: &Config) -> Table {
             secrets::delete_secret,
         )
         .add(M::GET, "/api/audit", Perm(P::AuditView), audit::list_audit)
+        // Pages
+        .add(M::GET, "/", Account, auth::pages::home)
+        .add(M::GET, "/login", Public, auth::pages::login_page)
+        .add(M::GET, "/invite/{token}", Public, auth::pages::invite_page)
+        .add(M::GET, "/setup", Account, auth::pages::setup_page)
+        .add(
+            M::GET,
+            "/settings/account",
+            Account,
+            auth::pages::account_page,
+        )
+        .add(
+            M::GET,
+            "/settings/users",
+            Perm(P::UsersManage),
+            auth::pages::users_page,
+        )
+        .add(
+            M::GET,
+            "/settings/secrets",
+            Perm(P::ConfigManage),
+            auth::pages::secrets_page,
+        )
         // Static files carry no data.
         .add(M::GET, "/static/{name}", Public, web::assets::serve_asset)
 }

@@ -440,6 +440,7 @@ pub async fn bootstrap_admin(meta: &MetaDb) -> anyhow::Result<Option<String>> {
                 Some(&hash),
                 true,
             )?;
+            audit::insert(tx, "kura", "user.create", "admin@localhost")?;
             Ok(true)
         })
         .await?;
@@ -468,6 +469,7 @@ pub async fn add_user_cli(
                 return Ok(false);
             }
             store::insert_user(tx, &e, &name, role, Some(&hash), true)?;
+            audit::insert(tx, "cli", "user.create", &e)?;
             Ok(true)
         })
         .await?;
@@ -490,6 +492,7 @@ pub async fn reset_password_cli(meta: &MetaDb, email: &str) -> anyhow::Result<St
     let (id, email) = (user.id, user.email.clone());
     meta.write(move |tx| {
         store::set_password(tx, id, &hash, true)?;
+        audit::insert(tx, "cli", "user.password_reset", &email)?;
         // An admin locked out by failed sign-ins gets back in with the new password.
         store::clear_failures(tx, &email)
     })

@@ -14,6 +14,20 @@ use crate::app::AppState;
 use crate::error::{AppError, Result};
 use crate::web::extract::Json;
 
+/// Appends an entry inside a write transaction (for changes made outside a request).
+pub fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    actor: &str,
+    action: &str,
+    target: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO audit_log (ts, actor, action, target) VALUES (?1, ?2, ?3, ?4)",
+        params![now_text(), actor, action, target],
+    )?;
+    Ok(())
+}
+
 /// Appends an entry. Failing to write one is logged, not fatal to the request.
 pub async fn record(
     state: &AppState,

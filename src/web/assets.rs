@@ -6,11 +6,19 @@ use axum::response::{IntoResponse, Response};
 use crate::error::AppError;
 
 /// (name, content type, bytes) of every file under `static/`.
-const ASSETS: &[(&str, &str, &[u8])] = &[(
-    "kura.css",
-    "text/css; charset=utf-8",
-    include_bytes!("../../static/kura.css"),
-)];
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    ("kura.css", CSS, include_bytes!("../../static/kura.css")),
+    ("kura.js", JS, include_bytes!("../../static/kura.js")),
+    ("login.js", JS, include_bytes!("../../static/login.js")),
+    ("setup.js", JS, include_bytes!("../../static/setup.js")),
+    ("invite.js", JS, include_bytes!("../../static/invite.js")),
+    ("account.js", JS, include_bytes!("../../static/account.js")),
+    ("users.js", JS, include_bytes!("../../static/users.js")),
+    ("secrets.js", JS, include_bytes!("../../static/secrets.js")),
+];
+
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
 
 /// `GET /static/{name}`.
 pub async fn serve_asset(

@@ -910,3 +910,63 @@ async fn the_websocket_needs_credentials() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn pages_send_browsers_to_sign_in_and_carry_the_csrf_token() {
+    let app = auth_app().await;
+    app.add_user("ed@example.com", Role::Editor).await;
+    let mut b = app.browser();
+    b.extra = vec![("accept", "text/html".into())];
+    let page = |b: &mut Browser, path: &'static str| {
+        let path = path.to_owned();
+        let req = b
+            .client
+            .get(format!("{}{path}", b.base))
+            .header("accept", "text/html");
+        let req = match &b.cookie {
+            Some(c) => req.header("cookie", c),
+            None => req,
+        };
+        async move { req.send().await.unwrap() }
+    };
+    let r = page(&mut b, "/settings/account").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/login?next=/settings/account");
+    let r = page(&mut b, "/login").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("id=\"password-step\""));
+    // A bad invitation link is an error page, not a form.
+    let r = page(&mut b, "/invite/not-a-token").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.text().await.unwrap().contains("invitation is unknown"));
+
+    b.extra.clear();
+    b.login("ed@example.com", PASSWORD).await;
+    let csrf = b.csrf.clone().unwrap();
+    let r = page(&mut b, "/settings/account").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains(&format!("<meta name=\"csrf-token\" content=\"{csrf}\">")));
+    assert!(
+        !html.contains("/settings/users"),
+        "an editor is not offered user administration"
+    );
+    // A page the role does not allow is a 403 page.
+    let r = page(&mut b, "/settings/users").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("users.manage"));
+    // The page scripts are served.
+    for asset in [
+        "kura.js",
+        "login.js",
+        "account.js",
+        "users.js",
+        "secrets.js",
+        "setup.js",
+        "invite.js",
+    ] {
+        let (status, _) = b.get(&format!("/static/{asset}")).await;
+        assert_eq!(status, StatusCode::OK, "{asset}");
+    }
+    app.stop().await;
+}

@@ -137,6 +137,98 @@ fn init_creates_the_skeleton_and_refuses_to_overwrite() {
     assert!(forced.status.success());
 }
 
+/// The password a `kura` command printed on a line of its own.
+fn printed_password(stdout: &str) -> String {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| {
+            let t = l.trim();
+            t.len() == 20 && t.bytes().all(|b| b.is_ascii_alphanumeric())
+                || t.starts_with("password: ")
+        })
+        .unwrap_or_else(|| panic!("no password in {stdout}"));
+    line.trim().trim_start_matches("password: ").to_owned()
+}
+
+#[tokio::test]
+async fn init_prints_the_first_admin_and_kura_user_manages_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(KURA)
+        .args(["init", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("admin@localhost"), "{stdout}");
+    let admin_password = printed_password(&stdout);
+    let kura_user = |args: &[&str]| {
+        let out = Command::new(KURA)
+            .arg("user")
+            .args(args)
+            .args(["--project", dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = kura_user(&["add", "ana@example.com", "--role", "editor"]);
+    assert!(ok, "{out}");
+    let ana_password = printed_password(&out);
+    let (ok, out) = kura_user(&["add", "ana@example.com"]);
+    assert!(!ok && out.contains("already"), "{out}");
+    let (ok, out) = kura_user(&["add", "bo@example.com", "--role", "owner"]);
+    assert!(!ok && out.contains("not a role"), "{out}");
+    let (ok, out) = kura_user(&["list"]);
+    assert!(
+        ok && out.contains("admin@localhost")
+            && out.contains("ana@example.com")
+            && out.contains("editor"),
+        "{out}"
+    );
+
+    // The server takes both temporary passwords, and insists they be changed.
+    let port = free_port();
+    let mut server = serve(dir.path(), port);
+    let _ = wait_ready(dir.path(), port).await;
+    let client = reqwest::Client::new();
+    let login = |email: &'static str, password: String| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .post(format!("http://127.0.0.1:{port}/api/auth/login"))
+                .json(&serde_json::json!({"email": email, "password": password}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, me) = login("admin@localhost", admin_password).await;
+    assert_eq!(
+        (status, me["must_change_password"].clone()),
+        (200, serde_json::json!(true)),
+        "{me}"
+    );
+    let (status, me) = login("ana@example.com", ana_password.clone()).await;
+    assert_eq!(
+        (status, me["role"].clone()),
+        (200, serde_json::json!("editor")),
+        "{me}"
+    );
+    // A reset while the server runs takes effect at once.
+    let (ok, out) = kura_user(&["reset-password", "ana@example.com"]);
+    assert!(ok, "{out}");
+    let fresh = printed_password(&out);
+    assert_eq!(login("ana@example.com", ana_password).await.0, 401);
+    assert_eq!(login("ana@example.com", fresh).await.0, 200);
+    terminate(&server);
+    server.wait().unwrap();
+}
+
 #[test]
 fn a_bad_config_names_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
