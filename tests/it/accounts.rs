@@ -970,3 +970,47 @@ async fn pages_send_browsers_to_sign_in_and_carry_the_csrf_token() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn required_two_factor_blocks_everything_until_enrolled() {
+    let app = TestApp::with_config(|c| {
+        c.auth.enabled = true;
+        c.auth.require_2fa = true;
+        c.auth.rate_limit_per_minute = 100_000;
+        c.auth.rate_limit_burst = 100_000;
+    })
+    .await;
+    let id = app.add_user("ed@example.com", Role::Editor).await;
+    let mut key = app.browser();
+    key.bearer = Some(app.key_for(id).await);
+    let mut b = app.browser();
+    let (status, me) = b.login("ed@example.com", PASSWORD).await;
+    assert_eq!(
+        (status, me["two_factor_required"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+    for caller in [&mut b, &mut key] {
+        let (status, answer) = caller.get("/api/status").await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (
+                StatusCode::FORBIDDEN,
+                Some("two_factor_enrollment_required")
+            )
+        );
+    }
+    let (_, setup) = b
+        .post("/api/auth/2fa/setup", json!({"password": PASSWORD}))
+        .await;
+    let secret = totp::decode_base32(setup["secret"].as_str().unwrap()).unwrap();
+    let code = totp::code_at(&secret, now()).unwrap();
+    assert_eq!(
+        b.post("/api/auth/2fa/verify-setup", json!({"code": code}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(b.get("/api/status").await.0, StatusCode::OK);
+    assert_eq!(key.get("/api/status").await.0, StatusCode::OK);
+    app.stop().await;
+}
