@@ -261,16 +261,7 @@ pub async fn reset_password(
         .meta
         .write(move |tx| store::set_password(tx, id, &hash, true))
         .await?;
-    state.auth.keys.clear();
-    audit::record(
-        &state,
-        Some(&principal),
-        "user.password_reset",
-        Some(&user.email),
-        ip,
-        None,
-    )
-    .await;
+    audit::account_changed(&state, &principal, "user.password_reset", &user.email, ip).await;
     Ok(Json(json!({
         "user": load(&state, id).await?,
         "temporary_password": temporary,
@@ -298,16 +289,7 @@ pub async fn deactivate_user(
             store::end_sessions(tx, id, None)
         })
         .await?;
-    state.auth.keys.clear();
-    audit::record(
-        &state,
-        Some(&principal),
-        "user.deactivate",
-        Some(&user.email),
-        ip,
-        None,
-    )
-    .await;
+    audit::account_changed(&state, &principal, "user.deactivate", &user.email, ip).await;
     Ok(Json(json!({"user": load(&state, id).await?})))
 }
 
@@ -329,16 +311,7 @@ pub async fn reactivate_user(
             )
         })
         .await?;
-    state.auth.keys.clear();
-    audit::record(
-        &state,
-        Some(&principal),
-        "user.reactivate",
-        Some(&user.email),
-        ip,
-        None,
-    )
-    .await;
+    audit::account_changed(&state, &principal, "user.reactivate", &user.email, ip).await;
     Ok(Json(json!({"user": load(&state, id).await?})))
 }
 
@@ -356,16 +329,7 @@ pub async fn delete_user(
         .meta
         .write(move |tx| tx.execute("DELETE FROM users WHERE id = ?1", [id]))
         .await?;
-    state.auth.keys.clear();
-    audit::record(
-        &state,
-        Some(&principal),
-        "user.delete",
-        Some(&user.email),
-        ip,
-        None,
-    )
-    .await;
+    audit::account_changed(&state, &principal, "user.delete", &user.email, ip).await;
     Ok(Json(json!({"id": id, "deleted": true})))
 }
 

@@ -56,6 +56,19 @@ pub async fn record(
     }
 }
 
+/// After a change to an account (role, status, password, 2FA, keys): cached key lookups
+/// are dropped so the change applies to the very next request, and the change is audited.
+pub async fn account_changed(
+    state: &AppState,
+    actor: &Principal,
+    action: &'static str,
+    target: &str,
+    ip: Option<IpAddr>,
+) {
+    state.auth.keys.clear();
+    record(state, Some(actor), action, Some(target), ip, None).await;
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Page {

@@ -275,16 +275,7 @@ pub async fn change_password(
         .meta
         .write(move |tx| store::set_password(tx, user_id, &hash, false))
         .await?;
-    state.auth.keys.clear();
-    audit::record(
-        &state,
-        Some(&principal),
-        "password.change",
-        Some(&user.email),
-        ip,
-        None,
-    )
-    .await;
+    audit::account_changed(&state, &principal, "password.change", &user.email, ip).await;
     let user = load_user(&state, user_id).await?;
     if matches!(principal.via, Via::Session { .. }) {
         return Ok(Json(
@@ -626,16 +617,7 @@ pub async fn verify_two_factor_setup(
             tx.execute("UPDATE recovery_codes SET pending = 0 WHERE user_id = ?1", [user_id])
         })
         .await?;
-    state.auth.keys.clear();
-    audit::record(
-        &state,
-        Some(&principal),
-        "2fa.enabled",
-        Some(&principal.email),
-        ip,
-        None,
-    )
-    .await;
+    audit::account_changed(&state, &principal, "2fa.enabled", &principal.email, ip).await;
     Ok(Json(json!({"two_factor_enabled": true})))
 }
 
@@ -747,16 +729,7 @@ pub async fn disable_two_factor(
             tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])
         })
         .await?;
-    state.auth.keys.clear();
-    audit::record(
-        &state,
-        Some(&principal),
-        "2fa.disabled",
-        Some(&user.email),
-        ip,
-        None,
-    )
-    .await;
+    audit::account_changed(&state, &principal, "2fa.disabled", &user.email, ip).await;
     Ok(Json(json!({"two_factor_enabled": false})))
 }
 
