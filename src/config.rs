@@ -254,7 +254,9 @@ impl Config {
             file: file.clone(),
             message,
         })?;
-        config.root = root.to_path_buf();
+        // Absolute, so paths the watcher reports (always absolute) match source folders
+        // even when the project was named relatively (`kura serve examples/shop`).
+        config.root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
         config
             .validate()
             .map_err(|message| ConfigError::Invalid { file, message })?;

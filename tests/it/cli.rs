@@ -229,6 +229,52 @@ async fn init_prints_the_first_admin_and_kura_user_manages_accounts() {
     server.wait().unwrap();
 }
 
+#[tokio::test]
+async fn a_project_named_by_a_relative_path_still_loads_dropped_files() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("proj");
+    Command::new(KURA)
+        .args(["init", "proj"])
+        .current_dir(parent.path())
+        .output()
+        .unwrap();
+    let port = free_port();
+    // As in the README: `kura serve examples/shop`, relative to where the shell is.
+    let mut server = Running(
+        Command::new(KURA)
+            .args(["serve", "proj", "--port", &port.to_string()])
+            .current_dir(parent.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = wait_ready(&dir, port).await;
+    std::fs::write(dir.join("data/uploads/late.csv"), "a,b\n1,2\n3,4\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body: serde_json::Value = client
+            .post(format!("http://127.0.0.1:{port}/api/query"))
+            .json(&serde_json::json!({"sql": "SELECT count(*) FROM raw_uploads.late"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["rows"][0][0] == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dropped file never loaded: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    terminate(&server);
+    server.wait().unwrap();
+}
+
 #[test]
 fn a_bad_config_names_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
