@@ -42,6 +42,8 @@ impl Server {
     async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         kura::project::init(dir.path(), false).expect("init");
+        // KURA_BENCH_LOG=<file> keeps the server's log (level info) for a closer look.
+        let log = std::env::var_os("KURA_BENCH_LOG").map(|p| std::fs::File::create(p).unwrap());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -54,10 +56,10 @@ impl Server {
                 "--port",
                 &port.to_string(),
             ])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
             .env("KURA__AUTH__ENABLED", "false")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.map_or_else(Stdio::null, Stdio::from))
             .spawn()
             .expect("spawn kura");
         let server = Self {
@@ -143,7 +145,9 @@ impl Server {
                 }
             }
             assert!(Instant::now() < deadline, "{rel} never loaded");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // The figure is the server's own sync duration, so polling slowly loses no
+            // precision, and keeps this client from taking CPU from the load it measures.
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
@@ -247,6 +251,11 @@ async fn run() {
             &ndjson_1m,
             format!("read_json('{}')", ndjson_1m.display()),
         ),
+        (
+            "orders_5m_csv.csv",
+            &csv_5m,
+            format!("read_csv('{}')", csv_5m.display()),
+        ),
     ];
     for (name, path, reader) in &cases {
         let base = baseline_load(reader, &work);
@@ -267,8 +276,8 @@ async fn run() {
         );
     }
 
-    // 1-3. The 5M-row CSV, with queries on another table meanwhile and RSS sampled.
-    let base = baseline_load(&format!("read_csv('{}')", csv_5m.display()), &work);
+    // 2-3. The 5M-row CSV again (as another file), now with queries on another table
+    // meanwhile and RSS sampled: its load time is not compared, the queries slow it.
     let stop = Arc::new(AtomicBool::new(false));
     let peak_rss = Arc::new(AtomicU64::new(0));
     let pid = server.child.id();
@@ -315,15 +324,13 @@ async fn run() {
     let load = server
         .wait_loaded("uploads", "data/uploads/orders_5m.csv")
         .await;
+    println!(
+        "[concurrent] the 5M-row load with queries alongside took {:.0} ms",
+        load.as_secs_f64() * 1000.0
+    );
     stop.store(true, Ordering::Relaxed);
     let (lat, errors) = querier.await.unwrap();
     sampler.await.unwrap();
-    println!(
-        "[load] orders_5m_csv.csv: stable -> committed {:.0} ms; standalone DuckDB CREATE TABLE AS {:.0} ms; ratio {:.2} (target <= 1.3)",
-        load.as_secs_f64() * 1000.0,
-        base.as_secs_f64() * 1000.0,
-        load.as_secs_f64() / base.as_secs_f64()
-    );
     println!(
         "[concurrent] SELECT count(*) on another table during the 5M load: {} queries, p50 {:.1} ms, p99 {:.1} ms, {errors} errors (target p99 < 50 ms, no errors)",
         lat.len(),
@@ -361,6 +368,10 @@ async fn run() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    if std::env::var_os("KURA_BENCH_LOG").is_some() {
+        let each: Vec<String> = times.iter().map(|t| format!("{t:.0}")).collect();
+        println!("[drop] each (ms): {}", each.join(" "));
     }
     println!(
         "[drop] 10,000-row file, drop -> queryable over 50 drops (debounce 500 ms included): p50 {:.0} ms, p99 {:.0} ms (target p50 < 1000, p99 < 2000)",
