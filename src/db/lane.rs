@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 type Job<C> = Box<dyn FnOnce(&mut C) + Send>;
 
 /// After how long without a job, and what to do then.
-pub type OnIdle<C> = Option<(std::time::Duration, fn(&mut C))>;
+pub type OnIdle<C> = Option<(std::time::Duration, Arc<dyn Fn(&mut C) + Send + Sync>)>;
 
 /// Why a job was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -59,13 +59,14 @@ impl<C: Send + 'static> Lane<C> {
         for (i, mut conn) in conns.into_iter().enumerate() {
             let rx = rx.clone();
             let queued = queued.clone();
+            let on_idle = on_idle.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .spawn(move || {
                     loop {
-                        let job = match on_idle {
+                        let job = match &on_idle {
                             None => rx.recv().ok(),
-                            Some((after, idle)) => match rx.recv_timeout(after) {
+                            Some((after, idle)) => match rx.recv_timeout(*after) {
                                 Ok(job) => Some(job),
                                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                                     idle(&mut conn);

@@ -248,7 +248,10 @@ impl Warehouse {
             conns,
             config.api.query_queue,
             end_idle_transaction,
-            Some((std::time::Duration::from_millis(200), end_idle_transaction)),
+            Some((
+                std::time::Duration::from_millis(200),
+                Arc::new(end_idle_transaction),
+            )),
         )
         .map_err(spawn_err)?;
         let background = Lane::start_with_idle(
@@ -256,7 +259,10 @@ impl Warehouse {
             vec![db],
             256,
             checkpoint,
-            Some((WRITER_IDLE_CHECKPOINT, checkpoint_when_idle)),
+            Some((WRITER_IDLE_CHECKPOINT, {
+                let wal = wal_path(&path);
+                Arc::new(move |conn: &mut Connection| checkpoint_when_idle(conn, &wal))
+            })),
         )
         .map_err(spawn_err)?;
         Ok(Self {
@@ -529,11 +535,26 @@ fn lock_down(db: &Connection, config: &Config, staging: &Path) -> Result<Setting
 /// How long the writer waits for more work before it checkpoints.
 const WRITER_IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 
+/// Below this much WAL an idle checkpoint is not worth its fixed cost (which a load
+/// arriving meanwhile would wait for); large loads write their data blocks directly and
+/// leave little WAL, so this mostly gathers many small loads.
+const IDLE_CHECKPOINT_MIN_WAL: u64 = 8 * 1024 * 1024;
+
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".wal");
+    PathBuf::from(name)
+}
+
 /// Checkpoints while nothing waits for the writer, so that a load does not pay for it.
 /// (A commit that takes the WAL past `wal_autocheckpoint` checkpoints inside the commit,
 /// measured at 1-4 s on a warehouse of a few GB: the tail of drop-to-queryable.) A query
 /// transaction still open makes DuckDB refuse; the next idle moment tries again.
-fn checkpoint_when_idle(conn: &mut Connection) {
+fn checkpoint_when_idle(conn: &mut Connection, wal: &Path) {
+    let size = std::fs::metadata(wal).map_or(0, |m| m.len());
+    if size < IDLE_CHECKPOINT_MIN_WAL {
+        return;
+    }
     if let Err(e) = conn.execute_batch("CHECKPOINT") {
         tracing::debug!(error = %e, "idle checkpoint skipped");
     }
