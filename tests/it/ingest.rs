@@ -126,8 +126,14 @@ async fn touching_a_file_changes_nothing_and_replacing_it_replaces_exactly_its_r
     f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
         .unwrap();
     drop(f);
-    let (status, started) = app.post_json("/api/sources/sales/sync", json!({})).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    // The watcher's sync of the two drops may still be finishing (or run once more, as
+    // b.csv arrived during a.csv's): ask until the source is free.
+    let started = eventually(Duration::from_secs(10), || async {
+        let (status, started) = app.post_json("/api/sources/sales/sync", json!({})).await;
+        (status == StatusCode::ACCEPTED).then_some(started)
+    })
+    .await
+    .expect("the source never became free to sync");
     let run = wait_run(&app, &started["record_id"]).await;
     assert_eq!(
         run["files"]
