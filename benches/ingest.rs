@@ -323,7 +323,7 @@ async fn run() {
                 let t = Instant::now();
                 let ok = client
                     .post(format!("http://127.0.0.1:{port}/api/query"))
-                    .json(&json!({"sql": "SELECT count(*) FROM raw_uploads.orders_1m_csv"}))
+                    .json(&json!({"sql": "SELECT count(*) FROM raw_uploads.orders_1m_csv_r0"}))
                     .send()
                     .await
                     .is_ok_and(|r| r.status().is_success());
