@@ -27,6 +27,7 @@ pub mod platform;
 pub mod project;
 pub mod query;
 pub mod routes;
+pub mod schedules;
 pub mod secrets;
 pub mod sources;
 pub mod tasks;

@@ -53,6 +53,14 @@ enum Command {
         #[arg(long)]
         full_refresh: bool,
     },
+    /// Check schedules.yml, or list its schedules with their next run
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+        /// The project directory
+        #[arg(long, default_value = ".", global = true)]
+        project: PathBuf,
+    },
     /// Manage user accounts (works whether or not the server is running)
     User {
         #[command(subcommand)]
@@ -61,6 +69,14 @@ enum Command {
         #[arg(long, default_value = ".", global = true)]
         project: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum ScheduleAction {
+    /// Check schedules.yml against the project's sources; every problem is listed
+    Validate,
+    /// Each schedule with its cron, time zone, sources and next run
+    List,
 }
 
 #[derive(Subcommand)]
@@ -152,11 +168,70 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("some files did not load (see above)")
             }
         }
+        Command::Schedule { action, project } => {
+            init_tracing_quiet();
+            schedule_command(&project, &action)
+        }
         Command::User { action, project } => {
             init_tracing_quiet();
             user_command(&project, action)
         }
     }
+}
+
+fn schedule_command(project: &std::path::Path, action: &ScheduleAction) -> anyhow::Result<()> {
+    let config = Config::load(project)?;
+    let path = kura::schedules::file_path(&config);
+    let schedules = match kura::schedules::load(&config) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{}: {e}", path.display());
+            }
+            anyhow::bail!("{} has {} problem(s)", path.display(), errors.len());
+        }
+    };
+    match action {
+        ScheduleAction::Validate => {
+            println!(
+                "{}: {} schedule(s), {} webhook(s): valid",
+                path.display(),
+                schedules.schedules.len(),
+                schedules.notifications.webhooks.len()
+            );
+        }
+        ScheduleAction::List => {
+            println!(
+                "{:<24} {:<16} {:<18} {:<8} {:<28} SOURCES",
+                "NAME", "CRON", "TIME ZONE", "ENABLED", "NEXT RUN"
+            );
+            let now = chrono::Utc::now();
+            for s in &schedules.schedules {
+                let next = if s.def.enabled {
+                    s.cron
+                        .next_after(s.tz, now)
+                        .map(|t| {
+                            t.with_timezone(&s.tz)
+                                .format("%Y-%m-%d %H:%M %Z")
+                                .to_string()
+                        })
+                        .unwrap_or_else(|| "never".into())
+                } else {
+                    "disabled".into()
+                };
+                println!(
+                    "{:<24} {:<16} {:<18} {:<8} {:<28} {}",
+                    s.def.name,
+                    s.cron.expression,
+                    s.def.timezone,
+                    if s.def.enabled { "yes" } else { "no" },
+                    next,
+                    s.def.sources.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs `f` with the project's metadata store open (on a small runtime of its own).

@@ -276,6 +276,57 @@ async fn a_project_named_by_a_relative_path_still_loads_dropped_files() {
 }
 
 #[test]
+fn kura_schedule_validates_the_file_and_lists_next_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(KURA)
+        .args(["init", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    std::fs::create_dir_all(dir.path().join("data/uploads/sales")).unwrap();
+    let schedule = |args: &[&str]| {
+        let out = Command::new(KURA)
+            .arg("schedule")
+            .args(args)
+            .args(["--project", dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    // The file `kura init` writes is valid.
+    let (ok, out) = schedule(&["validate"]);
+    assert!(ok && out.contains("0 schedule(s)"), "{out}");
+    std::fs::write(
+        dir.path().join("schedules.yml"),
+        "schedules:\n  - name: nightly\n    cron: \"0 2 * * *\"\n    timezone: Europe/Berlin\n    sources: [sales]\n",
+    )
+    .unwrap();
+    let (ok, out) = schedule(&["list"]);
+    assert!(ok, "{out}");
+    let line = out.lines().find(|l| l.starts_with("nightly")).unwrap();
+    assert!(
+        line.contains("0 2 * * *") && line.contains("Europe/Berlin") && line.contains("02:00 CE"),
+        "{line}"
+    );
+    std::fs::write(
+        dir.path().join("schedules.yml"),
+        "schedules:\n  - name: feb31\n    cron: \"0 0 31 2 *\"\n    sources: [sales, nope]\n",
+    )
+    .unwrap();
+    let (ok, out) = schedule(&["validate"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("line 2: schedule \"feb31\"") && out.contains("never fires"),
+        "{out}"
+    );
+    assert!(out.contains("there is no source \"nope\""), "{out}");
+    assert!(out.contains("2 problem(s)"), "{out}");
+}
+
+#[test]
 fn a_bad_config_names_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
     Command::new(KURA)
