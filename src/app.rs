@@ -27,6 +27,8 @@ use crate::db::warehouse::Warehouse;
 use crate::events::EventBus;
 use crate::project::ServeLock;
 use crate::query::Gate;
+use crate::schedules::clock::{Clock, SystemClock};
+use crate::schedules::runner::ScheduleService;
 use crate::sources::registry::{Source, discover};
 use crate::sources::sync::SyncTracker;
 use crate::tasks::Tasks;
@@ -45,6 +47,7 @@ pub struct Inner {
     pub syncs: SyncTracker,
     pub tasks: Tasks,
     pub auth: AuthState,
+    pub schedules: ScheduleService,
     pub started_at: DateTime<Utc>,
     watcher: Mutex<WatcherStatus>,
     lock: ServeLock,
@@ -61,6 +64,11 @@ impl AppState {
     /// Opens everything the project needs. Fails at once, with a clear message, if another
     /// Kura process already serves this project.
     pub async fn new(config: Config) -> anyhow::Result<Self> {
+        Self::with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`AppState::new`] with the scheduler's clock given (tests drive time themselves).
+    pub async fn with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         config.check_exposure().map_err(anyhow::Error::msg)?;
         let state_dir = config.state_dir();
         let lock = blocking::run(move || ServeLock::acquire(&state_dir)).await?;
@@ -104,6 +112,7 @@ impl AppState {
             syncs: SyncTracker::default(),
             tasks: Tasks::new(),
             auth,
+            schedules: ScheduleService::new(clock),
             started_at: Utc::now(),
             watcher: Mutex::new(WatcherStatus::default()),
             lock,
@@ -119,6 +128,7 @@ impl AppState {
     /// was down (or a load cut off by a crash) are loaded now, exactly once.
     pub async fn start_background(&self) {
         crate::watcher::start(self);
+        crate::schedules::runner::start(self).await;
         let sessions = self.auth.sessions.clone();
         let stop = self.tasks.token();
         self.tasks.spawn("session-purge", async move {

@@ -16,7 +16,7 @@ use crate::auth::{self, Access, Permission as P};
 use crate::config::Config;
 use crate::error::json_error;
 use crate::sources::handlers as src;
-use crate::{events, platform, query, secrets, web};
+use crate::{events, platform, query, schedules, secrets, web};
 
 /// One served route and what it requires.
 #[derive(Debug, Clone)]
@@ -177,6 +177,55 @@ fn table(config: &Config) -> Table {
             "/api/watcher/status",
             Perm(P::SourceView),
             src::show_watcher_status,
+        )
+        // Schedules
+        .add(
+            M::GET,
+            "/api/schedules",
+            Perm(P::SchedulerView),
+            schedules::handlers::list_schedules,
+        )
+        .add(
+            M::GET,
+            "/api/schedules/history/recent",
+            Perm(P::SchedulerView),
+            schedules::handlers::recent_history,
+        )
+        .add(
+            M::POST,
+            "/api/schedules/reload",
+            Perm(P::SchedulerManage),
+            schedules::handlers::reload_schedules,
+        )
+        .add(
+            M::GET,
+            "/api/schedules/{name}",
+            Perm(P::SchedulerView),
+            schedules::handlers::show_schedule,
+        )
+        .add(
+            M::GET,
+            "/api/schedules/{name}/history",
+            Perm(P::SchedulerView),
+            schedules::handlers::schedule_history,
+        )
+        .add(
+            M::POST,
+            "/api/schedules/{name}/trigger",
+            Perm(P::SchedulerManage),
+            schedules::handlers::trigger_schedule,
+        )
+        .add(
+            M::GET,
+            "/api/sources/unscheduled",
+            Perm(P::SchedulerView),
+            schedules::handlers::unscheduled_sources,
+        )
+        .add(
+            M::GET,
+            "/api/notifications/config",
+            Perm(P::SchedulerView),
+            schedules::handlers::notifications_config,
         )
         // Signing in, and one's own account
         .add(M::POST, "/api/auth/login", Public, a::login)

@@ -1,10 +1,13 @@
 //! Schedules from `schedules.yml`: the file's format and checks, and cron timing.
 //!
-//! What is here: parsing and validation (`kura schedule validate|list`). Running the
-//! schedules, their history and notifications build on it.
+//! Parsing and validation (`file`, `cron`), and running them on an injectable clock with
+//! their history (`runner`, `handlers`).
 
+pub mod clock;
 pub mod cron;
 pub mod file;
+pub mod handlers;
+pub mod runner;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -27,6 +27,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_accounts",
         include_str!("migrations/0003_accounts.sql"),
     ),
+    (
+        "0004_schedule_runs",
+        include_str!("migrations/0004_schedule_runs.sql"),
+    ),
 ];
 
 const READERS: usize = 2;

@@ -46,13 +46,32 @@ pub enum EventKind {
         change: String,
         breaking: bool,
     },
+    ScheduleStarted {
+        schedule: String,
+        job_id: i64,
+        trigger: String,
+        sources: Vec<String>,
+    },
+    ScheduleCompleted {
+        schedule: String,
+        job_id: i64,
+        rows: u64,
+        duration_ms: u64,
+    },
+    ScheduleFailed {
+        schedule: String,
+        job_id: i64,
+        /// failed, timeout, cancelled or skipped
+        status: String,
+        error: String,
+    },
 }
 
 impl EventKind {
     /// The activity-log level of the event.
     pub fn level(&self) -> &'static str {
         match self {
-            Self::SyncFailed { .. } => "error",
+            Self::SyncFailed { .. } | Self::ScheduleFailed { .. } => "error",
             Self::SchemaDrift { breaking: true, .. } => "warning",
             _ => "info",
         }
@@ -67,6 +86,9 @@ impl EventKind {
             | Self::CsvDeleted { source, .. }
             | Self::FreshnessUpdate { source, .. }
             | Self::SchemaDrift { source, .. } => Some(source),
+            Self::ScheduleStarted { .. }
+            | Self::ScheduleCompleted { .. }
+            | Self::ScheduleFailed { .. } => None,
         }
     }
 
@@ -127,6 +149,27 @@ impl EventKind {
                 change,
                 ..
             } => format!("{source}: {table}: {change}"),
+            Self::ScheduleStarted {
+                schedule,
+                trigger,
+                sources,
+                ..
+            } => format!(
+                "schedule {schedule} started ({trigger}): {}",
+                sources.join(", ")
+            ),
+            Self::ScheduleCompleted {
+                schedule,
+                rows,
+                duration_ms,
+                ..
+            } => format!("schedule {schedule} completed: {rows} rows in {duration_ms} ms"),
+            Self::ScheduleFailed {
+                schedule,
+                status,
+                error,
+                ..
+            } => format!("schedule {schedule} {status}: {error}"),
         }
     }
 }

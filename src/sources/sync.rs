@@ -41,6 +41,7 @@ pub enum Trigger {
     Startup,
     Cli,
     Upload,
+    Schedule,
 }
 
 impl Trigger {
@@ -51,6 +52,7 @@ impl Trigger {
             Self::Startup => "startup",
             Self::Cli => "cli",
             Self::Upload => "upload",
+            Self::Schedule => "schedule",
         }
     }
 }

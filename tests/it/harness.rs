@@ -45,6 +45,18 @@ impl TestApp {
 
     /// A fresh project whose config `tweak` may change before the server starts.
     pub(crate) async fn with_config(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::with_clock(
+            std::sync::Arc::new(kura::schedules::clock::SystemClock),
+            tweak,
+        )
+        .await
+    }
+
+    /// Like [`TestApp::with_config`], with the scheduler's clock given.
+    pub(crate) async fn with_clock(
+        clock: std::sync::Arc<dyn kura::schedules::clock::Clock>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         kura::project::init(dir.path(), false).expect("init");
         let mut config = Config::load_with_env(dir.path(), Vec::new()).expect("config");
@@ -52,7 +64,9 @@ impl TestApp {
         // mode (loopback only). Tests of accounts switch auth back on in `tweak`.
         config.auth.enabled = false;
         tweak(&mut config);
-        let state = AppState::new(config).await.expect("app state");
+        let state = AppState::with_clock(config, clock)
+            .await
+            .expect("app state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -12,4 +12,5 @@ mod harness;
 mod ingest;
 mod platform;
 mod query;
+mod schedules;
 mod xlsx;

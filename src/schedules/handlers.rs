@@ -1,0 +1,224 @@
+//! `/api/schedules/...`: the schedules in force with their next and last runs, history,
+//! triggering, reloading the file, and the sources no schedule covers.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use rusqlite::params;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::file::{Schedule, mask_url};
+use super::runner::TriggerError;
+use crate::app::AppState;
+use crate::error::{AppError, Result};
+use crate::web::extract::Json;
+
+fn describe(state: &AppState, s: &Schedule, last: Option<&Value>) -> Value {
+    json!({
+        "name": s.def.name,
+        "cron": s.def.cron,
+        "expression": s.cron.expression,
+        "timezone": s.def.timezone,
+        "sources": s.def.sources,
+        "enabled": s.def.enabled,
+        "full_refresh": s.def.full_refresh,
+        "timeout_minutes": s.def.timeout_minutes,
+        "retries": s.def.retries,
+        "notify_on": s.def.notify_on,
+        "next_run": state.schedules.next_run(&s.def.name).map(|t| t.to_rfc3339()),
+        "last_run": last.map(|l| l["started_at"].clone()),
+        "last_status": last.map(|l| l["status"].clone()),
+        "active_job": state.schedules.active_job(&s.def.name),
+    })
+}
+
+const RUN_COLUMNS: &str = "id, schedule, trigger, started_at, ended_at, status, error, rows, duration_ms, attempts, sync_records";
+
+fn run_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+    let records: String = r.get(10)?;
+    Ok(json!({
+        "job_id": r.get::<_, i64>(0)?,
+        "schedule": r.get::<_, String>(1)?,
+        "trigger": r.get::<_, String>(2)?,
+        "started_at": r.get::<_, String>(3)?,
+        "ended_at": r.get::<_, Option<String>>(4)?,
+        "status": r.get::<_, String>(5)?,
+        "error": r.get::<_, Option<String>>(6)?,
+        "rows": r.get::<_, Option<i64>>(7)?,
+        "duration_ms": r.get::<_, Option<i64>>(8)?,
+        "attempts": r.get::<_, i64>(9)?,
+        "sync_records": serde_json::from_str::<Value>(&records).unwrap_or(Value::Null),
+    }))
+}
+
+async fn last_runs(state: &AppState) -> Result<std::collections::HashMap<String, Value>> {
+    Ok(state
+        .meta
+        .read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM schedule_runs WHERE id IN \
+                 (SELECT max(id) FROM schedule_runs GROUP BY schedule)"
+            ))?;
+            stmt.query_map([], run_json)?
+                .map(|r| r.map(|v| (v["schedule"].as_str().unwrap_or_default().to_owned(), v)))
+                .collect()
+        })
+        .await?)
+}
+
+/// `GET /api/schedules`.
+pub async fn list_schedules(State(state): State<AppState>) -> Result<Json<Value>> {
+    let current = state.schedules.current();
+    let last = last_runs(&state).await?;
+    let schedules: Vec<Value> = current
+        .schedules
+        .schedules
+        .iter()
+        .map(|s| describe(&state, s, last.get(&s.def.name)))
+        .collect();
+    Ok(Json(json!({
+        "schedules": schedules,
+        "file": {
+            "path": super::file_path(&state.config),
+            "valid": current.errors.is_empty(),
+            "errors": current.errors,
+            "loaded_at": current.loaded_at.to_rfc3339(),
+        },
+    })))
+}
+
+fn find(state: &AppState, name: &str) -> Result<Schedule> {
+    state
+        .schedules
+        .current()
+        .schedules
+        .schedules
+        .iter()
+        .find(|s| s.def.name == name)
+        .cloned()
+        .ok_or_else(|| AppError::NotFound(format!("there is no schedule {name:?}")))
+}
+
+/// `GET /api/schedules/{name}`.
+pub async fn show_schedule(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
+    let schedule = find(&state, &name)?;
+    let last = last_runs(&state).await?;
+    Ok(Json(describe(&state, &schedule, last.get(&name))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    limit: Option<u32>,
+    offset: Option<u32>,
+    status: Option<String>,
+}
+
+/// `GET /api/schedules/{name}/history?limit=&offset=&status=`.
+pub async fn schedule_history(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<Value>> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let offset = q.offset.unwrap_or(0);
+    let n = name.clone();
+    let runs = state
+        .meta
+        .read(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM schedule_runs WHERE schedule = ?1 \
+                 AND (?2 IS NULL OR status = ?2) ORDER BY id DESC LIMIT ?3 OFFSET ?4"
+            ))?;
+            stmt.query_map(params![n, q.status, limit, offset], run_json)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+    Ok(Json(
+        json!({"schedule": name, "runs": runs, "limit": limit, "offset": offset}),
+    ))
+}
+
+/// `GET /api/schedules/history/recent`: the latest jobs of every schedule.
+pub async fn recent_history(State(state): State<AppState>) -> Result<Json<Value>> {
+    let runs = state
+        .meta
+        .read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM schedule_runs ORDER BY id DESC LIMIT 50"
+            ))?;
+            stmt.query_map([], run_json)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+/// `POST /api/schedules/{name}/trigger`: runs the schedule now.
+pub async fn trigger_schedule(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Value>)> {
+    match state.schedules.trigger(&state, &name, "api").await {
+        Ok(job_id) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"schedule": name, "job_id": job_id, "status": "running"})),
+        )),
+        Err(TriggerError::Unknown(_)) => {
+            Err(AppError::NotFound(format!("there is no schedule {name:?}")))
+        }
+        Err(e @ TriggerError::Running { .. }) => Err(AppError::Conflict {
+            code: "job_running",
+            message: e.to_string(),
+        }),
+        Err(TriggerError::Meta(e)) => Err(e.into()),
+    }
+}
+
+/// `POST /api/schedules/reload`: reads `schedules.yml` again. An invalid file is
+/// answered with its problems and leaves the previous schedules in force.
+pub async fn reload_schedules(State(state): State<AppState>) -> Result<Json<Value>> {
+    Ok(Json(match state.schedules.reload(&state).await {
+        Ok(n) => json!({"valid": true, "schedules": n}),
+        Err(errors) => json!({
+            "valid": false,
+            "errors": errors,
+            "message": "schedules.yml is invalid; the previous schedules stay in force",
+        }),
+    }))
+}
+
+/// `GET /api/sources/unscheduled`: sources no enabled schedule syncs.
+pub async fn unscheduled_sources(State(state): State<AppState>) -> Result<Json<Value>> {
+    let current = state.schedules.current();
+    let covered: std::collections::HashSet<&str> = current
+        .schedules
+        .schedules
+        .iter()
+        .filter(|s| s.def.enabled)
+        .flat_map(|s| s.def.sources.iter().map(String::as_str))
+        .collect();
+    let sources: Vec<String> = state
+        .sources()
+        .into_keys()
+        .filter(|n| !covered.contains(n.as_str()))
+        .collect();
+    Ok(Json(json!({ "sources": sources })))
+}
+
+/// `GET /api/notifications/config`: the webhook targets, URLs masked.
+pub async fn notifications_config(State(state): State<AppState>) -> Result<Json<Value>> {
+    let current = state.schedules.current();
+    let n = &current.schedules.notifications;
+    let hooks: Vec<Value> = n
+        .webhooks
+        .iter()
+        .map(|h| json!({"name": h.name, "url": mask_url(&h.url), "format": h.format}))
+        .collect();
+    Ok(Json(
+        json!({"webhooks": hooks, "stale_threshold_hours": n.stale_threshold_hours}),
+    ))
+}

@@ -1,0 +1,545 @@
+//! Running the schedules: the current file (a bad edit keeps the previous schedules), the
+//! loop that fires due schedules on the injectable clock, and the jobs, recorded in
+//! `schedule_runs`.
+//!
+//! A job syncs its sources one after the other through the ordinary sync path (so it
+//! queues behind the watcher on the single writer instead of fighting it), one job at a
+//! time per schedule: a tick that finds the previous job running is recorded as skipped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+use tokio::sync::Notify;
+
+use super::clock::Clock;
+use super::file::{Schedule, Schedules};
+use crate::app::AppState;
+use crate::events::EventKind;
+use crate::sources::sync::{self, SyncError, SyncOptions, Trigger};
+
+/// Waits before the first and later retries of a failed job.
+const RETRY_WAITS: [i64; 2] = [30, 120];
+/// How often the file's modification time is looked at.
+const FILE_POLL: Duration = Duration::from_secs(2);
+
+/// The schedules in force, and what the file said last.
+#[derive(Clone)]
+pub struct Current {
+    pub schedules: Arc<Schedules>,
+    /// Problems of the file as it is on disk now; empty when it is valid.
+    pub errors: Vec<String>,
+    pub loaded_at: DateTime<Utc>,
+}
+
+pub struct ScheduleService {
+    pub clock: Arc<dyn Clock>,
+    current: RwLock<Current>,
+    stamp: Mutex<Option<(SystemTime, u64)>>,
+    /// schedule → running job id
+    running: Mutex<HashMap<String, i64>>,
+    next: Mutex<HashMap<String, DateTime<Utc>>>,
+    reloaded: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl ScheduleService {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        let now = clock.now();
+        Self {
+            clock,
+            current: RwLock::new(Current {
+                schedules: Arc::new(Schedules::default()),
+                errors: Vec::new(),
+                loaded_at: now,
+            }),
+            stamp: Mutex::new(None),
+            running: Mutex::new(HashMap::new()),
+            next: Mutex::new(HashMap::new()),
+            reloaded: Notify::new(),
+        }
+    }
+
+    pub fn current(&self) -> Current {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn next_run(&self, name: &str) -> Option<DateTime<Utc>> {
+        lock(&self.next).get(name).copied()
+    }
+
+    pub fn active_job(&self, name: &str) -> Option<i64> {
+        lock(&self.running).get(name).copied()
+    }
+
+    /// Reads the file again. A valid file replaces the schedules; an invalid one leaves
+    /// them running and is reported (log, event, `/api/schedules`).
+    pub async fn reload(&self, state: &AppState) -> Result<usize, Vec<String>> {
+        let config = state.config.clone();
+        let (result, stamp) = crate::blocking::run(move || {
+            let stamp = file_stamp(&super::file_path(&config));
+            (super::load(&config), stamp)
+        })
+        .await;
+        *lock(&self.stamp) = stamp;
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let outcome = match result {
+            Ok(schedules) => {
+                let n = schedules.schedules.len();
+                current.schedules = Arc::new(schedules);
+                current.errors.clear();
+                current.loaded_at = self.clock.now();
+                tracing::info!(schedules = n, "schedules loaded");
+                Ok(n)
+            }
+            Err(errors) => {
+                tracing::warn!(problems = %errors.join("; "), "schedules.yml is invalid; the previous schedules stay in force");
+                current.errors.clone_from(&errors);
+                Err(errors)
+            }
+        };
+        drop(current);
+        self.reloaded.notify_one();
+        outcome
+    }
+
+    fn file_changed(&self, state: &AppState) -> bool {
+        let now = file_stamp(&super::file_path(&state.config));
+        *lock(&self.stamp) != now
+    }
+
+    fn schedule(&self, name: &str) -> Option<Schedule> {
+        self.current()
+            .schedules
+            .schedules
+            .iter()
+            .find(|s| s.def.name == name)
+            .cloned()
+    }
+
+    /// Starts a job of `name` now; its id, or why not.
+    pub async fn trigger(
+        &self,
+        state: &AppState,
+        name: &str,
+        trigger: &str,
+    ) -> Result<i64, TriggerError> {
+        let schedule = self
+            .schedule(name)
+            .ok_or_else(|| TriggerError::Unknown(name.to_owned()))?;
+        start_job(state, schedule, trigger).await
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("there is no schedule {0:?}")]
+    Unknown(String),
+    #[error("schedule {name:?} is running already (job {job_id})")]
+    Running { name: String, job_id: i64 },
+    #[error(transparent)]
+    Meta(#[from] crate::db::meta::MetaError),
+}
+
+fn file_stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn now_text(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Loads the file, marks jobs a stop cut off, runs missed ticks within their grace,
+/// then keeps firing due schedules until shutdown.
+pub async fn start(state: &AppState) {
+    let service = &state.schedules;
+    let _ = service.reload(state).await;
+    let at = now_text(service.clock.now());
+    let closed = state
+        .meta
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE schedule_runs SET status = 'failed', error = 'interrupted: Kura stopped during this job', \
+                 ended_at = ?1 WHERE status = 'running'",
+                [at],
+            )
+        })
+        .await;
+    if let Err(e) = closed {
+        tracing::warn!(error = %e, "cannot close interrupted schedule jobs");
+    }
+    run_misfires(state).await;
+    let task_state = state.clone();
+    state
+        .tasks
+        .spawn("scheduler", async move { run_loop(task_state).await });
+}
+
+/// A tick missed while Kura was down runs once now if it is within the schedule's
+/// `misfire_grace_minutes`; an older one is recorded as missed.
+async fn run_misfires(state: &AppState) {
+    let service = &state.schedules;
+    let now = service.clock.now();
+    for schedule in service
+        .current()
+        .schedules
+        .schedules
+        .iter()
+        .filter(|s| s.def.enabled)
+    {
+        let name = schedule.def.name.clone();
+        let last: Option<String> = state
+            .meta
+            .read(move |c| {
+                c.query_row(
+                    "SELECT started_at FROM schedule_runs WHERE schedule = ?1 ORDER BY id DESC LIMIT 1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .await
+            .ok()
+            .flatten();
+        let Some(last) = last.and_then(|l| DateTime::parse_from_rfc3339(&l).ok()) else {
+            continue;
+        };
+        let Some(due) = schedule
+            .cron
+            .next_after(schedule.tz, last.with_timezone(&Utc))
+        else {
+            continue;
+        };
+        if due > now {
+            continue;
+        }
+        let grace = chrono::Duration::minutes(
+            i64::try_from(schedule.def.misfire_grace_minutes).unwrap_or(60),
+        );
+        if now - due <= grace {
+            tracing::info!(schedule = %schedule.def.name, due = %due, "running a tick missed while Kura was down");
+            let _ = start_job(state, schedule.clone(), "misfire").await;
+        } else {
+            tracing::warn!(schedule = %schedule.def.name, due = %due, "a tick was missed while Kura was down (beyond the grace period)");
+            record_skip(
+                state,
+                &schedule.def.name,
+                "misfire",
+                &format!("missed: due at {due} while Kura was down"),
+            )
+            .await;
+        }
+    }
+}
+
+async fn run_loop(state: AppState) {
+    let service = &state.schedules;
+    let token = state.tasks.token();
+    let recompute = |service: &ScheduleService, from: DateTime<Utc>| {
+        let current = service.current();
+        let mut next = lock(&service.next);
+        next.clear();
+        for s in current.schedules.schedules.iter().filter(|s| s.def.enabled) {
+            if let Some(t) = s.cron.next_after(s.tz, from) {
+                next.insert(s.def.name.clone(), t);
+            }
+        }
+    };
+    recompute(service, service.clock.now());
+    loop {
+        let wake = lock(&service.next).values().min().copied();
+        let sleep = match wake {
+            Some(at) => service.clock.sleep_until(at),
+            None => Box::pin(std::future::pending()),
+        };
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = service.reloaded.notified() => {
+                recompute(service, service.clock.now());
+                continue;
+            }
+            () = tokio::time::sleep(FILE_POLL) => {
+                if service.file_changed(&state) {
+                    let _ = service.reload(&state).await;
+                }
+                continue;
+            }
+            () = sleep => {}
+        }
+        let now = service.clock.now();
+        let due: Vec<String> = lock(&service.next)
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            let Some(schedule) = service.schedule(&name) else {
+                continue;
+            };
+            match start_job(&state, schedule.clone(), "cron").await {
+                Ok(_) => {}
+                Err(TriggerError::Running { job_id, .. }) => {
+                    tracing::warn!(schedule = %name, job_id, "tick skipped: the previous job is still running");
+                    record_skip(
+                        &state,
+                        &name,
+                        "cron",
+                        &format!("skipped: job {job_id} was still running"),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    tracing::error!(schedule = %name, error = %e, "cannot start a scheduled job")
+                }
+            }
+            if let Some(t) = schedule.cron.next_after(schedule.tz, now) {
+                lock(&service.next).insert(name, t);
+            } else {
+                lock(&service.next).remove(&name);
+            }
+        }
+    }
+}
+
+async fn record_skip(state: &AppState, name: &str, trigger: &str, why: &str) {
+    let (name, trigger, why) = (name.to_owned(), trigger.to_owned(), why.to_owned());
+    let at = now_text(state.schedules.clock.now());
+    let id = state
+        .meta
+        .write(move |tx| {
+            tx.execute(
+                "INSERT INTO schedule_runs (schedule, trigger, started_at, ended_at, status, error, rows, duration_ms) \
+                 VALUES (?1, ?2, ?3, ?3, 'skipped', ?4, 0, 0)",
+                params![name, trigger, at, why],
+            )?;
+            Ok((tx.last_insert_rowid(), name, why))
+        })
+        .await;
+    if let Ok((job_id, schedule, error)) = id {
+        state
+            .events
+            .publish(EventKind::ScheduleFailed {
+                schedule,
+                job_id,
+                status: "skipped".into(),
+                error,
+            })
+            .await;
+    }
+}
+
+async fn start_job(
+    state: &AppState,
+    schedule: Schedule,
+    trigger: &str,
+) -> Result<i64, TriggerError> {
+    let service = &state.schedules;
+    let name = schedule.def.name.clone();
+    // Claim the schedule before anything else, so two triggers cannot both start it.
+    {
+        let mut running = lock(&service.running);
+        if let Some(job_id) = running.get(&name) {
+            return Err(TriggerError::Running {
+                name,
+                job_id: *job_id,
+            });
+        }
+        running.insert(name.clone(), 0);
+    }
+    let (n, t, at) = (
+        name.clone(),
+        trigger.to_owned(),
+        now_text(service.clock.now()),
+    );
+    let created = state
+        .meta
+        .write(move |tx| {
+            tx.execute(
+                "INSERT INTO schedule_runs (schedule, trigger, started_at, status) VALUES (?1, ?2, ?3, 'running')",
+                params![n, t, at],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })
+        .await;
+    let job_id = match created {
+        Ok(id) => id,
+        Err(e) => {
+            lock(&service.running).remove(&name);
+            return Err(e.into());
+        }
+    };
+    lock(&service.running).insert(name.clone(), job_id);
+    let task_state = state.clone();
+    let trigger = trigger.to_owned();
+    state
+        .tasks
+        .spawn_dynamic(format!("schedule:{name}"), async move {
+            run_job(&task_state, &schedule, job_id, &trigger).await;
+            lock(&task_state.schedules.running).remove(&schedule.def.name);
+        });
+    Ok(job_id)
+}
+
+/// What one attempt at a job came to.
+enum Attempt {
+    Done { rows: u64, records: Vec<i64> },
+    Failed { error: String, records: Vec<i64> },
+}
+
+async fn run_job(state: &AppState, schedule: &Schedule, job_id: i64, trigger: &str) {
+    let started = std::time::Instant::now();
+    state
+        .events
+        .publish(EventKind::ScheduleStarted {
+            schedule: schedule.def.name.clone(),
+            job_id,
+            trigger: trigger.to_owned(),
+            sources: schedule.def.sources.clone(),
+        })
+        .await;
+    let timeout = Duration::from_secs(schedule.def.timeout_minutes * 60);
+    let mut attempts = 1u32;
+    let mut all_records = Vec::new();
+    let (status, rows, error) = loop {
+        let outcome = tokio::time::timeout(timeout, sync_sources(state, schedule)).await;
+        match outcome {
+            Err(_) => {
+                break (
+                    "timeout",
+                    0,
+                    Some(format!(
+                        "the job ran past its {} minute limit",
+                        schedule.def.timeout_minutes
+                    )),
+                );
+            }
+            Ok(Attempt::Done { rows, records }) => {
+                all_records.extend(records);
+                break ("success", rows, None);
+            }
+            Ok(Attempt::Failed { error, records }) => {
+                all_records.extend(records);
+                if attempts > schedule.def.retries {
+                    break ("failed", 0, Some(error));
+                }
+                let wait = RETRY_WAITS[usize::min(attempts as usize - 1, RETRY_WAITS.len() - 1)];
+                tracing::warn!(schedule = %schedule.def.name, job_id, attempt = attempts, wait_s = wait, error = %error, "scheduled job failed; retrying");
+                let clock = &state.schedules.clock;
+                let until = clock.now() + chrono::Duration::seconds(wait);
+                let stop = state.tasks.token();
+                tokio::select! {
+                    () = clock.sleep_until(until) => {}
+                    () = stop.cancelled() => break ("failed", 0, Some(error)),
+                }
+                attempts += 1;
+            }
+        }
+    };
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let ended = now_text(state.schedules.clock.now());
+    let records = serde_json::to_string(&all_records).unwrap_or_else(|_| "[]".into());
+    let err = error.clone();
+    let finished = state
+        .meta
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE schedule_runs SET status = ?2, ended_at = ?3, error = ?4, rows = ?5, duration_ms = ?6, \
+                 attempts = ?7, sync_records = ?8 WHERE id = ?1",
+                params![job_id, status, ended, err, rows as i64, duration_ms as i64, attempts, records],
+            )
+        })
+        .await;
+    if let Err(e) = finished {
+        tracing::error!(job_id, error = %e, "cannot record the end of a scheduled job");
+    }
+    let name = schedule.def.name.clone();
+    let event = match error {
+        None => EventKind::ScheduleCompleted {
+            schedule: name,
+            job_id,
+            rows,
+            duration_ms,
+        },
+        Some(error) => EventKind::ScheduleFailed {
+            schedule: name,
+            job_id,
+            status: status.into(),
+            error,
+        },
+    };
+    state.events.publish(event).await;
+}
+
+/// Syncs each source in turn and waits for each to finish.
+async fn sync_sources(state: &AppState, schedule: &Schedule) -> Attempt {
+    let options = SyncOptions {
+        full_refresh: schedule.def.full_refresh,
+        ..SyncOptions::default()
+    };
+    let mut rows = 0;
+    let mut records = Vec::new();
+    let mut failures = Vec::new();
+    for source in &schedule.def.sources {
+        // A sync of the source already running (the watcher's): wait for it, then ours.
+        let record = loop {
+            match sync::start(state, source, options, Trigger::Schedule, false).await {
+                Ok(Some(id)) => break Ok(id),
+                Ok(None) => break Err(format!("{source}: the sync did not start")),
+                Err(SyncError::InProgress(_)) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => break Err(format!("{source}: {e}")),
+            }
+        };
+        let id = match record {
+            Ok(id) => id,
+            Err(e) => {
+                failures.push(e);
+                continue;
+            }
+        };
+        records.push(id);
+        let run = loop {
+            let found = state
+                .meta
+                .read(move |c| crate::sources::repo::run_by_id(c, id))
+                .await;
+            match found {
+                Ok(Some(run)) if run.status != "running" => break Some(run),
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => {
+                    failures.push(format!("{source}: {e}"));
+                    break None;
+                }
+            }
+        };
+        let Some(run) = run else { continue };
+        rows += run.rows.unwrap_or(0).unsigned_abs();
+        if run.status != "success" {
+            failures.push(format!(
+                "{source}: {}",
+                run.error.unwrap_or_else(|| format!("sync {}", run.status))
+            ));
+        }
+    }
+    if failures.is_empty() {
+        Attempt::Done { rows, records }
+    } else {
+        Attempt::Failed {
+            error: failures.join("; "),
+            records,
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Schedules on a manual clock: ticks fire jobs, history is kept, retries wait on the
+//! clock, a broken edit of the file keeps the schedules in force.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kura::schedules::clock::ManualClock;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{TestApp, eventually};
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+async fn app_with(
+    schedules: &'static str,
+    files: &'static [(&'static str, &'static str)],
+) -> (TestApp, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(at("2026-01-05T10:14:00Z")));
+    let app = TestApp::with_clock(clock.clone(), |c| {
+        std::fs::write(c.root.join("schedules.yml"), schedules).unwrap();
+        for (name, text) in files {
+            std::fs::write(c.root.join("data/uploads").join(name), text).unwrap();
+        }
+    })
+    .await;
+    (app, clock)
+}
+
+async fn history(app: &TestApp, name: &str) -> Vec<Value> {
+    let (_, body) = app
+        .get_json(&format!("/api/schedules/{name}/history"))
+        .await;
+    body["runs"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until the schedule's latest job has ended; returns it.
+async fn finished_job(app: &TestApp, name: &str, count: usize) -> Value {
+    eventually(Duration::from_secs(20), || async {
+        let runs = history(app, name).await;
+        (runs.len() >= count && runs[0]["status"] != "running").then(|| runs[0].clone())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no finished job of {name}"))
+}
+
+#[tokio::test]
+async fn a_tick_runs_the_job_and_a_broken_file_keeps_the_schedules() {
+    let (app, clock) = app_with(
+        "schedules:\n  - name: quarter\n    cron: every_15m\n    sources: [uploads]\n",
+        &[("a.csv", "x,y\n1,2\n")],
+    )
+    .await;
+    let (status, list) = app.get_json("/api/schedules").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["file"]["valid"], true, "{list}");
+    let s = &list["schedules"][0];
+    assert_eq!(
+        (s["name"].as_str(), s["expression"].as_str()),
+        (Some("quarter"), Some("*/15 * * * *"))
+    );
+    assert_eq!(s["next_run"], "2026-01-05T10:15:00+00:00");
+    assert!(
+        history(&app, "quarter").await.is_empty(),
+        "nothing runs before its time"
+    );
+
+    clock.set(at("2026-01-05T10:15:00Z"));
+    let job = finished_job(&app, "quarter", 1).await;
+    assert_eq!(
+        (job["trigger"].as_str(), job["status"].as_str()),
+        (Some("cron"), Some("success")),
+        "{job}"
+    );
+    assert_eq!(job["started_at"], "2026-01-05T10:15:00.000Z");
+    let (_, one) = app.get_json("/api/schedules/quarter").await;
+    assert_eq!(one["next_run"], "2026-01-05T10:30:00+00:00");
+    assert_eq!(one["last_status"], "success");
+
+    // Run now, from the API.
+    let (status, started) = app
+        .post_json("/api/schedules/quarter/trigger", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let job = finished_job(&app, "quarter", 2).await;
+    assert_eq!(job["trigger"], "api");
+    assert_eq!(
+        app.post_json("/api/schedules/nope/trigger", json!({}))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // A broken save: reported, and the schedule stays.
+    std::fs::write(
+        app.dir.path().join("schedules.yml"),
+        "schedules:\n  - name: quarter\n    cron: sometimes\n    sources: [uploads]\n",
+    )
+    .unwrap();
+    let (_, reload) = app.post_json("/api/schedules/reload", json!({})).await;
+    assert_eq!(reload["valid"], false);
+    assert!(
+        reload["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("not a cron expression"),
+        "{reload}"
+    );
+    let (_, list) = app.get_json("/api/schedules").await;
+    assert_eq!(list["file"]["valid"], false);
+    assert_eq!(list["schedules"][0]["name"], "quarter");
+    // The next valid save applies, without being asked (the file is watched).
+    std::fs::write(
+        app.dir.path().join("schedules.yml"),
+        "schedules:\n  - name: hourly\n    cron: every_hour\n    sources: [uploads]\n",
+    )
+    .unwrap();
+    let applied = eventually(Duration::from_secs(10), || async {
+        let (_, list) = app.get_json("/api/schedules").await;
+        (list["schedules"][0]["name"] == "hourly" && list["file"]["valid"] == true).then_some(list)
+    })
+    .await;
+    assert!(applied.is_some(), "the corrected file was not picked up");
+    let (_, unscheduled) = app.get_json("/api/sources/unscheduled").await;
+    assert_eq!(unscheduled["sources"], json!([]));
+
+    let (_, logs) = app.get_json("/api/logs?limit=200").await;
+    let text = logs.to_string();
+    assert!(
+        text.contains("schedule_started") && text.contains("schedule_completed"),
+        "{text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_after_waiting_on_the_clock() {
+    let (app, clock) = app_with(
+        "schedules:\n  - name: flaky\n    cron: daily\n    sources: [uploads]\n    retries: 1\n",
+        &[("broken.json", "{ this is not json")],
+    )
+    .await;
+    let (status, started) = app
+        .post_json("/api/schedules/flaky/trigger", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    // The first attempt fails, then the job waits 30 s of scheduler time: nothing ends
+    // until the clock moves.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let runs = history(&app, "flaky").await;
+    assert_eq!(
+        runs[0]["status"], "running",
+        "waiting for its retry: {runs:?}"
+    );
+    // Step the clock on (the wait starts whenever the first attempt has failed).
+    let mut now = at("2026-01-05T10:14:00Z");
+    for _ in 0..50 {
+        if history(&app, "flaky").await[0]["status"] != "running" {
+            break;
+        }
+        now += chrono::Duration::seconds(30);
+        clock.set(now);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let job = finished_job(&app, "flaky", 1).await;
+    assert_eq!(
+        (job["status"].as_str(), job["attempts"].as_i64()),
+        (Some("failed"), Some(2)),
+        "{job}"
+    );
+    assert!(job["error"].as_str().unwrap().contains("uploads"), "{job}");
+    let (_, logs) = app.get_json("/api/logs?limit=200").await;
+    assert!(logs.to_string().contains("schedule_failed"));
+    app.stop().await;
+}
