@@ -227,6 +227,12 @@ fn table(config: &Config) -> Table {
             Perm(P::SchedulerView),
             schedules::handlers::notifications_config,
         )
+        .add(
+            M::POST,
+            "/api/notifications/test",
+            Perm(P::SchedulerManage),
+            schedules::handlers::test_notifications,
+        )
         // Signing in, and one's own account
         .add(M::POST, "/api/auth/login", Public, a::login)
         .add(M::POST, "/api/auth/logout", Public, a::logout)

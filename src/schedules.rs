@@ -7,6 +7,7 @@ pub mod clock;
 pub mod cron;
 pub mod file;
 pub mod handlers;
+pub mod notify;
 pub mod runner;
 
 use std::collections::BTreeSet;

@@ -222,3 +222,41 @@ pub async fn notifications_config(State(state): State<AppState>) -> Result<Json<
         json!({"webhooks": hooks, "stale_threshold_hours": n.stale_threshold_hours}),
     ))
 }
+
+/// `POST /api/notifications/test`: sends a test notice to every webhook and answers with
+/// each delivery's outcome.
+pub async fn test_notifications(State(state): State<AppState>) -> Result<Json<Value>> {
+    let hooks = state
+        .schedules
+        .current()
+        .schedules
+        .notifications
+        .webhooks
+        .clone();
+    if hooks.is_empty() {
+        return Err(AppError::bad_request(
+            "no_webhooks",
+            "schedules.yml names no webhooks under notifications.webhooks",
+        ));
+    }
+    let notice = super::notify::Notice {
+        event: "test".into(),
+        schedule: None,
+        sources: Vec::new(),
+        error: None,
+        duration_seconds: 0.0,
+        rows_loaded: 0,
+        timestamp: chrono::Utc::now().to_rfc3339(),
+        dashboard_url: super::runner::dashboard_url(&state),
+    };
+    let client = reqwest::Client::new();
+    let mut results = Vec::new();
+    for hook in &hooks {
+        let outcome = super::notify::deliver(&client, hook, &notice).await;
+        results.push(match outcome {
+            Ok(status) => json!({"name": hook.name, "url": mask_url(&hook.url), "delivered": true, "status": status}),
+            Err(e) => json!({"name": hook.name, "url": mask_url(&hook.url), "delivered": false, "error": e}),
+        });
+    }
+    Ok(Json(json!({ "results": results })))
+}

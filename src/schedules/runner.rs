@@ -464,6 +464,7 @@ async fn run_job(state: &AppState, schedule: &Schedule, job_id: i64, trigger: &s
     if let Err(e) = finished {
         tracing::error!(job_id, error = %e, "cannot record the end of a scheduled job");
     }
+    notify_end(state, schedule, status, rows, duration_ms, error.as_deref());
     let name = schedule.def.name.clone();
     let event = match error {
         None => EventKind::ScheduleCompleted {
@@ -480,6 +481,62 @@ async fn run_job(state: &AppState, schedule: &Schedule, job_id: i64, trigger: &s
         },
     };
     state.events.publish(event).await;
+}
+
+/// Tells the webhooks, when the schedule asked for this outcome.
+fn notify_end(
+    state: &AppState,
+    schedule: &Schedule,
+    status: &str,
+    rows: u64,
+    duration_ms: u64,
+    error: Option<&str>,
+) {
+    use super::file::NotifyOn;
+    let wanted = if status == "success" {
+        NotifyOn::Success
+    } else {
+        NotifyOn::Failure
+    };
+    if !schedule.def.notify_on.contains(&wanted) {
+        return;
+    }
+    let hooks = state
+        .schedules
+        .current()
+        .schedules
+        .notifications
+        .webhooks
+        .clone();
+    super::notify::send_all(
+        hooks,
+        super::notify::Notice {
+            event: if status == "success" {
+                "schedule_completed"
+            } else {
+                "schedule_failed"
+            }
+            .into(),
+            schedule: Some(schedule.def.name.clone()),
+            sources: schedule.def.sources.clone(),
+            error: error.map(|e| format!("{status}: {e}")),
+            duration_seconds: duration_ms as f64 / 1000.0,
+            rows_loaded: rows,
+            timestamp: now_text(state.schedules.clock.now()),
+            dashboard_url: dashboard_url(state),
+        },
+    );
+}
+
+/// Where people reach this server (loopback when bound to every address).
+pub fn dashboard_url(state: &AppState) -> Option<String> {
+    let p = &state.config.platform;
+    let host = if p.bind.is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        p.bind.to_string()
+    };
+    Some(format!("http://{host}:{}/", p.port))
 }
 
 /// Syncs each source in turn and waits for each to finish.

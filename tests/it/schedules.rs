@@ -176,3 +176,93 @@ async fn a_failing_job_is_retried_after_waiting_on_the_clock() {
     assert!(logs.to_string().contains("schedule_failed"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn webhooks_hear_of_jobs_with_retries_on_server_errors() {
+    use std::sync::Mutex;
+    // A local receiver: the first request gets 503, later ones 200; 4xx path: /gone.
+    let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let router = {
+        let seen = seen.clone();
+        axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
+            let seen = seen.clone();
+            async move {
+                let mut seen = seen.lock().unwrap();
+                seen.push((
+                    uri.path().to_owned(),
+                    serde_json::from_str(&body).unwrap_or(Value::Null),
+                ));
+                if uri.path() == "/gone" {
+                    axum::http::StatusCode::GONE
+                } else if seen.len() == 1 {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let file = format!(
+        "schedules:\n  - name: nightly\n    cron: daily\n    sources: [uploads]\n    notify_on: [success, failure]\n\
+         notifications:\n  webhooks:\n    - {{name: ops, url: \"{hook}/generic/secret-token\"}}\n    - {{name: chat, url: \"{hook}/slack\", format: slack}}\n"
+    );
+    let clock = Arc::new(ManualClock::new(at("2026-01-05T10:14:00Z")));
+    let app = TestApp::with_clock(clock, |c| {
+        std::fs::write(c.root.join("schedules.yml"), &file).unwrap()
+    })
+    .await;
+
+    let (_, config) = app.get_json("/api/notifications/config").await;
+    assert_eq!(
+        config["webhooks"][0]["url"].as_str().unwrap(),
+        format!("{hook}/****"),
+        "tokens in URLs are masked"
+    );
+
+    let (status, _) = app
+        .post_json("/api/schedules/nightly/trigger", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // The generic target answers 503 once, then gets the retry 5 s later.
+    let delivered = eventually(Duration::from_secs(30), || async {
+        let seen = seen.lock().unwrap().clone();
+        let generic: Vec<_> = seen
+            .iter()
+            .filter(|(p, _)| p.starts_with("/generic"))
+            .collect();
+        let slack: Vec<_> = seen.iter().filter(|(p, _)| p == "/slack").collect();
+        (generic.len() == 2 && slack.len() == 1).then(|| (generic[1].1.clone(), slack[0].1.clone()))
+    })
+    .await
+    .expect("both webhooks were told, the first after a retry");
+    let (generic, slack) = delivered;
+    assert_eq!(generic["event"], "schedule_completed");
+    assert_eq!(generic["schedule"], "nightly");
+    assert_eq!(generic["sources"], json!(["uploads"]));
+    for key in [
+        "error",
+        "duration_seconds",
+        "rows_loaded",
+        "timestamp",
+        "dashboard_url",
+    ] {
+        assert!(generic.get(key).is_some(), "{key} in {generic}");
+    }
+    assert!(
+        slack["text"]
+            .as_str()
+            .unwrap()
+            .contains("nightly completed"),
+        "{slack}"
+    );
+
+    // The test button: every target, with its outcome.
+    let (status, tested) = app.post_json("/api/notifications/test", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tested["results"][0]["delivered"], true, "{tested}");
+    assert_eq!(tested["results"][1]["delivered"], true, "{tested}");
+    app.stop().await;
+}
