@@ -46,6 +46,12 @@ pub enum EventKind {
         change: String,
         breaking: bool,
     },
+    /// A scheduled source's last successful sync is older than the threshold.
+    SyncStale {
+        source: String,
+        last_success: Option<String>,
+        threshold_hours: u64,
+    },
     ScheduleStarted {
         schedule: String,
         job_id: i64,
@@ -72,6 +78,7 @@ impl EventKind {
     pub fn level(&self) -> &'static str {
         match self {
             Self::SyncFailed { .. } | Self::ScheduleFailed { .. } => "error",
+            Self::SyncStale { .. } => "warning",
             Self::SchemaDrift { breaking: true, .. } => "warning",
             _ => "info",
         }
@@ -85,7 +92,8 @@ impl EventKind {
             | Self::CsvUploaded { source, .. }
             | Self::CsvDeleted { source, .. }
             | Self::FreshnessUpdate { source, .. }
-            | Self::SchemaDrift { source, .. } => Some(source),
+            | Self::SchemaDrift { source, .. }
+            | Self::SyncStale { source, .. } => Some(source),
             Self::ScheduleStarted { .. }
             | Self::ScheduleCompleted { .. }
             | Self::ScheduleFailed { .. } => None,
@@ -149,6 +157,18 @@ impl EventKind {
                 change,
                 ..
             } => format!("{source}: {table}: {change}"),
+            Self::SyncStale {
+                source,
+                last_success,
+                threshold_hours,
+            } => match last_success {
+                Some(at) => format!(
+                    "{source} is stale: last successful sync {at}, more than {threshold_hours} h ago"
+                ),
+                None => format!(
+                    "{source} is stale: no successful sync yet (threshold {threshold_hours} h)"
+                ),
+            },
             Self::ScheduleStarted {
                 schedule,
                 trigger,

@@ -24,6 +24,8 @@ use crate::sources::sync::{self, SyncError, SyncOptions, Trigger};
 const RETRY_WAITS: [i64; 2] = [30, 120];
 /// How often the file's modification time is looked at.
 const FILE_POLL: Duration = Duration::from_secs(2);
+/// How often scheduled sources are checked for staleness (scheduler time).
+const STALE_CHECK_MINUTES: i64 = 10;
 
 /// The schedules in force, and what the file said last.
 #[derive(Clone)]
@@ -42,6 +44,8 @@ pub struct ScheduleService {
     running: Mutex<HashMap<String, i64>>,
     next: Mutex<HashMap<String, DateTime<Utc>>>,
     reloaded: Notify,
+    /// Sources already reported stale, until they are fresh again (one notice per episode).
+    stale: Mutex<std::collections::HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -62,6 +66,7 @@ impl ScheduleService {
             running: Mutex::new(HashMap::new()),
             next: Mutex::new(HashMap::new()),
             reloaded: Notify::new(),
+            stale: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -258,12 +263,19 @@ async fn run_loop(state: AppState) {
         }
     };
     recompute(service, service.clock.now());
+    // Not at once: the startup syncs are still running then.
+    let mut stale_check = service.clock.now() + chrono::Duration::minutes(STALE_CHECK_MINUTES);
     loop {
-        let wake = lock(&service.next).values().min().copied();
-        let sleep = match wake {
-            Some(at) => service.clock.sleep_until(at),
-            None => Box::pin(std::future::pending()),
-        };
+        if service.clock.now() >= stale_check {
+            check_stale(&state).await;
+            stale_check = service.clock.now() + chrono::Duration::minutes(STALE_CHECK_MINUTES);
+        }
+        let wake = lock(&service.next)
+            .values()
+            .min()
+            .copied()
+            .map_or(stale_check, |t| t.min(stale_check));
+        let sleep = service.clock.sleep_until(wake);
         tokio::select! {
             () = token.cancelled() => return,
             () = service.reloaded.notified() => {
@@ -481,6 +493,87 @@ async fn run_job(state: &AppState, schedule: &Schedule, job_id: i64, trigger: &s
         },
     };
     state.events.publish(event).await;
+}
+
+/// Raises `sync_stale` (event, and webhooks of schedules with `notify_on: [stale]`) for
+/// each scheduled source whose last successful sync is older than the threshold, once
+/// until the source is fresh again.
+pub async fn check_stale(state: &AppState) {
+    let service = &state.schedules;
+    let current = service.current();
+    let threshold = current.schedules.notifications.stale_threshold_hours;
+    let scheduled: std::collections::BTreeSet<String> = current
+        .schedules
+        .schedules
+        .iter()
+        .filter(|s| s.def.enabled)
+        .flat_map(|s| s.def.sources.iter().cloned())
+        .collect();
+    if scheduled.is_empty() {
+        return;
+    }
+    let last_success = state
+        .meta
+        .read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT source, max(ended_at) FROM sync_runs WHERE status = 'success' GROUP BY source",
+            )?;
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))?
+                .collect::<rusqlite::Result<HashMap<_, _>>>()
+        })
+        .await;
+    let Ok(last_success) = last_success else {
+        return;
+    };
+    let now = service.clock.now();
+    let limit = chrono::Duration::hours(i64::try_from(threshold).unwrap_or(24));
+    for source in scheduled {
+        let last = last_success.get(&source).cloned().flatten();
+        let fresh = last
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| now - t.with_timezone(&Utc) <= limit);
+        if fresh {
+            lock(&service.stale).remove(&source);
+            continue;
+        }
+        if !lock(&service.stale).insert(source.clone()) {
+            continue;
+        }
+        tracing::warn!(source = %source, "scheduled source is stale");
+        state
+            .events
+            .publish(EventKind::SyncStale {
+                source: source.clone(),
+                last_success: last.clone(),
+                threshold_hours: threshold,
+            })
+            .await;
+        let wanted = current.schedules.schedules.iter().any(|s| {
+            s.def.sources.contains(&source)
+                && s.def.notify_on.contains(&super::file::NotifyOn::Stale)
+        });
+        if wanted {
+            super::notify::send_all(
+                current.schedules.notifications.webhooks.clone(),
+                super::notify::Notice {
+                    event: "sync_stale".into(),
+                    schedule: None,
+                    sources: vec![source.clone()],
+                    error: Some(match &last {
+                        Some(at) => format!(
+                            "{source}: last successful sync {at}, more than {threshold} h ago"
+                        ),
+                        None => format!("{source}: no successful sync yet"),
+                    }),
+                    duration_seconds: 0.0,
+                    rows_loaded: 0,
+                    timestamp: now_text(now),
+                    dashboard_url: dashboard_url(state),
+                },
+            );
+        }
+    }
 }
 
 /// Tells the webhooks, when the schedule asked for this outcome.

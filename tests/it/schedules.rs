@@ -266,3 +266,42 @@ async fn webhooks_hear_of_jobs_with_retries_on_server_errors() {
     assert_eq!(tested["results"][1]["delivered"], true, "{tested}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_scheduled_source_without_a_recent_success_is_reported_stale_once() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let app = TestApp::with_clock(clock.clone(), |c| {
+        std::fs::write(
+            c.root.join("schedules.yml"),
+            "schedules:\n  - name: weekly_refresh\n    cron: weekly\n    sources: [uploads]\n    notify_on: [stale]\nnotifications:\n  stale_threshold_hours: 24\n",
+        )
+        .unwrap();
+    })
+    .await;
+    let stale_events = |logs: &Value| {
+        logs["logs"]
+            .as_array()
+            .or_else(|| logs["entries"].as_array())
+            .map_or(0, |l| {
+                l.iter().filter(|e| e["type"] == "sync_stale").count()
+            })
+    };
+    // The startup sync just succeeded: fresh.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, logs) = app.get_json("/api/logs?limit=500").await;
+    assert_eq!(stale_events(&logs), 0, "{logs}");
+    // A day and a bit later, with no sync since: stale, reported once.
+    clock.set(Utc::now() + chrono::Duration::hours(25));
+    let logs = eventually(Duration::from_secs(10), || async {
+        let (_, logs) = app.get_json("/api/logs?limit=500").await;
+        (stale_events(&logs) == 1).then_some(logs)
+    })
+    .await
+    .expect("no sync_stale event");
+    assert!(logs.to_string().contains("uploads is stale"), "{logs}");
+    clock.set(Utc::now() + chrono::Duration::hours(26));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, logs) = app.get_json("/api/logs?limit=500").await;
+    assert_eq!(stale_events(&logs), 1, "one notice per stale episode");
+    app.stop().await;
+}
