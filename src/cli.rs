@@ -93,33 +93,7 @@ async fn sync_via_server(
     only: Option<String>,
     full_refresh: bool,
 ) -> anyhow::Result<bool> {
-    let recorded = crate::project::running_server_address(&config.state_dir());
-    let addr = match recorded {
-        Some(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
-        Some(a) => a.to_string(),
-        None => {
-            let host = if config.platform.bind.is_unspecified() {
-                "127.0.0.1".to_owned()
-            } else {
-                config.platform.bind.to_string()
-            };
-            format!("{host}:{}", config.platform.port)
-        }
-    };
-    println!("a Kura server is running on this project; asking it at http://{addr}");
-    // The server writes a machine-local token to .kura/cli-token (mode 0600) at start:
-    // whoever can read the project's state folder may drive its server from the CLI.
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = crate::auth::read_cli_token(&config.state_dir()) {
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?,
-        );
-    }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .default_headers(headers)
-        .build()?;
+    let (addr, client) = server_client(config)?;
     let body = json!({"sources": only.map(|s| vec![s]), "full_refresh": full_refresh});
     let (status, mut answer) = call(
         &client,
@@ -242,6 +216,39 @@ async fn sync_via_server(
     Ok(all_ok)
 }
 
+/// The running server's address and a client that authenticates as the CLI (with the
+/// machine-local token the server wrote to `.kura/cli-token`).
+fn server_client(config: &Config) -> anyhow::Result<(String, reqwest::Client)> {
+    let recorded = crate::project::running_server_address(&config.state_dir());
+    let addr = match recorded {
+        Some(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
+        Some(a) => a.to_string(),
+        None => {
+            let host = if config.platform.bind.is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                config.platform.bind.to_string()
+            };
+            format!("{host}:{}", config.platform.port)
+        }
+    };
+    println!("a Kura server is running on this project; asking it at http://{addr}");
+    // The server writes a machine-local token to .kura/cli-token (mode 0600) at start:
+    // whoever can read the project's state folder may drive its server from the CLI.
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = crate::auth::read_cli_token(&config.state_dir()) {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?,
+        );
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .default_headers(headers)
+        .build()?;
+    Ok((addr, client))
+}
+
 /// One request to the running server; the body is read as JSON (or null).
 async fn call(
     client: &reqwest::Client,
@@ -261,4 +268,127 @@ async fn call(
         .with_context(|| format!("cannot reach the server at {addr}"))?;
     let status = response.status().as_u16();
     Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+/// `kura schedule run NAME`: runs one schedule's job now (through the running server when
+/// there is one) and waits for it; returns whether it succeeded.
+pub fn schedule_run_command(config: Config, name: &str) -> anyhow::Result<bool> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let job = match ServeLock::acquire(&config.state_dir()) {
+        Err(_) => runtime.block_on(schedule_via_server(&config, name))?,
+        Ok(lock) => {
+            drop(lock);
+            runtime.block_on(schedule_in_process(config, name))?
+        }
+    };
+    let status = job["status"].as_str().unwrap_or("unknown");
+    println!(
+        "job {} of {name}: {status}, {} rows in {} ms{}",
+        job["job_id"],
+        job["rows"].as_i64().unwrap_or(0),
+        job["duration_ms"].as_i64().unwrap_or(0),
+        job["error"]
+            .as_str()
+            .map(|e| format!(" — {e}"))
+            .unwrap_or_default()
+    );
+    Ok(status == "success")
+}
+
+async fn schedule_via_server(config: &Config, name: &str) -> anyhow::Result<Value> {
+    let (addr, client) = server_client(config)?;
+    // The file may have been saved a moment ago: have the server read it first.
+    let (_, reload) = call(
+        &client,
+        &addr,
+        reqwest::Method::POST,
+        "/api/schedules/reload".into(),
+        Some(json!({})),
+    )
+    .await?;
+    if reload["valid"] == false {
+        let errors: Vec<&str> = reload["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        bail!("schedules.yml is invalid:\n  {}", errors.join("\n  "));
+    }
+    let (status, started) = call(
+        &client,
+        &addr,
+        reqwest::Method::POST,
+        format!("/api/schedules/{name}/trigger"),
+        Some(json!({})),
+    )
+    .await?;
+    if status != 202 {
+        bail!(
+            "the server answered {status}: {}",
+            started["message"].as_str().unwrap_or_default()
+        );
+    }
+    let job_id = started["job_id"].clone();
+    loop {
+        let (_, history) = call(
+            &client,
+            &addr,
+            reqwest::Method::GET,
+            format!("/api/schedules/{name}/history?limit=50"),
+            None,
+        )
+        .await?;
+        let job = history["runs"]
+            .as_array()
+            .and_then(|runs| runs.iter().find(|r| r["job_id"] == job_id))
+            .cloned();
+        if let Some(job) = job.filter(|j| j["status"] != "running") {
+            return Ok(job);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn schedule_in_process(config: Config, name: &str) -> anyhow::Result<Value> {
+    let state = AppState::new(config).await?;
+    let result = async {
+        if let Err(errors) = state.schedules.reload(&state).await {
+            bail!("schedules.yml is invalid:\n  {}", errors.join("\n  "));
+        }
+        let job_id = state
+            .schedules
+            .trigger(&state, name, "manual")
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        loop {
+            let job = state
+                .meta
+                .read(move |c| {
+                    c.query_row(
+                        "SELECT status, rows, duration_ms, error FROM schedule_runs WHERE id = ?1",
+                        [job_id],
+                        |r| {
+                            Ok(json!({
+                                "job_id": job_id,
+                                "status": r.get::<_, String>(0)?,
+                                "rows": r.get::<_, Option<i64>>(1)?,
+                                "duration_ms": r.get::<_, Option<i64>>(2)?,
+                                "error": r.get::<_, Option<String>>(3)?,
+                            }))
+                        },
+                    )
+                })
+                .await?;
+            if job["status"] != "running" {
+                return Ok(job);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    .await;
+    state.shutdown().await;
+    result
 }

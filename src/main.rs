@@ -77,6 +77,8 @@ enum ScheduleAction {
     Validate,
     /// Each schedule with its cron, time zone, sources and next run
     List,
+    /// Run one schedule's job now and wait for it (through the server when one runs)
+    Run { name: String },
 }
 
 #[derive(Subcommand)]
@@ -181,6 +183,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn schedule_command(project: &std::path::Path, action: &ScheduleAction) -> anyhow::Result<()> {
     let config = Config::load(project)?;
+    if let ScheduleAction::Run { name } = action {
+        return if kura::cli::schedule_run_command(config, name)? {
+            Ok(())
+        } else {
+            anyhow::bail!("the job did not succeed")
+        };
+    }
     let path = kura::schedules::file_path(&config);
     let schedules = match kura::schedules::load(&config) {
         Ok(s) => s,
@@ -200,6 +209,7 @@ fn schedule_command(project: &std::path::Path, action: &ScheduleAction) -> anyho
                 schedules.notifications.webhooks.len()
             );
         }
+        ScheduleAction::Run { .. } => {}
         ScheduleAction::List => {
             println!(
                 "{:<24} {:<16} {:<18} {:<8} {:<28} SOURCES",

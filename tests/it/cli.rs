@@ -225,6 +225,29 @@ async fn init_prints_the_first_admin_and_kura_user_manages_accounts() {
     let fresh = printed_password(&out);
     assert_eq!(login("ana@example.com", ana_password).await.0, 401);
     assert_eq!(login("ana@example.com", fresh).await.0, 200);
+    // `kura schedule run` asks the running server (with the CLI's token).
+    std::fs::write(
+        dir.path().join("schedules.yml"),
+        "schedules:\n  - name: hourly\n    cron: every_hour\n    sources: [uploads]\n",
+    )
+    .unwrap();
+    let out = Command::new(KURA)
+        .args([
+            "schedule",
+            "run",
+            "hourly",
+            "--project",
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("asking it") && text.contains("of hourly: success"),
+        "{text}"
+    );
     terminate(&server);
     server.wait().unwrap();
 }
@@ -324,6 +347,23 @@ fn kura_schedule_validates_the_file_and_lists_next_runs() {
     );
     assert!(out.contains("there is no source \"nope\""), "{out}");
     assert!(out.contains("2 problem(s)"), "{out}");
+
+    // `kura schedule run`, without a server: the job runs in-process and is recorded.
+    std::fs::write(
+        dir.path().join("data/uploads/sales/jan.csv"),
+        "day,amount\n2024-01-01,5\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("schedules.yml"),
+        "schedules:\n  - name: nightly\n    cron: daily\n    sources: [sales]\n",
+    )
+    .unwrap();
+    let (ok, out) = schedule(&["run", "nightly"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("job 1 of nightly: success, 1 rows"), "{out}");
+    let (ok, out) = schedule(&["run", "nope"]);
+    assert!(!ok && out.contains("there is no schedule"), "{out}");
 }
 
 #[test]
