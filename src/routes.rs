@@ -229,6 +229,12 @@ fn table(config: &Config) -> Table {
         )
         .add(
             M::POST,
+            "/api/schedules/jobs/{job_id}/cancel",
+            Perm(P::SchedulerManage),
+            schedules::handlers::cancel_job,
+        )
+        .add(
+            M::POST,
             "/api/notifications/test",
             Perm(P::SchedulerManage),
             schedules::handlers::test_notifications,

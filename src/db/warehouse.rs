@@ -128,11 +128,16 @@ impl JobControl {
 
     /// Marks `conn`'s statements as interruptible. Returns false if the job was cancelled.
     pub fn statement_started(&self, conn: &QueryConn) -> bool {
+        self.statement_started_on(&conn.handle)
+    }
+
+    /// Like [`JobControl::statement_started`], for a connection known by its handle.
+    pub fn statement_started_on(&self, handle: &Arc<InterruptHandle>) -> bool {
         let mut state = self.lock();
         if matches!(*state, JobState::Cancelled) {
             return false;
         }
-        *state = JobState::Running(conn.handle.clone());
+        *state = JobState::Running(handle.clone());
         true
     }
 
@@ -191,6 +196,8 @@ struct Inner {
     background: Lane<Connection>,
     internal: Lane<Connection>,
     interrupts: Vec<Arc<InterruptHandle>>,
+    /// The single writer's interrupt handle, for cancelling a load (see [`JobControl`]).
+    writer_interrupt: Arc<InterruptHandle>,
     generation: Arc<std::sync::atomic::AtomicU64>,
     settings: Settings,
     functions: Arc<crate::query::FunctionCatalog>,
@@ -213,6 +220,7 @@ impl Warehouse {
                 message: e.to_string(),
             })?;
         let settings = lock_down(&db, config, &staging)?;
+        let writer_interrupt = db.interrupt_handle();
 
         let mut conns = Vec::with_capacity(config.api.query_workers);
         let mut interrupts = Vec::new();
@@ -273,6 +281,7 @@ impl Warehouse {
                 background,
                 internal,
                 interrupts,
+                writer_interrupt,
                 generation,
                 settings,
                 functions: Arc::new(functions),
@@ -344,6 +353,12 @@ impl Warehouse {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The writer connection's interrupt handle: hand it to [`JobControl::statement_started_on`]
+    /// around a load statement that may be cancelled.
+    pub fn writer_interrupt(&self) -> Arc<InterruptHandle> {
+        self.inner.writer_interrupt.clone()
     }
 
     pub fn staging_dir(&self) -> &Path {

@@ -260,3 +260,20 @@ pub async fn test_notifications(State(state): State<AppState>) -> Result<Json<Va
     }
     Ok(Json(json!({ "results": results })))
 }
+
+/// `POST /api/schedules/jobs/{job_id}/cancel`.
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    Path(job_id): Path<i64>,
+) -> Result<(StatusCode, Json<Value>)> {
+    if state.schedules.cancel(&state, job_id) {
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"job_id": job_id, "cancelling": true})),
+        ))
+    } else {
+        Err(AppError::NotFound(format!(
+            "there is no running job {job_id}"
+        )))
+    }
+}

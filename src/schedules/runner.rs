@@ -46,6 +46,9 @@ pub struct ScheduleService {
     reloaded: Notify,
     /// Sources already reported stale, until they are fresh again (one notice per episode).
     stale: Mutex<std::collections::HashSet<String>>,
+    /// Jobs asked to stop, and the source each running job syncs now.
+    cancelled: Mutex<std::collections::HashSet<i64>>,
+    syncing: Mutex<HashMap<i64, String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -67,6 +70,8 @@ impl ScheduleService {
             next: Mutex::new(HashMap::new()),
             reloaded: Notify::new(),
             stale: Mutex::new(std::collections::HashSet::new()),
+            cancelled: Mutex::new(std::collections::HashSet::new()),
+            syncing: Mutex::new(HashMap::new()),
         }
     }
 
@@ -131,6 +136,24 @@ impl ScheduleService {
             .iter()
             .find(|s| s.def.name == name)
             .cloned()
+    }
+
+    /// Stops a running job: no further source is synced, and the sync running now stops
+    /// between files with its current load interrupted (that file's transaction rolls
+    /// back). False when no such job runs.
+    pub fn cancel(&self, state: &AppState, job_id: i64) -> bool {
+        if !lock(&self.running).values().any(|j| *j == job_id) {
+            return false;
+        }
+        lock(&self.cancelled).insert(job_id);
+        if let Some(source) = lock(&self.syncing).get(&job_id) {
+            state.syncs.cancel(source);
+        }
+        true
+    }
+
+    fn is_cancelled(&self, job_id: i64) -> bool {
+        lock(&self.cancelled).contains(&job_id)
     }
 
     /// Starts a job of `name` now; its id, or why not.
@@ -408,6 +431,7 @@ async fn start_job(
 enum Attempt {
     Done { rows: u64, records: Vec<i64> },
     Failed { error: String, records: Vec<i64> },
+    Cancelled { records: Vec<i64> },
 }
 
 async fn run_job(state: &AppState, schedule: &Schedule, job_id: i64, trigger: &str) {
@@ -425,7 +449,7 @@ async fn run_job(state: &AppState, schedule: &Schedule, job_id: i64, trigger: &s
     let mut attempts = 1u32;
     let mut all_records = Vec::new();
     let (status, rows, error) = loop {
-        let outcome = tokio::time::timeout(timeout, sync_sources(state, schedule)).await;
+        let outcome = tokio::time::timeout(timeout, sync_sources(state, schedule, job_id)).await;
         match outcome {
             Err(_) => {
                 break (
@@ -440,6 +464,10 @@ async fn run_job(state: &AppState, schedule: &Schedule, job_id: i64, trigger: &s
             Ok(Attempt::Done { rows, records }) => {
                 all_records.extend(records);
                 break ("success", rows, None);
+            }
+            Ok(Attempt::Cancelled { records }) => {
+                all_records.extend(records);
+                break ("cancelled", 0, Some("cancelled on request".to_owned()));
             }
             Ok(Attempt::Failed { error, records }) => {
                 all_records.extend(records);
@@ -633,7 +661,8 @@ pub fn dashboard_url(state: &AppState) -> Option<String> {
 }
 
 /// Syncs each source in turn and waits for each to finish.
-async fn sync_sources(state: &AppState, schedule: &Schedule) -> Attempt {
+async fn sync_sources(state: &AppState, schedule: &Schedule, job_id: i64) -> Attempt {
+    let service = &state.schedules;
     let options = SyncOptions {
         full_refresh: schedule.def.full_refresh,
         ..SyncOptions::default()
@@ -642,8 +671,14 @@ async fn sync_sources(state: &AppState, schedule: &Schedule) -> Attempt {
     let mut records = Vec::new();
     let mut failures = Vec::new();
     for source in &schedule.def.sources {
+        if service.is_cancelled(job_id) {
+            return Attempt::Cancelled { records };
+        }
         // A sync of the source already running (the watcher's): wait for it, then ours.
         let record = loop {
+            if service.is_cancelled(job_id) {
+                return Attempt::Cancelled { records };
+            }
             match sync::start(state, source, options, Trigger::Schedule, false).await {
                 Ok(Some(id)) => break Ok(id),
                 Ok(None) => break Err(format!("{source}: the sync did not start")),
@@ -661,6 +696,11 @@ async fn sync_sources(state: &AppState, schedule: &Schedule) -> Attempt {
             }
         };
         records.push(id);
+        lock(&service.syncing).insert(job_id, source.clone());
+        // Asked to stop between our check and the sync's start: stop that sync too.
+        if service.is_cancelled(job_id) {
+            state.syncs.cancel(source);
+        }
         let run = loop {
             let found = state
                 .meta
@@ -675,6 +715,10 @@ async fn sync_sources(state: &AppState, schedule: &Schedule) -> Attempt {
                 }
             }
         };
+        lock(&service.syncing).remove(&job_id);
+        if service.is_cancelled(job_id) {
+            return Attempt::Cancelled { records };
+        }
         let Some(run) = run else { continue };
         rows += run.rows.unwrap_or(0).unsigned_abs();
         if run.status != "success" {

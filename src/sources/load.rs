@@ -7,6 +7,11 @@
 //! the `warehouse-w` thread.
 
 use std::path::Path;
+use std::sync::Arc;
+
+use duckdb::InterruptHandle;
+
+use crate::db::warehouse::JobControl;
 
 use chrono::{DateTime, Utc};
 use duckdb::{Connection, params};
@@ -49,6 +54,28 @@ pub struct FileLoad<'a> {
     pub hash: &'a str,
     pub mode: Mode,
     pub allow_empty: bool,
+    /// Lets the load be cancelled while its long statements run (the sync's control and
+    /// the writer's interrupt handle).
+    pub cancel: Option<(&'a JobControl, &'a Arc<InterruptHandle>)>,
+}
+
+/// Runs `statement` as interruptible when the load can be cancelled.
+fn cancellable<T>(
+    f: &FileLoad<'_>,
+    statement: impl FnOnce() -> Result<T, LoadError>,
+) -> Result<T, LoadError> {
+    let Some((control, handle)) = f.cancel else {
+        return statement();
+    };
+    if !control.statement_started_on(handle) {
+        return Err(LoadError::Cancelled);
+    }
+    let result = statement();
+    control.statement_finished();
+    match result {
+        Err(_) if control.is_cancelled() => Err(LoadError::Cancelled),
+        other => other,
+    }
 }
 
 /// What a successful load did.
@@ -72,6 +99,8 @@ pub enum LoadError {
     EmptyReplace { existing: u64 },
     #[error("warehouse error: {0}")]
     Engine(String),
+    #[error("cancelled")]
+    Cancelled,
 }
 
 fn engine(e: duckdb::Error) -> LoadError {
@@ -193,10 +222,12 @@ fn load_in_transaction(
     };
     let mut loaded = Loaded::default();
     if !table_exists(conn, f.schema, f.table).map_err(engine)? {
-        conn.execute_batch(&format!(
-            "CREATE TABLE {table} AS SELECT *, {extra} FROM {source}"
-        ))
-        .map_err(|e| LoadError::Parse(e.to_string()))?;
+        cancellable(f, || {
+            conn.execute_batch(&format!(
+                "CREATE TABLE {table} AS SELECT *, {extra} FROM {source}"
+            ))
+            .map_err(|e| LoadError::Parse(e.to_string()))
+        })?;
         loaded.rows = conn
             .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
                 r.get::<_, i64>(0)
@@ -236,12 +267,13 @@ fn load_in_transaction(
                 )
                 .map_err(engine)? as u64;
         }
-        loaded.rows = conn
-            .execute(
+        loaded.rows = cancellable(f, || {
+            conn.execute(
                 &format!("INSERT INTO {table} BY NAME SELECT *, {extra} FROM {source}"),
                 [],
             )
-            .map_err(|e| LoadError::Parse(e.to_string()))? as u64;
+            .map_err(|e| LoadError::Parse(e.to_string()))
+        })? as u64;
         if loaded.rows == 0 && loaded.replaced > 0 && !f.allow_empty {
             return Err(LoadError::EmptyReplace {
                 existing: loaded.replaced,

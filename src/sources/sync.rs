@@ -14,8 +14,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -29,6 +29,7 @@ use super::{excel, repo};
 use crate::app::AppState;
 use crate::blocking;
 use crate::config::OnDelete;
+use crate::db::warehouse::JobControl;
 use crate::db::warehouse::sql_ident;
 use crate::events::EventKind;
 
@@ -90,6 +91,10 @@ pub struct SyncReport {
 pub struct SyncTracker {
     running: Mutex<HashSet<String>>,
     again: Mutex<HashMap<String, SyncOptions>>,
+    /// Sources whose running sync was asked to stop.
+    cancelled: Mutex<HashSet<String>>,
+    /// The control of the load running now, per source (to interrupt it).
+    loads: Mutex<HashMap<String, Arc<JobControl>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,8 +128,40 @@ impl SyncTracker {
         Self::lock(&self.running).insert(source.to_owned())
     }
 
+    /// Stops the running sync of `source`: no further file is loaded, and the load running
+    /// now is interrupted (its transaction rolls back). False when none runs.
+    pub fn cancel(&self, source: &str) -> bool {
+        if !self.is_running(source) {
+            return false;
+        }
+        Self::lock(&self.cancelled).insert(source.to_owned());
+        // A follow-up asked for meanwhile is dropped too.
+        Self::lock(&self.again).remove(source);
+        if let Some(control) = Self::lock(&self.loads).get(source) {
+            control.cancel();
+        }
+        true
+    }
+
+    fn is_cancelled(&self, source: &str) -> bool {
+        Self::lock(&self.cancelled).contains(source)
+    }
+
+    fn set_load(&self, source: &str, control: Option<Arc<JobControl>>) {
+        let mut loads = Self::lock(&self.loads);
+        match control {
+            Some(c) => {
+                loads.insert(source.to_owned(), c);
+            }
+            None => {
+                loads.remove(source);
+            }
+        }
+    }
+
     /// Ends a source's sync; returns the options of a follow-up sync if one was asked for.
     fn finish(&self, source: &str) -> Option<SyncOptions> {
+        Self::lock(&self.cancelled).remove(source);
         let again = Self::lock(&self.again).remove(source);
         if again.is_none() {
             Self::lock(&self.running).remove(source);
@@ -343,6 +380,9 @@ async fn sync_files(
     let on_disk: HashSet<&str> = disk.iter().map(|f| f.rel.as_str()).collect();
 
     for file in &disk {
+        if state.syncs.is_cancelled(&source.name) {
+            return Err("cancelled".into());
+        }
         let Some(kind) = file.kind else {
             report.files.push(FileOutcome {
                 path: file.rel.clone(),
@@ -441,6 +481,9 @@ async fn sync_files(
                     error: None,
                 });
             }
+            // Stopped on request: the file's transaction rolled back and its ledger entry
+            // is as it was; it is not a failure of the file.
+            Err(LoadError::Cancelled) => return Err("cancelled".into()),
             Err(e) => {
                 let error = e.to_string();
                 run.fail(&mut report, file, &table, &hash, &error).await;
@@ -523,6 +566,7 @@ impl Run<'_> {
                     hash: &hash2,
                     mode,
                     allow_empty: false,
+                    cancel: None,
                 };
                 load::record_failure(c, &f, &err)
             })
@@ -577,6 +621,14 @@ async fn load_one(
     );
     let (size, mtime, mode, staged_path) = (file.size, file.mtime, source.mode, staged.clone());
     let allow_empty = options.allow_empty;
+    let control = Arc::new(JobControl::default());
+    state.syncs.set_load(&source.name, Some(control.clone()));
+    // Cancelled before this file started: do not start it.
+    if state.syncs.is_cancelled(&source.name) {
+        control.cancel();
+    }
+    let interrupt = state.warehouse.writer_interrupt();
+    let job_control = control.clone();
     let result = state
         .warehouse
         .background(move |c| {
@@ -594,10 +646,12 @@ async fn load_one(
                     hash: &hash,
                     mode,
                     allow_empty,
+                    cancel: Some((&job_control, &interrupt)),
                 },
             )
         })
         .await;
+    state.syncs.set_load(&source.name, None);
     let _ = blocking::run(move || std::fs::remove_file(&staged)).await;
     result.map_err(|e| LoadError::Engine(e.to_string()))?
 }

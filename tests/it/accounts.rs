@@ -148,6 +148,7 @@ fn concrete(path: &str) -> String {
         .replace("{id}", "999999")
         .replace("{record_id}", "999999")
         .replace("{key}", "NO_SUCH_KEY")
+        .replace("{job_id}", "999999")
 }
 
 #[tokio::test]

@@ -504,7 +504,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[path = "../../examples/gen_data.rs"]
 #[allow(dead_code, reason = "only `write` is used here")]
-mod gen_data;
+pub(crate) mod gen_data;
 
 #[tokio::test]
 async fn kill_9_during_a_load_then_restart_loads_the_file_exactly_once() {

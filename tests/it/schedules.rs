@@ -305,3 +305,72 @@ async fn a_scheduled_source_without_a_recent_success_is_reported_stale_once() {
     assert_eq!(stale_events(&logs), 1, "one notice per stale episode");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn cancelling_a_job_stops_its_load_and_rolls_the_file_back() {
+    let clock = Arc::new(ManualClock::new(at("2026-01-05T10:14:00Z")));
+    let app = TestApp::with_clock(clock, |c| {
+        // The watcher waits 10 minutes: only the scheduled job loads here.
+        c.platform.debounce_ms = 600_000;
+        std::fs::write(
+            c.root.join("schedules.yml"),
+            "schedules:\n  - name: big_job\n    cron: daily\n    sources: [big]\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(c.root.join("data/uploads/big")).unwrap();
+        // The same columns as the big file to come (one source, one table).
+        crate::cli::gen_data::write("csv", 1, &c.root.join("data/uploads/big/a.csv")).unwrap();
+    })
+    .await;
+    crate::harness::eventually(Duration::from_secs(20), || async {
+        let (_, b) = app.query("SELECT count(*) FROM raw_big.big").await;
+        (b["rows"][0][0] == 1).then_some(())
+    })
+    .await
+    .expect("the startup sync loaded a.csv");
+    let staged = app.dir.path().join("big.tmp");
+    crate::cli::gen_data::write("csv", 6_000_000, &staged).unwrap();
+    std::fs::rename(&staged, app.dir.path().join("data/uploads/big/b.csv")).unwrap();
+
+    let (status, started) = app
+        .post_json("/api/schedules/big_job/trigger", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let job_id = started["job_id"].as_i64().unwrap();
+    // Into the load of b.csv, then stop.
+    crate::harness::eventually(Duration::from_secs(20), || async {
+        let (_, w) = app.get_json("/api/watcher/status").await;
+        (w["syncing"].as_array().is_some_and(|s| !s.is_empty())).then_some(())
+    })
+    .await
+    .expect("the job's sync started");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, answer) = app
+        .post_json(&format!("/api/schedules/jobs/{job_id}/cancel"), json!({}))
+        .await;
+    let runs = history(&app, "big_job").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer} {runs:?}");
+    let job = finished_job(&app, "big_job", 1).await;
+    assert_eq!(job["status"], "cancelled", "{job}");
+    // Nothing of b.csv is in the table, and it is not marked as a bad file.
+    let (_, b) = app.query("SELECT count(*) FROM raw_big.big").await;
+    assert_eq!(b["rows"][0][0], 1, "{b}");
+    let (_, files) = app.get_json("/api/sources/big/csv-files").await;
+    assert!(!files.to_string().contains("\"failed\""), "{files}");
+    assert_eq!(
+        app.post_json(&format!("/api/schedules/jobs/{job_id}/cancel"), json!({}))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // The next run loads it whole.
+    let (status, _) = app
+        .post_json("/api/schedules/big_job/trigger", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let job = finished_job(&app, "big_job", 2).await;
+    assert_eq!(job["status"], "success", "{job}");
+    let (_, b) = app.query("SELECT count(*) FROM raw_big.big").await;
+    assert_eq!(b["rows"][0][0], 6_000_001, "{b}");
+    app.stop().await;
+}
