@@ -48,26 +48,19 @@ impl Server {
             .find_map(|l| l.trim().strip_prefix("password: "))
             .expect("kura init prints the admin password")
             .to_owned();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(KURA)
-            .args([
-                "serve",
-                dir.path().to_str().unwrap(),
-                "--port",
-                &port.to_string(),
-            ])
-            .env("RUST_LOG", "warn")
-            // The sign-in storm below comes from one address; the limit is not measured here.
-            .env("KURA__AUTH__RATE_LIMIT_PER_MINUTE", "1000000")
-            .env("KURA__AUTH__RATE_LIMIT_BURST", "1000000")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let port = support::free_port();
+        let child = support::spawn_kura(
+            KURA,
+            dir.path(),
+            port,
+            &[
+                ("RUST_LOG", "warn"),
+                // The sign-in storm below comes from one address; the limit is not measured here.
+                ("KURA__AUTH__RATE_LIMIT_PER_MINUTE", "1000000"),
+                ("KURA__AUTH__RATE_LIMIT_BURST", "1000000"),
+            ],
+            Stdio::null(),
+        );
         Self {
             child,
             base: format!("http://127.0.0.1:{port}"),

@@ -20,6 +20,7 @@
 
 #[path = "../examples/gen_data.rs"]
 mod gen_data;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -44,24 +45,17 @@ impl Server {
         kura::project::init(dir.path(), false).expect("init");
         // KURA_BENCH_LOG=<file> keeps the server's log (level info) for a closer look.
         let log = std::env::var_os("KURA_BENCH_LOG").map(|p| std::fs::File::create(p).unwrap());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(KURA)
-            .args([
-                "serve",
-                dir.path().to_str().unwrap(),
-                "--port",
-                &port.to_string(),
-            ])
-            .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
-            .env("KURA__AUTH__ENABLED", "false")
-            .stdout(Stdio::null())
-            .stderr(log.map_or_else(Stdio::null, Stdio::from))
-            .spawn()
-            .expect("spawn kura");
+        let port = support::free_port();
+        let child = support::spawn_kura(
+            KURA,
+            dir.path(),
+            port,
+            &[
+                ("RUST_LOG", if log.is_some() { "info" } else { "warn" }),
+                ("KURA__AUTH__ENABLED", "false"),
+            ],
+            log.map_or_else(Stdio::null, Stdio::from),
+        );
         let server = Self {
             child,
             port,

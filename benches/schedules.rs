@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Timelike, Utc};
 
+mod support;
+
 const KURA: &str = env!("CARGO_BIN_EXE_kura");
 
 fn thousand_schedules() -> String {
@@ -66,24 +68,14 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         kura::project::init(dir.path(), false).unwrap();
         std::fs::write(dir.path().join("schedules.yml"), schedules).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(KURA)
-            .args([
-                "serve",
-                dir.path().to_str().unwrap(),
-                "--port",
-                &port.to_string(),
-            ])
-            .env("RUST_LOG", "warn")
-            .env("KURA__AUTH__ENABLED", "false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let port = support::free_port();
+        let child = support::spawn_kura(
+            KURA,
+            dir.path(),
+            port,
+            &[("RUST_LOG", "warn"), ("KURA__AUTH__ENABLED", "false")],
+            Stdio::null(),
+        );
         let server = Self {
             child,
             port,

@@ -1,12 +1,42 @@
-//! Load generators shared by the benchmarks: an in-process client and Debian's `wrk`.
+//! Shared by the benchmarks: starting the real `kura` binary, and the load generators
+//! (an in-process client and Debian's `wrk`).
+#![allow(dead_code, reason = "each benchmark uses a part of this file")]
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::Value;
+
+/// A free loopback port.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `kura serve DIR --port PORT` with `env`, its stdout dropped and its log to `stderr`.
+pub(crate) fn spawn_kura(
+    kura: &str,
+    dir: &Path,
+    port: u16,
+    env: &[(&str, &str)],
+    stderr: Stdio,
+) -> Child {
+    let mut cmd = Command::new(kura);
+    cmd.args(["serve", dir.to_str().unwrap(), "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn kura")
+}
 
 /// Sends `body` (or a GET when None) from `conns` connections for `secs`; returns (rps, histogram in µs).
 pub(crate) async fn load(

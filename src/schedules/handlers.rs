@@ -226,13 +226,7 @@ pub async fn notifications_config(State(state): State<AppState>) -> Result<Json<
 /// `POST /api/notifications/test`: sends a test notice to every webhook and answers with
 /// each delivery's outcome.
 pub async fn test_notifications(State(state): State<AppState>) -> Result<Json<Value>> {
-    let hooks = state
-        .schedules
-        .current()
-        .schedules
-        .notifications
-        .webhooks
-        .clone();
+    let hooks = state.schedules.webhooks();
     if hooks.is_empty() {
         return Err(AppError::bad_request(
             "no_webhooks",

@@ -82,6 +82,11 @@ impl ScheduleService {
             .clone()
     }
 
+    /// The webhook targets of the file in force.
+    pub fn webhooks(&self) -> Vec<super::file::Webhook> {
+        self.current().schedules.notifications.webhooks.clone()
+    }
+
     pub fn next_run(&self, name: &str) -> Option<DateTime<Utc>> {
         lock(&self.next).get(name).copied()
     }
@@ -622,13 +627,7 @@ fn notify_end(
     if !schedule.def.notify_on.contains(&wanted) {
         return;
     }
-    let hooks = state
-        .schedules
-        .current()
-        .schedules
-        .notifications
-        .webhooks
-        .clone();
+    let hooks = state.schedules.webhooks();
     super::notify::send_all(
         hooks,
         super::notify::Notice {
