@@ -118,6 +118,24 @@ impl Cron {
     }
 }
 
+impl Cron {
+    /// The shortest gap between the next `count` firings after `from` (`None` if it fires
+    /// fewer than twice): how long a job may take before ticks start being skipped.
+    pub fn shortest_interval(&self, tz: Tz, from: DateTime<Utc>, count: usize) -> Option<Duration> {
+        let mut previous = self.next_after(tz, from)?;
+        let mut shortest: Option<Duration> = None;
+        for _ in 1..count {
+            let Some(next) = self.next_after(tz, previous) else {
+                break;
+            };
+            let gap = next - previous;
+            shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
+            previous = next;
+        }
+        shortest
+    }
+}
+
 /// One field as a bit set of the values it allows.
 fn field(text: &str, what: &str, min: u32, max: u32, names: &[&str]) -> Result<u64, String> {
     let bad = |why: String| format!("{what} field {text:?}: {why}");
@@ -232,6 +250,22 @@ mod tests {
             next("0 0 * JAN,jul SUN", "UTC", "2026-11-23T10:00:00Z").unwrap(),
             "2027-01-03T00:00:00+00:00"
         );
+    }
+
+    #[test]
+    fn shortest_intervals() {
+        let tz: Tz = "UTC".parse().unwrap();
+        let from = at("2026-03-01T00:00:00Z");
+        let every = |e: &str| {
+            Cron::parse(e)
+                .unwrap()
+                .shortest_interval(tz, from, 20)
+                .unwrap()
+                .num_minutes()
+        };
+        assert_eq!(every("every_15m"), 15);
+        assert_eq!(every("0,5 * * * *"), 5);
+        assert_eq!(every("daily"), 24 * 60);
     }
 
     #[test]

@@ -13,8 +13,30 @@ use crate::app::AppState;
 use crate::error::{AppError, Result};
 use crate::web::extract::Json;
 
-fn describe(state: &AppState, s: &Schedule, last: Option<&Value>) -> Value {
+/// Warnings about a schedule: its recent jobs take longer than the gap between its ticks.
+fn warnings(s: &Schedule, typical_ms: Option<f64>) -> Vec<String> {
+    let mut out = Vec::new();
+    let gap = s.cron.shortest_interval(s.tz, chrono::Utc::now(), 50);
+    if let (Some(ms), Some(gap)) = (typical_ms, gap)
+        && ms > gap.num_milliseconds() as f64
+    {
+        out.push(format!(
+            "its recent jobs took {:.0} s on average, longer than the {} min between its ticks: ticks will be skipped",
+            ms / 1000.0,
+            gap.num_minutes()
+        ));
+    }
+    out
+}
+
+fn describe(
+    state: &AppState,
+    s: &Schedule,
+    last: Option<&Value>,
+    typical_ms: Option<f64>,
+) -> Value {
     json!({
+        "warnings": warnings(s, typical_ms),
         "name": s.def.name,
         "cron": s.def.cron,
         "expression": s.cron.expression,
@@ -51,6 +73,24 @@ fn run_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
     }))
 }
 
+/// The mean duration of each schedule's last five finished jobs (skipped ticks aside).
+async fn typical_durations(state: &AppState) -> Result<std::collections::HashMap<String, f64>> {
+    Ok(state
+        .meta
+        .read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT schedule, avg(duration_ms) FROM ( \
+                   SELECT schedule, duration_ms, \
+                          row_number() OVER (PARTITION BY schedule ORDER BY id DESC) AS n \
+                   FROM schedule_runs WHERE status IN ('success', 'failed', 'timeout')) \
+                 WHERE n <= 5 GROUP BY schedule",
+            )?;
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?
+                .collect()
+        })
+        .await?)
+}
+
 async fn last_runs(state: &AppState) -> Result<std::collections::HashMap<String, Value>> {
     Ok(state
         .meta
@@ -70,11 +110,19 @@ async fn last_runs(state: &AppState) -> Result<std::collections::HashMap<String,
 pub async fn list_schedules(State(state): State<AppState>) -> Result<Json<Value>> {
     let current = state.schedules.current();
     let last = last_runs(&state).await?;
+    let typical = typical_durations(&state).await?;
     let schedules: Vec<Value> = current
         .schedules
         .schedules
         .iter()
-        .map(|s| describe(&state, s, last.get(&s.def.name)))
+        .map(|s| {
+            describe(
+                &state,
+                s,
+                last.get(&s.def.name),
+                typical.get(&s.def.name).copied(),
+            )
+        })
         .collect();
     Ok(Json(json!({
         "schedules": schedules,
@@ -106,7 +154,13 @@ pub async fn show_schedule(
 ) -> Result<Json<Value>> {
     let schedule = find(&state, &name)?;
     let last = last_runs(&state).await?;
-    Ok(Json(describe(&state, &schedule, last.get(&name))))
+    let typical = typical_durations(&state).await?;
+    Ok(Json(describe(
+        &state,
+        &schedule,
+        last.get(&name),
+        typical.get(&name).copied(),
+    )))
 }
 
 #[derive(Deserialize)]

@@ -374,3 +374,36 @@ async fn cancelling_a_job_stops_its_load_and_rolls_the_file_back() {
     assert_eq!(b["rows"][0][0], 6_000_001, "{b}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_schedule_whose_jobs_outlast_its_interval_is_warned_about() {
+    let (app, _clock) = app_with(
+        "schedules:\n  - name: quarter\n    cron: every_15m\n    sources: [uploads]\n",
+        &[],
+    )
+    .await;
+    let (_, list) = app.get_json("/api/schedules").await;
+    assert_eq!(list["schedules"][0]["warnings"], json!([]));
+    // Two recent jobs of 20 minutes each.
+    app.state
+        .meta
+        .write(|tx| {
+            tx.execute_batch(
+                "INSERT INTO schedule_runs (schedule, trigger, started_at, ended_at, status, duration_ms) VALUES \
+                 ('quarter', 'cron', '2026-01-05T09:00:00Z', '2026-01-05T09:20:00Z', 'success', 1200000), \
+                 ('quarter', 'cron', '2026-01-05T09:30:00Z', '2026-01-05T09:50:00Z', 'success', 1200000)",
+            )
+        })
+        .await
+        .unwrap();
+    let (_, list) = app.get_json("/api/schedules").await;
+    let warning = list["schedules"][0]["warnings"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        warning.contains("1200 s on average") && warning.contains("15 min"),
+        "{list}"
+    );
+    app.stop().await;
+}
