@@ -393,6 +393,12 @@ fn table(config: &Config) -> Table {
             Perm(P::ConfigManage),
             auth::pages::secrets_page,
         )
+        .add(
+            M::GET,
+            "/schedules",
+            Perm(P::SchedulerView),
+            schedules::handlers::schedules_page,
+        )
         // Static files carry no data.
         .add(M::GET, "/static/{name}", Public, web::assets::serve_asset)
 }

@@ -22,7 +22,7 @@ pub struct Nav {
 }
 
 impl Nav {
-    fn of(p: &Principal) -> Self {
+    pub fn of(p: &Principal) -> Self {
         let (csrf, can_sign_out) = match &p.via {
             Via::Session { csrf, .. } => (csrf.clone(), true),
             _ => (String::new(), false),
@@ -38,7 +38,7 @@ impl Nav {
     }
 }
 
-fn render(page: &impl Template) -> Result<Response> {
+pub fn render(page: &impl Template) -> Result<Response> {
     let html = page
         .render()
         .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot render a page: {e}")))?;

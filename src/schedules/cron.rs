@@ -119,6 +119,67 @@ impl Cron {
 }
 
 impl Cron {
+    /// The expression in words, for the common shapes; others are shown as written.
+    pub fn describe(&self) -> String {
+        let f: Vec<&str> = self.expression.split_whitespace().collect();
+        let [minute, hour, day, month, weekday] = f[..] else {
+            return self.expression.clone();
+        };
+        let num = |s: &str| s.parse::<u32>().ok();
+        let at = |h: u32, m: u32| format!("{h:02}:{m:02}");
+        let days = |w: &str| -> Option<String> {
+            const NAMES: [&str; 7] = [
+                "Sunday",
+                "Monday",
+                "Tuesday",
+                "Wednesday",
+                "Thursday",
+                "Friday",
+                "Saturday",
+            ];
+            match w {
+                "1-5" | "mon-fri" | "MON-FRI" => Some("on weekdays".into()),
+                _ => {
+                    let list: Option<Vec<&str>> = w
+                        .split(',')
+                        .map(|d| {
+                            num(d).map(|n| NAMES[(n % 7) as usize]).or_else(|| {
+                                WEEKDAYS
+                                    .iter()
+                                    .position(|x| x.eq_ignore_ascii_case(d))
+                                    .map(|i| NAMES[i])
+                            })
+                        })
+                        .collect();
+                    list.map(|l| format!("on {}", l.join(", ")))
+                }
+            }
+        };
+        match (minute, hour, day, month, weekday) {
+            ("*", "*", "*", "*", "*") => "every minute".into(),
+            (m, "*", "*", "*", "*") if m.starts_with("*/") => format!("every {} minutes", &m[2..]),
+            (m, "*", "*", "*", "*") if num(m).is_some() => format!("every hour at minute {m}"),
+            (m, h, "*", "*", "*") if h.starts_with("*/") && num(m).is_some() => {
+                format!("every {} hours at minute {m}", &h[2..])
+            }
+            (m, h, "*", "*", w) if num(m).is_some() && num(h).is_some() => {
+                let time = at(num(h).unwrap_or(0), num(m).unwrap_or(0));
+                if w == "*" {
+                    format!("every day at {time}")
+                } else {
+                    days(w).map_or_else(|| self.expression.clone(), |d| format!("{d} at {time}"))
+                }
+            }
+            (m, h, d, "*", "*") if num(m).is_some() && num(h).is_some() && num(d).is_some() => {
+                format!(
+                    "on day {d} of every month at {}",
+                    at(num(h).unwrap_or(0), num(m).unwrap_or(0))
+                )
+            }
+            _ => self.expression.clone(),
+        }
+    }
+
     /// The shortest gap between the next `count` firings after `from` (`None` if it fires
     /// fewer than twice): how long a job may take before ticks start being skipped.
     pub fn shortest_interval(&self, tz: Tz, from: DateTime<Utc>, count: usize) -> Option<Duration> {
@@ -250,6 +311,20 @@ mod tests {
             next("0 0 * JAN,jul SUN", "UTC", "2026-11-23T10:00:00Z").unwrap(),
             "2027-01-03T00:00:00+00:00"
         );
+    }
+
+    #[test]
+    fn crons_in_words() {
+        let words = |e: &str| Cron::parse(e).unwrap().describe();
+        assert_eq!(words("every_15m"), "every 15 minutes");
+        assert_eq!(words("every_hour"), "every hour at minute 0");
+        assert_eq!(words("every_6h"), "every 6 hours at minute 0");
+        assert_eq!(words("0 2 * * *"), "every day at 02:00");
+        assert_eq!(words("weekly"), "on Sunday at 00:00");
+        assert_eq!(words("30 6 * * 1-5"), "on weekdays at 06:30");
+        assert_eq!(words("0 9 * * mon,thu"), "on Monday, Thursday at 09:00");
+        assert_eq!(words("0 0 1 * *"), "on day 1 of every month at 00:00");
+        assert_eq!(words("5 4 * 6 *"), "5 4 * 6 *");
     }
 
     #[test]

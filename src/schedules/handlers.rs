@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 use super::file::{Schedule, mask_url};
 use super::runner::TriggerError;
 use crate::app::AppState;
+use crate::auth::pages::Nav;
+use crate::auth::{Permission, Principal};
 use crate::error::{AppError, Result};
 use crate::web::extract::Json;
 
@@ -40,6 +42,7 @@ fn describe(
         "name": s.def.name,
         "cron": s.def.cron,
         "expression": s.cron.expression,
+        "description": s.cron.describe(),
         "timezone": s.def.timezone,
         "sources": s.def.sources,
         "enabled": s.def.enabled,
@@ -324,4 +327,19 @@ pub async fn cancel_job(
             "there is no running job {job_id}"
         )))
     }
+}
+
+#[derive(askama::Template)]
+#[template(path = "schedules.html")]
+struct SchedulesPage {
+    nav: Nav,
+    manage: bool,
+}
+
+/// `GET /schedules`: the page; its script reads the JSON routes above.
+pub async fn schedules_page(principal: Principal) -> Result<axum::response::Response> {
+    crate::auth::pages::render(&SchedulesPage {
+        manage: principal.can(Permission::SchedulerManage),
+        nav: Nav::of(&principal),
+    })
 }

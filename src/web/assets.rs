@@ -15,6 +15,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("account.js", JS, include_bytes!("../../static/account.js")),
     ("users.js", JS, include_bytes!("../../static/users.js")),
     ("secrets.js", JS, include_bytes!("../../static/secrets.js")),
+    (
+        "schedules.js",
+        JS,
+        include_bytes!("../../static/schedules.js"),
+    ),
 ];
 
 const CSS: &str = "text/css; charset=utf-8";

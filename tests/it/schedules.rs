@@ -407,3 +407,35 @@ async fn a_schedule_whose_jobs_outlast_its_interval_is_warned_about() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_schedules_page_renders_for_those_who_may_see_it() {
+    let (app, _clock) = app_with(
+        "schedules:\n  - name: nightly\n    cron: \"0 2 * * *\"\n    sources: [uploads]\n",
+        &[],
+    )
+    .await;
+    let (_, list) = app.get_json("/api/schedules").await;
+    assert_eq!(list["schedules"][0]["description"], "every day at 02:00");
+    let r = app
+        .client
+        .get(app.url("/schedules"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("data-manage=\"true\"") && html.contains("/static/schedules.js"),
+        "{html}"
+    );
+    let js = app
+        .client
+        .get(app.url("/static/schedules.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(js.status(), StatusCode::OK);
+    app.stop().await;
+}
