@@ -75,16 +75,7 @@ impl Server {
 
     /// User + system CPU time of the server so far.
     fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        // Fields after the command name (which may hold spaces) start after ") ".
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let f: Vec<u64> = rest
-            .split_whitespace()
-            .map(|x| x.parse().unwrap_or(0))
-            .collect();
-        // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
-        let ticks = f[11] + f[12];
-        Duration::from_secs_f64(ticks as f64 / 100.0)
+        support::process_cpu(self.child.id())
     }
 
     fn stop(mut self) {

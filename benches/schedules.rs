@@ -95,13 +95,7 @@ impl Server {
 
     /// User + system CPU time of the server so far.
     fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let f: Vec<u64> = rest
-            .split_whitespace()
-            .map(|x| x.parse().unwrap_or(0))
-            .collect();
-        Duration::from_secs_f64((f[11] + f[12]) as f64 / 100.0)
+        support::process_cpu(self.child.id())
     }
 
     fn idle_cpu_share(&self, secs: u64) -> f64 {
