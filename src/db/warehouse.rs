@@ -76,22 +76,29 @@ impl QueryConn {
     /// it, so one retry always suffices.
     pub fn end_transaction(&self) {
         self.open_transaction.set(None);
-        for attempt in 0..2 {
-            match self.conn.execute_batch("ROLLBACK") {
-                Ok(()) => return,
-                Err(e) if e.to_string().contains("no transaction is active") => return,
-                Err(e) if attempt == 0 => {
-                    tracing::debug!(error = %e, "rollback on a query connection failed; retrying")
-                }
-                Err(e) => tracing::error!(error = %e, "a query connection could not roll back"),
-            }
-        }
+        rollback(&self.conn);
     }
 
     /// Ends the kept read-only transaction, if there is one.
     pub fn end_kept_transaction(&self) {
         if self.open_transaction.get().is_some() {
             self.end_transaction();
+        }
+    }
+}
+
+/// Rolls back `conn`'s transaction, if any. An interrupt that arrived just as a statement
+/// finished fails the first ROLLBACK and is cleared by it, so one retry always suffices;
+/// without it the transaction would stay open and the connection's next BEGIN would fail.
+pub fn rollback(conn: &Connection) {
+    for attempt in 0..2 {
+        match conn.execute_batch("ROLLBACK") {
+            Ok(()) => return,
+            Err(e) if e.to_string().contains("no transaction is active") => return,
+            Err(e) if attempt == 0 => {
+                tracing::debug!(error = %e, "rollback failed; retrying");
+            }
+            Err(e) => tracing::error!(error = %e, "a connection could not roll back"),
         }
     }
 }

@@ -18,7 +18,7 @@ use duckdb::{Connection, params};
 
 use super::formats::Format;
 pub use crate::config::Mode;
-use crate::db::warehouse::{sql_ident, sql_string};
+use crate::db::warehouse::{rollback, sql_ident, sql_string};
 
 /// Columns Kura adds to every loaded row.
 pub const FILE_COLUMN: &str = "_kura_file";
@@ -72,10 +72,12 @@ fn cancellable<T>(
     }
     let result = statement();
     control.statement_finished();
-    match result {
-        Err(_) if control.is_cancelled() => Err(LoadError::Cancelled),
-        other => other,
+    // Cancelled while it ran, even if it finished first: an interrupt may be pending on
+    // the connection, so stop here and let the rollback clear it.
+    if control.is_cancelled() {
+        return Err(LoadError::Cancelled);
     }
+    result
 }
 
 /// What a successful load did.
@@ -173,8 +175,8 @@ pub fn load(conn: &Connection, f: &FileLoad<'_>) -> Result<Loaded, LoadError> {
         } else {
             break;
         }
-        conn.execute_batch("ROLLBACK; BEGIN TRANSACTION")
-            .map_err(engine)?;
+        rollback(conn);
+        conn.execute_batch("BEGIN TRANSACTION").map_err(engine)?;
         result = load_in_transaction(conn, f, lenient);
     }
     match result {
@@ -183,7 +185,7 @@ pub fn load(conn: &Connection, f: &FileLoad<'_>) -> Result<Loaded, LoadError> {
             Ok(loaded)
         }
         Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
+            rollback(conn);
             Err(e)
         }
     }
@@ -398,7 +400,7 @@ pub fn record_failure(conn: &Connection, f: &FileLoad<'_>, error: &str) -> duckd
     match result {
         Ok(()) => conn.execute_batch("COMMIT"),
         Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
+            rollback(conn);
             Err(e)
         }
     }

@@ -304,7 +304,7 @@ pub fn remove_file(
             Ok(rows)
         }
         Err(e) => {
-            let _ = c.execute_batch("ROLLBACK");
+            crate::db::warehouse::rollback(c);
             Err(e)
         }
     }
