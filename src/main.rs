@@ -183,13 +183,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn schedule_command(project: &std::path::Path, action: &ScheduleAction) -> anyhow::Result<()> {
     let config = Config::load(project)?;
-    if let ScheduleAction::Run { name } = action {
-        return if kura::cli::schedule_run_command(config, name)? {
-            Ok(())
-        } else {
-            anyhow::bail!("the job did not succeed")
-        };
-    }
+    let listing = match action {
+        ScheduleAction::Run { name } => {
+            return if kura::cli::schedule_run_command(config, name)? {
+                Ok(())
+            } else {
+                anyhow::bail!("the job did not succeed")
+            };
+        }
+        ScheduleAction::Validate => false,
+        ScheduleAction::List => true,
+    };
     let path = kura::schedules::file_path(&config);
     let schedules = match kura::schedules::load(&config) {
         Ok(s) => s,
@@ -200,46 +204,42 @@ fn schedule_command(project: &std::path::Path, action: &ScheduleAction) -> anyho
             anyhow::bail!("{} has {} problem(s)", path.display(), errors.len());
         }
     };
-    match action {
-        ScheduleAction::Validate => {
-            println!(
-                "{}: {} schedule(s), {} webhook(s): valid",
-                path.display(),
-                schedules.schedules.len(),
-                schedules.notifications.webhooks.len()
-            );
-        }
-        ScheduleAction::Run { .. } => {}
-        ScheduleAction::List => {
-            println!(
-                "{:<24} {:<16} {:<18} {:<8} {:<28} SOURCES",
-                "NAME", "CRON", "TIME ZONE", "ENABLED", "NEXT RUN"
-            );
-            let now = chrono::Utc::now();
-            for s in &schedules.schedules {
-                let next = if s.def.enabled {
-                    s.cron
-                        .next_after(s.tz, now)
-                        .map(|t| {
-                            t.with_timezone(&s.tz)
-                                .format("%Y-%m-%d %H:%M %Z")
-                                .to_string()
-                        })
-                        .unwrap_or_else(|| "never".into())
-                } else {
-                    "disabled".into()
-                };
-                println!(
-                    "{:<24} {:<16} {:<18} {:<8} {:<28} {}",
-                    s.def.name,
-                    s.cron.expression,
-                    s.def.timezone,
-                    if s.def.enabled { "yes" } else { "no" },
-                    next,
-                    s.def.sources.join(", ")
-                );
-            }
-        }
+    if !listing {
+        println!(
+            "{}: {} schedule(s), {} webhook(s): valid",
+            path.display(),
+            schedules.schedules.len(),
+            schedules.notifications.webhooks.len()
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<16} {:<18} {:<8} {:<28} SOURCES",
+        "NAME", "CRON", "TIME ZONE", "ENABLED", "NEXT RUN"
+    );
+    let now = chrono::Utc::now();
+    for s in &schedules.schedules {
+        let next = if s.def.enabled {
+            s.cron
+                .next_after(s.tz, now)
+                .map(|t| {
+                    t.with_timezone(&s.tz)
+                        .format("%Y-%m-%d %H:%M %Z")
+                        .to_string()
+                })
+                .unwrap_or_else(|| "never".into())
+        } else {
+            "disabled".into()
+        };
+        println!(
+            "{:<24} {:<16} {:<18} {:<8} {:<28} {}",
+            s.def.name,
+            s.cron.expression,
+            s.def.timezone,
+            if s.def.enabled { "yes" } else { "no" },
+            next,
+            s.def.sources.join(", ")
+        );
     }
     Ok(())
 }
