@@ -75,13 +75,18 @@ async fn a_dropped_csv_becomes_a_table_with_kura_columns() {
         .await;
     assert_eq!(body["rows"][0][0], "data/uploads/Orders 2024.csv");
     assert_eq!(body["rows"][0][1], true);
-    let (_, sources) = app.get_json("/api/sources").await;
-    let uploads = sources["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "uploads")
-        .unwrap();
+    // The rows are visible at the file's commit; the sync records its end just after.
+    let uploads = eventually(Duration::from_secs(10), || async {
+        let (_, sources) = app.get_json("/api/sources").await;
+        let uploads = sources["sources"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == "uploads")?
+            .clone();
+        (uploads["status"] != "syncing").then_some(uploads)
+    })
+    .await
+    .expect("the sync never ended");
     assert_eq!(uploads["status"], "synced");
     assert_eq!(uploads["row_count"], 2);
     assert_eq!(uploads["tables"][0]["name"], "raw_uploads.orders_2024");
