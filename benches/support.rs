@@ -178,3 +178,32 @@ pub(crate) fn wrk(
         ms(&find("99%")?)?,
     ))
 }
+
+/// Waits (30 s at most) until the server on `port` answers `/api/status`.
+pub(crate) async fn wait_ready(port: u16) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let up = client
+            .get(format!("http://127.0.0.1:{port}/api/status"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if up {
+            return;
+        }
+        assert!(Instant::now() < deadline, "kura did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Resident memory of process `pid` in MiB (Linux `/proc`).
+pub(crate) fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}

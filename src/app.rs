@@ -48,6 +48,9 @@ pub struct Inner {
     pub tasks: Tasks,
     pub auth: AuthState,
     pub schedules: ScheduleService,
+    /// The live `/ws` connections.
+    pub clients: Arc<crate::events::ws::Clients>,
+    pub source_views: crate::sources::views::ViewCache,
     pub started_at: DateTime<Utc>,
     watcher: Mutex<WatcherStatus>,
     lock: ServeLock,
@@ -113,6 +116,8 @@ impl AppState {
             tasks: Tasks::new(),
             auth,
             schedules: ScheduleService::new(clock),
+            clients: Arc::default(),
+            source_views: crate::sources::views::ViewCache::default(),
             started_at: Utc::now(),
             watcher: Mutex::new(WatcherStatus::default()),
             lock,

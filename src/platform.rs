@@ -5,6 +5,7 @@
 //! system.
 
 pub mod handlers;
+pub mod page;
 
 use std::path::Path;
 
@@ -115,5 +116,46 @@ mod tests {
             }),
             "ok"
         );
+    }
+}
+
+/// Memory of the Kura process and of the machine, where the system tells (Linux `/proc`).
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct Memory {
+    pub process_rss_mb: Option<f64>,
+    pub system_total_mb: Option<f64>,
+    pub system_available_mb: Option<f64>,
+}
+
+/// The kB value of `key` in a `/proc` status-style file.
+fn proc_kb(text: &str, key: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(key)?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse::<f64>()
+            .ok()
+    })
+}
+
+pub fn memory() -> Memory {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mb = |kb: f64| (kb / 1024.0 * 10.0).round() / 10.0;
+    Memory {
+        process_rss_mb: proc_kb(&status, "VmRSS:").map(mb),
+        system_total_mb: proc_kb(&info, "MemTotal:").map(mb),
+        system_available_mb: proc_kb(&info, "MemAvailable:").map(mb),
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    #[test]
+    fn proc_values_are_read_in_kb() {
+        let text = "Name:\tkura\nVmRSS:\t  20480 kB\nThreads: 9\n";
+        assert_eq!(super::proc_kb(text, "VmRSS:"), Some(20480.0));
+        assert_eq!(super::proc_kb(text, "VmSwap:"), None);
     }
 }

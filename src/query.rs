@@ -9,6 +9,8 @@
 pub mod export;
 pub mod gate;
 pub mod handlers;
+pub mod history;
+pub mod page;
 pub mod run;
 pub mod values;
 

@@ -16,7 +16,7 @@ use crate::auth::{self, Access, Permission as P};
 use crate::config::Config;
 use crate::error::json_error;
 use crate::sources::handlers as src;
-use crate::{events, platform, query, schedules, secrets, web};
+use crate::{events, platform, query, schedules, secrets, sources, web};
 
 /// One served route and what it requires.
 #[derive(Debug, Clone)]
@@ -102,6 +102,12 @@ fn table(config: &Config) -> Table {
             platform::handlers::show_platform_health,
         )
         .add(M::GET, "/ws", Perm(P::HealthView), events::ws::upgrade)
+        .add(
+            M::GET,
+            "/api/clients",
+            Perm(P::UsersManage),
+            events::ws::list_clients,
+        )
         // Queries
         .add(
             M::POST,
@@ -115,12 +121,30 @@ fn table(config: &Config) -> Table {
             Perm(P::QueryExecute),
             query::handlers::export_query,
         )
+        .add(
+            M::GET,
+            "/api/query/history",
+            Perm(P::QueryExecute),
+            query::history::list_history,
+        )
         // Sources and syncs
+        .add(
+            M::GET,
+            "/api/overview",
+            Perm(P::SourceView),
+            sources::pages::show_overview,
+        )
         .add(
             M::GET,
             "/api/sources",
             Perm(P::SourceView),
             src::list_sources,
+        )
+        .add(
+            M::GET,
+            "/api/sources/{name}/tables/{table}/preview",
+            Perm(P::SourceView),
+            src::preview_table,
         )
         .add(
             M::GET,
@@ -371,7 +395,42 @@ fn table(config: &Config) -> Table {
         )
         .add(M::GET, "/api/audit", Perm(P::AuditView), audit::list_audit)
         // Pages
-        .add(M::GET, "/", Account, auth::pages::home)
+        .add(
+            M::GET,
+            "/",
+            Perm(P::SourceView),
+            sources::pages::overview_page,
+        )
+        .add(
+            M::GET,
+            "/sources",
+            Perm(P::SourceView),
+            sources::pages::sources_page,
+        )
+        .add(
+            M::GET,
+            "/sources/{name}",
+            Perm(P::SourceView),
+            sources::pages::source_page,
+        )
+        .add(
+            M::GET,
+            "/query",
+            Perm(P::QueryExecute),
+            query::page::query_page,
+        )
+        .add(
+            M::GET,
+            "/logs",
+            Perm(P::LogsView),
+            sources::pages::logs_page,
+        )
+        .add(
+            M::GET,
+            "/health",
+            Perm(P::HealthView),
+            platform::page::health_page,
+        )
         .add(M::GET, "/login", Public, auth::pages::login_page)
         .add(M::GET, "/invite/{token}", Public, auth::pages::invite_page)
         .add(M::GET, "/setup", Account, auth::pages::setup_page)

@@ -10,6 +10,8 @@ pub mod formats;
 pub mod handlers;
 pub mod load;
 pub mod naming;
+pub mod pages;
 pub mod registry;
 pub mod repo;
 pub mod sync;
+pub mod views;

@@ -3,3 +3,4 @@
 pub mod assets;
 pub mod extract;
 pub mod middleware;
+pub mod page;

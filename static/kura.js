@@ -56,14 +56,138 @@ const kura = {
 
   when(ts) { return ts ? new Date(ts).toLocaleString() : "—"; },
 
-  // Where to go after signing in: a local path from ?next=, else the account page.
+  // Where to go after signing in: a local path from ?next=, else the overview.
   next() {
     const n = new URLSearchParams(location.search).get("next");
-    return n && n.startsWith("/") && !n.startsWith("//") ? n : "/settings/account";
+    return n && n.startsWith("/") && !n.startsWith("//") ? n : "/";
+  },
+
+  // A message for the next page (after a redirect or reload).
+  flash(text, kind) { sessionStorage.setItem("kura.flash", JSON.stringify([text, kind || "ok"])); },
+
+  number(n) { return n == null ? "—" : Number(n).toLocaleString(); },
+
+  bytes(n) {
+    if (n == null) return "—";
+    const units = ["B", "KB", "MB", "GB", "TB"];
+    let i = 0; let v = Number(n);
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return `${v.toFixed(i && v < 10 ? 1 : 0)} ${units[i]}`;
+  },
+
+  // "3 min ago" for an ISO time.
+  ago(ts) {
+    if (!ts) return "never";
+    const s = Math.max(0, (Date.now() - new Date(ts).getTime()) / 1000);
+    if (s < 45) return "just now";
+    if (s < 3600) return `${Math.round(s / 60)} min ago`;
+    if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+    return `${Math.round(s / 86400)} d ago`;
+  },
+
+  // Live events from /ws. kura.on(type, fn) listens to one event type ("*" for all);
+  // "resync" is raised after a reconnect or when the server says events were missed,
+  // and a page should then reload what it shows.
+  listeners: {},
+  on(type, fn) { (kura.listeners[type] = kura.listeners[type] || []).push(fn); },
+  emit(type, event) {
+    for (const fn of [...(kura.listeners[type] || []), ...(kura.listeners["*"] || [])]) {
+      try { fn(event); } catch (e) { console.error(e); }
+    }
+  },
+  syncing: new Set(),
+  showSyncing() {
+    const el = document.getElementById("syncing");
+    if (!el) return;
+    const n = kura.syncing.size;
+    el.hidden = n === 0;
+    el.dataset.sources = [...kura.syncing].join(",");
+    document.getElementById("syncing-text").textContent = `Syncing ${n} source${n === 1 ? "" : "s"}`;
+    el.title = [...kura.syncing].join(", ");
+  },
+  setLive(state, text) {
+    const el = document.getElementById("live-status");
+    if (!el) return;
+    el.dataset.state = state;
+    document.getElementById("live-text").textContent = text;
+  },
+  connect() {
+    let delay = 1000;
+    let opened = false;
+    const open = () => {
+      const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+      ws.onmessage = (m) => {
+        let e; try { e = JSON.parse(m.data); } catch (_) { return; }
+        if (e.type === "connected") {
+          delay = 1000;
+          kura.syncing = new Set(e.syncing || []);
+          kura.showSyncing();
+          kura.setLive("on", "Live");
+          // Anything may have happened while we were away.
+          if (opened) kura.emit("resync", e);
+          opened = true;
+          return;
+        }
+        if (e.type === "sync_started") kura.syncing.add(e.source);
+        if (e.type === "sync_completed" || e.type === "sync_failed") kura.syncing.delete(e.source);
+        kura.showSyncing();
+        kura.emit(e.type, e);
+      };
+      ws.onclose = () => {
+        kura.setLive("off", `Reconnecting in ${Math.round(delay / 1000)} s…`);
+        setTimeout(open, delay);
+        delay = Math.min(delay * 2, 30000) * (0.8 + Math.random() * 0.4);
+      };
+    };
+    open();
+  },
+
+  // Calls fn at most once per `ms`, at the end of a burst.
+  debounce(fn, ms) {
+    let t = null;
+    return (...args) => { clearTimeout(t); t = setTimeout(() => fn(...args), ms); };
+  },
+
+  // Replaces the element `id` with the same element from the page at `url` (the server
+  // renders it with ?part=live), keeping one template for the first view and updates.
+  async refresh(id, url) {
+    const r = await fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } });
+    if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return; }
+    if (!r.ok) throw new Error(`cannot refresh (${r.status})`);
+    const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+    const fresh = doc.getElementById(id);
+    const old = document.getElementById(id);
+    if (fresh && old) { old.replaceWith(fresh); kura.emit("refreshed", { id }); }
+  },
+
+  // Uploads `file` with a progress callback (fetch cannot report upload progress).
+  upload(path, file, onProgress) {
+    return new Promise((resolve, reject) => {
+      const x = new XMLHttpRequest();
+      x.open("POST", path);
+      x.setRequestHeader("X-CSRF-Token", kura.csrf());
+      x.setRequestHeader("Accept", "application/json");
+      x.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
+      x.onload = () => {
+        let data = null; try { data = JSON.parse(x.responseText); } catch (_) { data = null; }
+        if (x.status >= 200 && x.status < 300) resolve(data);
+        else reject(Object.assign({ status: x.status, message: `upload failed (${x.status})` }, data || {}));
+      };
+      x.onerror = () => reject({ message: "the upload was interrupted (network error)" });
+      const form = new FormData();
+      form.append("file", file, file.name);
+      x.send(form);
+    });
   },
 };
 
 document.addEventListener("DOMContentLoaded", () => {
+  const flash = sessionStorage.getItem("kura.flash");
+  if (flash) {
+    sessionStorage.removeItem("kura.flash");
+    try { const [text, kind] = JSON.parse(flash); kura.say(text, kind); } catch (_) { /* ignore */ }
+  }
+  if (document.body.classList.contains("app")) kura.connect();
   const out = document.getElementById("sign-out");
   if (out) out.addEventListener("click", async () => {
     try { await kura.api("POST", "/api/auth/logout", {}); } finally { location.href = "/login"; }

@@ -4,46 +4,13 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use rusqlite::params;
 
-use super::{Permission, Principal, Via, store, tokens};
+use super::{Principal, store, tokens};
 use crate::app::AppState;
 use crate::error::{AppError, Result};
-
-/// What the navigation bar shows, and the CSRF token the page's script sends.
-pub struct Nav {
-    pub email: String,
-    pub role: &'static str,
-    pub csrf: String,
-    pub manages_users: bool,
-    pub manages_config: bool,
-    pub can_sign_out: bool,
-}
-
-impl Nav {
-    pub fn of(p: &Principal) -> Self {
-        let (csrf, can_sign_out) = match &p.via {
-            Via::Session { csrf, .. } => (csrf.clone(), true),
-            _ => (String::new(), false),
-        };
-        Self {
-            email: p.email.clone(),
-            role: p.role.as_str(),
-            csrf,
-            manages_users: p.can(Permission::UsersManage),
-            manages_config: p.can(Permission::ConfigManage),
-            can_sign_out,
-        }
-    }
-}
-
-pub fn render(page: &impl Template) -> Result<Response> {
-    let html = page
-        .render()
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot render a page: {e}")))?;
-    Ok(Html(html).into_response())
-}
+use crate::web::page::{Nav, render};
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -65,12 +32,12 @@ struct SetupPage {
 }
 
 /// `GET /setup`: the forced password change.
-pub async fn setup_page(principal: Principal) -> Result<Response> {
+pub async fn setup_page(State(state): State<AppState>, principal: Principal) -> Result<Response> {
     if !principal.must_change_password {
         return Ok(Redirect::to("/settings/account").into_response());
     }
     render(&SetupPage {
-        nav: Nav::of(&principal),
+        nav: Nav::of(&state, &principal, "/setup"),
     })
 }
 
@@ -117,9 +84,9 @@ struct AccountPage {
 }
 
 /// `GET /settings/account`.
-pub async fn account_page(principal: Principal) -> Result<Response> {
+pub async fn account_page(State(state): State<AppState>, principal: Principal) -> Result<Response> {
     render(&AccountPage {
-        nav: Nav::of(&principal),
+        nav: Nav::of(&state, &principal, "/settings/account"),
     })
 }
 
@@ -133,7 +100,7 @@ struct UsersPage {
 /// `GET /settings/users`.
 pub async fn users_page(State(state): State<AppState>, principal: Principal) -> Result<Response> {
     render(&UsersPage {
-        nav: Nav::of(&principal),
+        nav: Nav::of(&state, &principal, "/settings/users"),
         invite_hours: state.config.auth.invite_hours,
     })
 }
@@ -145,13 +112,8 @@ struct SecretsPage {
 }
 
 /// `GET /settings/secrets`.
-pub async fn secrets_page(principal: Principal) -> Result<Response> {
+pub async fn secrets_page(State(state): State<AppState>, principal: Principal) -> Result<Response> {
     render(&SecretsPage {
-        nav: Nav::of(&principal),
+        nav: Nav::of(&state, &principal, "/settings/secrets"),
     })
-}
-
-/// `GET /`: the account page until the workbench's own home page exists.
-pub async fn home() -> Redirect {
-    Redirect::to("/settings/account")
 }

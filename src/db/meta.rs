@@ -31,6 +31,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_schedule_runs",
         include_str!("migrations/0004_schedule_runs.sql"),
     ),
+    (
+        "0005_query_history",
+        include_str!("migrations/0005_query_history.sql"),
+    ),
 ];
 
 const READERS: usize = 2;

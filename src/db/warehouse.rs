@@ -345,6 +345,13 @@ impl Warehouse {
         rx.await.map_err(|_| WarehouseError::Closed)
     }
 
+    /// Bumped after every writer job: what was read at one generation holds until it moves.
+    pub fn generation(&self) -> u64 {
+        self.inner
+            .generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Runs a catalog read (status, health) on the internal lane. Never for user SQL.
     pub async fn internal<R, F>(&self, job: F) -> Result<R, WarehouseError>
     where

@@ -1,8 +1,13 @@
 //! `EventBus`: a tokio broadcast of [`Event`]s, each also appended to the activity log.
 //!
 //! Publishing never waits for listeners: a slow WebSocket client lags behind the broadcast
-//! buffer and is told to resync; it cannot slow the bus.
+//! buffer and is told to resync; it cannot slow the bus. Each event is serialised once,
+//! here, and every listener sends the same shared text: with a thousand clients the
+//! fan-out is a thousand reference-count increments, not a thousand JSON encodings.
 
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
 use chrono::Utc;
 use tokio::sync::broadcast;
 
@@ -11,9 +16,17 @@ use crate::db::meta::MetaDb;
 
 const CAPACITY: usize = 1024;
 
+/// A published event and its JSON text, held as WebSocket text (a shared buffer: cloning
+/// it for each client copies nothing).
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub event: Arc<Event>,
+    pub json: Utf8Bytes,
+}
+
 #[derive(Clone)]
 pub struct EventBus {
-    tx: broadcast::Sender<Event>,
+    tx: broadcast::Sender<Published>,
     meta: MetaDb,
 }
 
@@ -27,13 +40,13 @@ impl EventBus {
 
     /// Appends the event to the activity log, then broadcasts it.
     pub async fn publish(&self, kind: EventKind) {
-        let event = Event::new(kind, Utc::now());
-        let row = event.clone();
+        let event = Arc::new(Event::new(kind, Utc::now()));
+        let json = serde_json::to_string(&*event).unwrap_or_default();
+        let (row, payload) = (event.clone(), json.clone());
         let logged = self
             .meta
             .write(move |tx| {
-                let payload = serde_json::to_string(&row).unwrap_or_default();
-                let kind_name = serde_json::to_value(&row)
+                let kind_name = serde_json::from_str::<serde_json::Value>(&payload)
                     .ok()
                     .and_then(|v| v["type"].as_str().map(str::to_owned))
                     .unwrap_or_default();
@@ -43,10 +56,10 @@ impl EventBus {
                     rusqlite::params![
                         row.timestamp,
                         kind_name,
-                        row.kind.level(),
+                        row.level,
                         row.kind.source(),
-                        row.kind.message(),
-                        payload
+                        row.message,
+                        &*payload
                     ],
                 )
             })
@@ -55,10 +68,13 @@ impl EventBus {
             tracing::warn!(error = %e, "cannot append an event to the activity log");
         }
         // No listeners is fine.
-        let _ = self.tx.send(event);
+        let _ = self.tx.send(Published {
+            event,
+            json: json.into(),
+        });
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Published> {
         self.tx.subscribe()
     }
 }

@@ -194,10 +194,13 @@ impl EventKind {
     }
 }
 
-/// An event with its time.
+/// An event with its time, and its level and message as the activity log shows them (so
+/// a live view shows the same words as the log).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Event {
     pub timestamp: String,
+    pub level: &'static str,
+    pub message: String,
     #[serde(flatten)]
     pub kind: EventKind,
 }
@@ -206,6 +209,8 @@ impl Event {
     pub fn new(kind: EventKind, at: DateTime<Utc>) -> Self {
         Self {
             timestamp: at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            level: kind.level(),
+            message: kind.message(),
             kind,
         }
     }
@@ -233,5 +238,7 @@ mod tests {
         assert_eq!(v["timestamp"], "2026-01-02T03:04:05.000Z");
         assert_eq!(v["source"], "sales");
         assert_eq!(v["file"], "a.csv");
+        assert_eq!(v["level"], "info");
+        assert_eq!(v["message"], "a.csv uploaded to sales (3 bytes)");
     }
 }

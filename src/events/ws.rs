@@ -1,55 +1,168 @@
-//! `GET /ws`: the live event stream. Authenticated like every route (cookie, or
-//! `?token=<API key>` since browsers cannot set headers on a WebSocket), and guarded by
-//! `health.view` in the route table.
+//! `GET /ws`: the live event stream, and `GET /api/clients`, who is listening.
+//!
+//! Authenticated like every route (cookie, or `?token=<API key>` since browsers cannot set
+//! headers on a WebSocket), and guarded by `health.view` in the route table. A client
+//! gets a `connected` greeting, then every bus event as JSON, and a ping every
+//! [`PING_EVERY`]. A client that falls behind the bus gets `{"type": "resync"}` and should
+//! reload what it shows; one that stops reading (a send blocks for [`SEND_TIMEOUT`]) or
+//! stops answering pings is dropped. Neither can slow the bus or other clients.
 
-use axum::extract::State;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::app::AppState;
 use crate::auth::Principal;
+use crate::web::extract::Json;
+
+const PING_EVERY: Duration = Duration::from_secs(25);
+/// A client that has sent nothing (not even a pong) for this long is gone.
+const SILENCE_LIMIT: Duration = Duration::from_secs(70);
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Unsent bytes a client may hold before its sends fail and it is dropped.
+const MAX_WRITE_BUFFER: usize = 1024 * 1024;
+
+/// One live connection, as `GET /api/clients` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientInfo {
+    pub id: u64,
+    pub user: String,
+    pub role: &'static str,
+    pub since: String,
+    pub address: String,
+}
+
+/// The live connections.
+#[derive(Default)]
+pub struct Clients {
+    next: AtomicU64,
+    live: Mutex<BTreeMap<u64, ClientInfo>>,
+}
+
+impl Clients {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, ClientInfo>> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn add(self: &Arc<Self>, principal: &Principal, address: SocketAddr) -> Registration {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.lock().insert(
+            id,
+            ClientInfo {
+                id,
+                user: principal.email.clone(),
+                role: principal.role.as_str(),
+                since: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+                address: address.to_string(),
+            },
+        );
+        Registration {
+            clients: self.clone(),
+            id,
+        }
+    }
+
+    pub fn list(&self) -> Vec<ClientInfo> {
+        self.lock().values().cloned().collect()
+    }
+}
+
+/// Removes the connection from the list however its task ends.
+struct Registration {
+    clients: Arc<Clients>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.clients.lock().remove(&self.id);
+    }
+}
 
 pub async fn upgrade(
     State(state): State<AppState>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
     principal: Principal,
     ws: WebSocketUpgrade,
 ) -> Response {
-    ws.on_upgrade(move |socket| stream(state, principal, socket))
+    // Clients only listen, and events are small: tungstenite's default 128 KiB read and
+    // write buffers per connection would make a thousand dashboards cost 250 MB.
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| stream(state, principal, address, socket))
 }
 
-async fn stream(state: AppState, principal: Principal, mut socket: WebSocket) {
+/// `GET /api/clients` (admin): the live WebSocket connections.
+pub async fn list_clients(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let clients = state.clients.list();
+    Json(json!({"clients": clients, "count": clients.len()}))
+}
+
+async fn send(socket: &mut WebSocket, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn stream(state: AppState, principal: Principal, address: SocketAddr, mut socket: WebSocket) {
+    let _registration = state.clients.add(&principal, address);
     let mut events = state.events.subscribe();
     let token = state.tasks.token();
-    let hello = json!({"type": "hello", "role": principal.role, "email": principal.email});
-    if socket
-        .send(Message::Text(hello.to_string().into()))
-        .await
-        .is_err()
-    {
+    let hello = json!({
+        "type": "connected",
+        "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        "user": principal.email,
+        "role": principal.role,
+        "syncing": state.syncs.running(),
+    });
+    if !send(&mut socket, Message::Text(hello.to_string().into())).await {
         return;
     }
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let mut last_heard = tokio::time::Instant::now();
     loop {
-        tokio::select! {
+        let message = tokio::select! {
             () = token.cancelled() => break,
             incoming = socket.recv() => match incoming {
-                // Clients only listen; pings are answered by axum, anything else is ignored.
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-                Some(Ok(_)) => {}
+                // Clients only listen; anything they send (pongs included) shows they are there.
+                Some(Ok(_)) => { last_heard = tokio::time::Instant::now(); continue; }
             },
-            event = events.recv() => {
-                let text = match event {
-                    Ok(event) => serde_json::to_string(&event).unwrap_or_default(),
-                    // The client fell behind the bus: tell it to reload state, go on.
-                    Err(RecvError::Lagged(missed)) => json!({"type": "resync", "missed": missed}).to_string(),
-                    Err(RecvError::Closed) => break,
-                };
-                if socket.send(Message::Text(text.into())).await.is_err() {
+            _ = ping.tick() => {
+                if last_heard.elapsed() > SILENCE_LIMIT {
                     break;
                 }
+                Message::Ping(Vec::new().into())
             }
+            event = events.recv() => match event {
+                Ok(published) => Message::Text(published.json),
+                // The client fell behind the bus: tell it to reload what it shows, go on.
+                Err(RecvError::Lagged(missed)) => Message::Text(json!({
+                    "type": "resync",
+                    "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+                    "missed": missed,
+                }).to_string().into()),
+                Err(RecvError::Closed) => break,
+            },
+        };
+        if !send(&mut socket, message).await {
+            return;
         }
     }
-    let _ = socket.send(Message::Close(None)).await;
+    let _ = send(&mut socket, Message::Close(None)).await;
 }

@@ -4,7 +4,9 @@ use axum::extract::State;
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use super::{TableCounts, count_tables, disk, disk_status, warehouse_bytes};
+use serde::Serialize;
+
+use super::{Memory, TableCounts, count_tables, disk, disk_status, memory, warehouse_bytes};
 use crate::app::AppState;
 use crate::blocking;
 use crate::config::masked_json;
@@ -106,9 +108,42 @@ pub async fn show_config(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// `GET /api/health/platform`, in the reference product's shape.
-pub async fn show_platform_health(State(state): State<AppState>) -> Result<Json<Value>> {
-    let (db_status, facts) = match warehouse_facts(&state).await {
+#[derive(Debug, Serialize)]
+pub struct DatabaseHealth {
+    pub size_mb: f64,
+    pub tables: u64,
+    pub status: &'static str,
+    pub raw_tables: u64,
+    pub staging_tables: u64,
+    pub marts_tables: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DiskHealth {
+    pub status: &'static str,
+    pub free_gb: Option<f64>,
+    pub total_gb: Option<f64>,
+}
+
+/// `/api/health/platform` in the reference product's shape (plus `memory`); the health
+/// page shows the same.
+#[derive(Debug, Serialize)]
+pub struct PlatformHealth {
+    /// healthy, degraded or unhealthy.
+    pub status: &'static str,
+    pub timestamp: String,
+    pub database: DatabaseHealth,
+    pub disk: DiskHealth,
+    pub memory: Memory,
+    pub sync_failures: u64,
+    pub total_sources: usize,
+    pub enabled_sources: usize,
+    pub critical_issues: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+pub async fn platform_health(state: &AppState) -> PlatformHealth {
+    let (db_status, facts) = match warehouse_facts(state).await {
         Ok(f) => ("healthy", Some(f)),
         Err(e) => {
             tracing::warn!(error = %e, "warehouse health check failed");
@@ -120,13 +155,14 @@ pub async fn show_platform_health(State(state): State<AppState>) -> Result<Json<
     let sync_failures = facts.as_ref().map_or(0, |f| f.sync_failures);
     let root = state.config.root.clone();
     let wh_path = state.warehouse.path().to_path_buf();
-    let (size, disk) = blocking::run(move || (warehouse_bytes(&wh_path), disk(&root))).await;
+    let (size, disk, memory) =
+        blocking::run(move || (warehouse_bytes(&wh_path), disk(&root), memory())).await;
     let mut critical = Vec::new();
     let mut warnings = Vec::new();
     if facts.is_none() {
         critical.push("the warehouse does not answer".to_owned());
     }
-    let disk_json = match &disk {
+    let disk = match &disk {
         Ok(d) => {
             let status = disk_status(d);
             let free_gb = d.free_bytes as f64 / f64::from(1u32 << 30);
@@ -135,15 +171,19 @@ pub async fn show_platform_health(State(state): State<AppState>) -> Result<Json<
                 "warning" => warnings.push(format!("disk space is low: {free_gb:.1} GB free")),
                 _ => {}
             }
-            json!({
-                "status": status,
-                "free_gb": round2(free_gb),
-                "total_gb": round2(d.total_bytes as f64 / f64::from(1u32 << 30)),
-            })
+            DiskHealth {
+                status,
+                free_gb: Some(round2(free_gb)),
+                total_gb: Some(round2(d.total_bytes as f64 / f64::from(1u32 << 30))),
+            }
         }
         Err(e) => {
             warnings.push(format!("cannot read disk space: {e}"));
-            json!({"status": "unknown", "free_gb": null, "total_gb": null})
+            DiskHealth {
+                status: "unknown",
+                free_gb: None,
+                total_gb: None,
+            }
         }
     };
     if sync_failures > 0 {
@@ -156,24 +196,30 @@ pub async fn show_platform_health(State(state): State<AppState>) -> Result<Json<
     } else {
         "healthy"
     };
-    Ok(Json(json!({
-        "status": status,
-        "timestamp": now(),
-        "database": {
-            "size_mb": round2(size as f64 / 1_048_576.0),
-            "tables": counts.tables,
-            "status": db_status,
-            "raw_tables": counts.raw_tables,
-            "staging_tables": counts.staging_tables,
-            "marts_tables": counts.marts_tables,
+    PlatformHealth {
+        status,
+        timestamp: now(),
+        database: DatabaseHealth {
+            size_mb: round2(size as f64 / 1_048_576.0),
+            tables: counts.tables,
+            status: db_status,
+            raw_tables: counts.raw_tables,
+            staging_tables: counts.staging_tables,
+            marts_tables: counts.marts_tables,
         },
-        "disk": disk_json,
-        "sync_failures": sync_failures,
-        "total_sources": sources.len(),
-        "enabled_sources": sources.values().filter(|s| s.enabled).count(),
-        "critical_issues": critical,
-        "warnings": warnings,
-    })))
+        disk,
+        memory,
+        sync_failures,
+        total_sources: sources.len(),
+        enabled_sources: sources.values().filter(|s| s.enabled).count(),
+        critical_issues: critical,
+        warnings,
+    }
+}
+
+/// `GET /api/health/platform`.
+pub async fn show_platform_health(State(state): State<AppState>) -> Json<PlatformHealth> {
+    Json(platform_health(&state).await)
 }
 
 fn round2(v: f64) -> f64 {

@@ -154,7 +154,7 @@ fn stream(
     started: &mut Option<oneshot::Sender<Result<(), QueryError>>>,
     out: ChannelWriter,
 ) -> Result<(), QueryError> {
-    let mut stmt = conn.prepare(sql).map_err(prepare_error)?;
+    let mut stmt = conn.prepare(sql).map_err(|e| prepare_error(e, sql))?;
     let batches = stmt.stream_arrow([]).map_err(execution_error)?;
     let schema = batches.get_schema();
     match format {

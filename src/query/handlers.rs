@@ -10,11 +10,12 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream_shim::ReceiverStream;
 
-use super::QueryError;
 use super::export::{CHANNEL_CHUNKS, Format, export_job};
-use super::run::run_to_json;
+use super::run::{run_to_json, run_trusted_to_json};
+use super::{QueryError, history};
 use crate::app::AppState;
-use crate::db::warehouse::WarehouseError;
+use crate::auth::Principal;
+use crate::db::warehouse::{WarehouseError, sql_ident};
 use crate::error::{AppError, Result};
 use crate::web::extract::Json;
 
@@ -22,6 +23,9 @@ use crate::web::extract::Json;
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     sql: String,
+    /// Keep it in the caller's recent queries (the SQL page sets this).
+    #[serde(default)]
+    remember: bool,
 }
 
 #[derive(Deserialize)]
@@ -53,20 +57,40 @@ fn warehouse_error(e: WarehouseError, timeout: Duration) -> AppError {
 #[tracing::instrument(skip_all)]
 pub async fn run_query(
     State(state): State<AppState>,
+    principal: Principal,
     Json(req): Json<QueryRequest>,
 ) -> Result<Response> {
-    state.gate.check_size(&req.sql)?;
+    let started = std::time::Instant::now();
+    let QueryRequest { sql, remember } = req;
+    let result = run_user_sql(&state, sql.clone()).await;
+    if remember {
+        let outcome = history::Outcome {
+            ok: result.is_ok(),
+            rows: result.as_ref().ok().map(|(_, rows)| *rows),
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            error: result.as_ref().err().map(ToString::to_string),
+        };
+        history::remember(&state.meta, &principal.email, &sql, outcome);
+    }
+    Ok(json_response(result?.0))
+}
+
+async fn run_user_sql(state: &AppState, sql: String) -> Result<(Vec<u8>, usize)> {
+    state.gate.check_size(&sql)?;
     let timeout = Duration::from_secs(state.config.api.query_timeout_seconds);
     let max_rows = state.config.api.max_query_rows;
     let gate = state.gate.clone();
-    let body = state
+    Ok(state
         .warehouse
         .interactive(timeout, move |qc, control| {
-            run_to_json(qc, control, &gate, &req.sql, max_rows)
+            run_to_json(qc, control, &gate, &sql, max_rows)
         })
         .await
-        .map_err(|e| warehouse_error(e, timeout))??;
-    Ok((
+        .map_err(|e| warehouse_error(e, timeout))??)
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
@@ -74,7 +98,32 @@ pub async fn run_query(
         )],
         body,
     )
-        .into_response())
+        .into_response()
+}
+
+/// The first `limit` rows of `schema.table` (a table Kura knows, named by the caller), in
+/// `/api/query`'s shape. Runs on the same hardened interactive workers as user SQL; only
+/// the gate is skipped, since the statement is Kura's own with quoted identifiers.
+pub async fn run_internal_select(
+    state: &AppState,
+    schema: &str,
+    table: &str,
+    limit: usize,
+) -> Result<Response> {
+    let timeout = Duration::from_secs(state.config.api.query_timeout_seconds);
+    let sql = format!(
+        "SELECT * FROM {}.{} LIMIT {limit}",
+        sql_ident(schema),
+        sql_ident(table)
+    );
+    let body = state
+        .warehouse
+        .interactive(timeout, move |qc, control| {
+            run_trusted_to_json(qc, control, &sql, limit)
+        })
+        .await
+        .map_err(|e| warehouse_error(e, timeout))??;
+    Ok(json_response(body))
 }
 
 /// Streams the whole result of one read-only statement as CSV, NDJSON or Parquet.

@@ -62,12 +62,43 @@ pub fn in_read_only_transaction<R>(
     result
 }
 
-/// Maps an error from `prepare` (parse, bind, catalog) to `invalid_sql`.
-pub fn prepare_error(e: duckdb::Error) -> QueryError {
+/// Maps an error from preparing `sql` (parse, bind, catalog) to `invalid_sql`, with the
+/// position DuckDB marked in its message, if any.
+pub fn prepare_error(e: duckdb::Error, sql: &str) -> QueryError {
+    let message = e.to_string();
     QueryError::InvalidSql {
-        message: e.to_string(),
-        position: None,
+        position: caret_position(&message, sql),
+        message,
     }
+}
+
+/// DuckDB points at a bind or catalog error with a `LINE n: <text>` line and a caret line
+/// under it. Returns the byte offset into `sql` the caret marks, when the quoted text is
+/// found on that line of `sql` (DuckDB shortens long lines, so the quote is searched for,
+/// not assumed to start the line).
+pub fn caret_position(message: &str, sql: &str) -> Option<usize> {
+    let mut lines = message.lines();
+    let (number, quoted, prefix_len) = lines.by_ref().find_map(|l| {
+        let rest = l.strip_prefix("LINE ")?;
+        let (number, quoted) = rest.split_once(": ")?;
+        Some((
+            number.parse::<usize>().ok()?,
+            quoted,
+            l.len() - quoted.len(),
+        ))
+    })?;
+    let caret = lines.next()?.find('^')?.checked_sub(prefix_len)?;
+    let quoted = quoted.trim_start_matches("...").trim_end_matches("...");
+    let line_start: usize = sql
+        .split('\n')
+        .take(number.checked_sub(1)?)
+        .map(|l| l.len() + 1)
+        .sum();
+    let line = sql.split('\n').nth(number - 1)?;
+    let at = line.find(quoted)?;
+    let shift = usize::from(message.contains(&format!(": ...{quoted}"))) * 3;
+    let offset = line_start + at + caret.checked_sub(shift)?;
+    (offset <= sql.len()).then_some(offset)
 }
 
 /// Maps an error while executing or fetching to `query_failed`.
@@ -88,7 +119,9 @@ pub struct Capped {
 /// parser is most of what a small query costs. DuckDB rebinds a cached statement by
 /// itself when a table it reads has changed.
 pub fn fetch_capped(conn: &Connection, sql: &str, max_rows: usize) -> Result<Capped, QueryError> {
-    let mut stmt = conn.prepare_cached(sql).map_err(prepare_error)?;
+    let mut stmt = conn
+        .prepare_cached(sql)
+        .map_err(|e| prepare_error(e, sql))?;
     let result = read_capped(&mut stmt, max_rows);
     // A result that was not read to its end (truncated, or failed mid-way) stays open in
     // the statement, and DuckDB refuses the connection's next query until it is destroyed:
@@ -127,16 +160,29 @@ fn read_capped(stmt: &mut duckdb::Statement<'_>, max_rows: usize) -> Result<Capp
     })
 }
 
-/// The whole `POST /api/query` job: gate, run, and the JSON response body.
+/// The whole `POST /api/query` job: gate, run, and the JSON response body (with the
+/// number of rows in it).
 pub fn run_to_json(
     qc: &QueryConn,
     control: &JobControl,
     gate: &Gate,
     sql: &str,
     max_rows: usize,
-) -> Result<Vec<u8>, QueryError> {
+) -> Result<(Vec<u8>, usize), QueryError> {
     let started = Instant::now();
     gate.check(&qc.conn, sql)?;
+    let capped = in_read_only_transaction(qc, control, |conn| fetch_capped(conn, sql, max_rows))?;
+    Ok((result_json(&capped, max_rows, started), capped.rows))
+}
+
+/// [`run_to_json`] for a statement Kura wrote itself (a table preview): no gate.
+pub fn run_trusted_to_json(
+    qc: &QueryConn,
+    control: &JobControl,
+    sql: &str,
+    max_rows: usize,
+) -> Result<Vec<u8>, QueryError> {
+    let started = Instant::now();
     let capped = in_read_only_transaction(qc, control, |conn| fetch_capped(conn, sql, max_rows))?;
     Ok(result_json(&capped, max_rows, started))
 }
@@ -199,4 +245,24 @@ fn result_json(capped: &Capped, max_rows: usize, started: Instant) -> Vec<u8> {
     out.extend_from_slice(ryu.format((elapsed * 1000.0).round() / 1000.0).as_bytes());
     out.push(b'}');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::caret_position;
+
+    #[test]
+    fn the_caret_under_a_quoted_line_becomes_an_offset() {
+        let sql = "SELECT region,\nFROM raw_sales.orders";
+        let message = "Catalog Error: Table with name orders does not exist!\n\
+                       Did you mean \"sales\"?\n\nLINE 2: FROM raw_sales.orders\n             ^";
+        assert_eq!(caret_position(message, sql), Some(20));
+        assert_eq!(&sql[20..], "raw_sales.orders");
+        assert_eq!(caret_position("Binder Error: no line", sql), None);
+        // A quote that is not in the SQL gives nothing.
+        assert_eq!(
+            caret_position("x\nLINE 1: SELECT zzz\n        ^", sql),
+            None
+        );
+    }
 }

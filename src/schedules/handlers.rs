@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 use super::file::{Schedule, mask_url};
 use super::runner::TriggerError;
 use crate::app::AppState;
-use crate::auth::pages::Nav;
 use crate::auth::{Permission, Principal};
 use crate::error::{AppError, Result};
 use crate::web::extract::Json;
+use crate::web::page::{Nav, render};
 
 /// Warnings about a schedule: its recent jobs take longer than the gap between its ticks.
 fn warnings(s: &Schedule, typical_ms: Option<f64>) -> Vec<String> {
@@ -337,9 +337,12 @@ struct SchedulesPage {
 }
 
 /// `GET /schedules`: the page; its script reads the JSON routes above.
-pub async fn schedules_page(principal: Principal) -> Result<axum::response::Response> {
-    crate::auth::pages::render(&SchedulesPage {
+pub async fn schedules_page(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<axum::response::Response> {
+    render(&SchedulesPage {
         manage: principal.can(Permission::SchedulerManage),
-        nav: Nav::of(&principal),
+        nav: Nav::of(&state, &principal, "/schedules"),
     })
 }

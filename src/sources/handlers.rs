@@ -1,19 +1,18 @@
 //! HTTP handlers of sources, syncs, files and the activity log.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use axum::extract::{Multipart, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::formats::{detect, is_ignored};
 use super::registry::{self, Source};
-use super::repo;
 use super::sync::{self, SyncError, SyncOptions, Trigger};
+use super::{repo, views};
 use crate::app::AppState;
 use crate::blocking;
 use crate::error::{AppError, Result};
@@ -41,197 +40,68 @@ fn sync_err(e: SyncError) -> AppError {
     }
 }
 
-fn source_of(state: &AppState, name: &str) -> Result<Source> {
+pub fn source_of(state: &AppState, name: &str) -> Result<Source> {
     state
         .sources()
         .remove(name)
         .ok_or_else(|| AppError::NotFound(format!("there is no source named {name}")))
 }
 
-/// Per-table facts read from the warehouse.
-#[derive(Debug, Clone, Serialize)]
-struct TableInfo {
-    name: String,
-    row_count: u64,
-    schema: Vec<ColumnInfo>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct ColumnInfo {
-    name: String,
-    #[serde(rename = "type")]
-    data_type: String,
-}
-
-/// Per-source facts from the ledger.
-#[derive(Debug, Clone, Default)]
-struct LedgerSummary {
-    files: u64,
-    failed: u64,
-    last_loaded: Option<DateTime<Utc>>,
-}
-
-struct WarehouseView {
-    tables: BTreeMap<String, Vec<TableInfo>>,
-    ledger: BTreeMap<String, LedgerSummary>,
-}
-
-/// Tables (with row counts and columns) of every `raw_*` schema, and the ledger per source.
-async fn warehouse_view(state: &AppState) -> Result<WarehouseView> {
-    state
-        .warehouse
-        .internal(|c| -> duckdb::Result<WarehouseView> {
-            let mut tables: BTreeMap<String, Vec<TableInfo>> = BTreeMap::new();
-            let mut stmt = c.prepare(
-                "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns \
-                 WHERE table_schema LIKE 'raw\\_%' ESCAPE '\\' ORDER BY table_schema, table_name, ordinal_position",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
-            })?;
-            for row in rows {
-                let (schema, table, column, ty) = row?;
-                let list = tables.entry(schema).or_default();
-                if list.last().is_none_or(|t| t.name != table) {
-                    list.push(TableInfo { name: table, row_count: 0, schema: Vec::new() });
-                }
-                if let Some(t) = list.last_mut() {
-                    t.schema.push(ColumnInfo { name: column, data_type: ty });
-                }
-            }
-            for (schema, list) in &mut tables {
-                for t in list.iter_mut() {
-                    let n: i64 = c.query_row(
-                        &format!(
-                            "SELECT count(*) FROM {}.{}",
-                            crate::db::warehouse::sql_ident(schema),
-                            crate::db::warehouse::sql_ident(&t.name)
-                        ),
-                        [],
-                        |r| r.get(0),
-                    )?;
-                    t.row_count = n.unsigned_abs();
-                }
-            }
-            let mut ledger = BTreeMap::new();
-            if repo::ledger_exists(c)? {
-                let mut stmt = c.prepare(
-                    "SELECT source, count(*) FILTER (WHERE status <> 'deleted'), count(*) FILTER (WHERE status = 'failed'), \
-                     epoch_us(max(loaded_at)) FROM _kura.files GROUP BY source",
-                )?;
-                let rows = stmt.query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        LedgerSummary {
-                            files: r.get::<_, i64>(1)?.unsigned_abs(),
-                            failed: r.get::<_, i64>(2)?.unsigned_abs(),
-                            last_loaded: r.get::<_, Option<i64>>(3)?.and_then(DateTime::from_timestamp_micros),
-                        },
-                    ))
-                })?;
-                for row in rows {
-                    let (k, v) = row?;
-                    ledger.insert(k, v);
-                }
-            }
-            Ok(WarehouseView { tables, ledger })
-        })
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?
-        .map_err(|e| AppError::Internal(e.into()))
-}
-
-fn source_json(
-    state: &AppState,
-    source: &Source,
-    view: &WarehouseView,
-    last_runs: &BTreeMap<String, repo::SyncRun>,
-) -> Value {
-    let tables = view
-        .tables
-        .get(&source.schema())
-        .cloned()
-        .unwrap_or_default();
-    let row_count: u64 = tables.iter().map(|t| t.row_count).sum();
-    let ledger = view.ledger.get(&source.name).cloned().unwrap_or_default();
-    let last = last_runs.get(&source.name);
-    let status = if state.syncs.is_running(&source.name) {
-        "syncing"
-    } else if ledger.files == 0 && tables.is_empty() {
-        "not_synced"
-    } else if ledger.failed > 0 || last.is_some_and(|r| r.status == "failed") {
-        "failed"
-    } else if row_count == 0 {
-        "empty"
-    } else {
-        "synced"
-    };
-    let freshness = ledger.last_loaded.map(|t| {
-        let days = (Utc::now() - t).num_seconds() as f64 / 86_400.0;
-        json!({"last_update": t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "days_old": (days * 100.0).round() / 100.0})
-    });
-    let tables: Vec<Value> = tables
-        .iter()
-        .map(|t| json!({"name": format!("{}.{}", source.schema(), t.name), "row_count": t.row_count, "schema": t.schema}))
-        .collect();
-    json!({
-        "name": source.name,
-        "type": source.kind,
-        "enabled": source.enabled,
-        "directory": source.directory,
-        "last_sync": last.and_then(|r| r.ended_at.clone()),
-        "last_sync_status": last.map(|r| r.status.clone()),
-        "row_count": row_count,
-        "status": status,
-        "failed_files": ledger.failed,
-        "freshness": freshness.unwrap_or(json!({"last_update": null, "days_old": null})),
-        "tables": tables,
-    })
-}
-
 /// `GET /api/sources`
 pub async fn list_sources(State(state): State<AppState>) -> Result<Json<Value>> {
-    let view = warehouse_view(&state).await?;
-    let last_runs = state.meta.read(repo::last_runs).await.map_err(meta_err)?;
-    let sources: Vec<Value> = state
-        .sources()
-        .values()
-        .map(|s| source_json(&state, s, &view, &last_runs))
-        .collect();
+    let sources = views::summaries(&state, None).await?;
     let conflicts = registry::conflicts(&state.config, &state.sources());
     Ok(Json(
-        json!({"sources": sources, "total": sources.len(), "conflicts": conflicts}),
+        json!({"total": sources.len(), "sources": sources, "conflicts": conflicts}),
     ))
+}
+
+/// Everything `/api/sources/{name}/details` and the source page show.
+#[derive(Serialize)]
+pub struct SourceDetails {
+    #[serde(flatten)]
+    pub summary: views::SourceSummary,
+    pub files: Vec<views::FileEntry>,
+    pub sync_history: Vec<repo::SyncRun>,
+    pub sync_mode: crate::config::Mode,
+    pub config: Value,
+}
+
+pub async fn source_details(state: &AppState, name: &str) -> Result<SourceDetails> {
+    let source = source_of(state, name)?;
+    let summary = views::summaries(state, Some(&source))
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::NotFound(format!("there is no source named {name}")))?;
+    let n = name.to_owned();
+    let sync_history = state
+        .meta
+        .read(move |c| repo::runs_for(c, &n, 20))
+        .await
+        .map_err(meta_err)?;
+    Ok(SourceDetails {
+        summary,
+        files: views::file_listing(state, &source).await?,
+        sync_history,
+        sync_mode: source.mode,
+        config: json!({
+            "type": source.kind,
+            "directory": source.directory,
+            "pattern": source.pattern,
+            "layout": source.layout,
+            "mode": source.mode,
+            "on_delete": source.on_delete,
+            "enabled": source.enabled,
+        }),
+    })
 }
 
 /// `GET /api/sources/{name}/details`
 pub async fn show_source(
     State(state): State<AppState>,
     axum::extract::Path(name): Path1,
-) -> Result<Json<Value>> {
-    let source = source_of(&state, &name)?;
-    let view = warehouse_view(&state).await?;
-    let last_runs = state.meta.read(repo::last_runs).await.map_err(meta_err)?;
-    let mut body = source_json(&state, &source, &view, &last_runs);
-    let n = name.clone();
-    let history = state
-        .meta
-        .read(move |c| repo::runs_for(c, &n, 20))
-        .await
-        .map_err(meta_err)?;
-    body["files"] = json!(file_listing(&state, &source).await?);
-    body["sync_history"] = json!(history);
-    body["sync_mode"] = json!(source.mode);
-    body["config"] = json!({
-        "type": source.kind,
-        "directory": source.directory,
-        "pattern": source.pattern,
-        "layout": source.layout,
-        "mode": source.mode,
-        "on_delete": source.on_delete,
-        "enabled": source.enabled,
-    });
-    Ok(Json(body))
+) -> Result<Json<SourceDetails>> {
+    Ok(Json(source_details(&state, &name).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -335,74 +205,54 @@ pub async fn list_source_logs(
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let logs = state
         .meta
-        .read(move |c| repo::activity(c, Some(&name), limit))
+        .read(move |c| repo::activity(c, &repo::LogFilter::newest(Some(&name), limit)))
         .await
         .map_err(meta_err)?;
     Ok(Json(json!({"logs": logs})))
 }
 
-/// `GET /api/logs?limit=1000`: the activity log.
+/// `GET /api/logs?limit=1000&level=&source=&q=&since=&until=`: the activity log, newest
+/// first.
 pub async fn list_logs(
     State(state): State<AppState>,
-    Query(q): Query<LimitQuery>,
+    Query(filter): Query<repo::LogFilter>,
 ) -> Result<Json<Value>> {
-    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let logs = state
-        .meta
-        .read(move |c| repo::activity(c, None, limit))
-        .await
-        .map_err(meta_err)?;
-    Ok(Json(json!({"logs": logs, "count": logs.len()})))
+    let logs = logs(&state, filter).await?;
+    Ok(Json(json!({"count": logs.len(), "logs": logs})))
 }
 
-/// Files on disk and in the ledger, merged by path.
-async fn file_listing(state: &AppState, source: &Source) -> Result<Vec<Value>> {
-    let root = state.config.root.clone();
-    let src = source.clone();
-    let disk = blocking::run(move || registry::files(&root, &src))
+pub async fn logs(state: &AppState, filter: repo::LogFilter) -> Result<Vec<repo::LogEntry>> {
+    state
+        .meta
+        .read(move |c| repo::activity(c, &filter))
         .await
-        .map_err(|e| AppError::Internal(e.into()))?;
-    let name = source.name.clone();
-    let ledger = state
-        .warehouse
-        .internal(move |c| repo::ledger_files(c, &name))
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?
-        .map_err(|e| AppError::Internal(e.into()))?;
-    let mut by_path: BTreeMap<String, Value> = BTreeMap::new();
-    for f in &disk {
-        let status = if f.kind.is_none() {
-            "unsupported"
-        } else {
-            "not_loaded"
-        };
-        by_path.insert(
-            f.rel.clone(),
-            json!({
-                "path": f.rel,
-                "name": f.path.file_name().map(|n| n.to_string_lossy().into_owned()),
-                "size": f.size,
-                "modified": f.mtime.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "on_disk": true,
-                "status": if state.syncs.is_running(&source.name) && f.kind.is_some() { "syncing" } else { status },
-                "rows": null, "error": null, "loaded_at": null, "table": null,
-            }),
-        );
+        .map_err(meta_err)
+}
+
+#[derive(Deserialize)]
+pub struct PreviewQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/sources/{name}/tables/{table}/preview?limit=100`: the first rows of one of the
+/// source's tables, in `/api/query`'s shape.
+pub async fn preview_table(
+    State(state): State<AppState>,
+    axum::extract::Path((name, table)): axum::extract::Path<(String, String)>,
+    Query(q): Query<PreviewQuery>,
+) -> Result<Response> {
+    let source = source_of(&state, &name)?;
+    let schema = source.schema();
+    if !views::warehouse_view(&state)
+        .await?
+        .has_table(&schema, &table)
+    {
+        return Err(AppError::NotFound(format!(
+            "source {name} has no table named {table}"
+        )));
     }
-    for l in ledger {
-        let entry = by_path.entry(l.path.clone()).or_insert_with(|| {
-            json!({"path": l.path, "name": Path::new(&l.path).file_name().map(|n| n.to_string_lossy().into_owned()),
-                   "size": l.size, "modified": null, "on_disk": false})
-        });
-        if entry["status"] != "syncing" {
-            entry["status"] = json!(l.status);
-        }
-        entry["rows"] = json!(l.rows);
-        entry["error"] = json!(l.error);
-        entry["loaded_at"] = json!(l.loaded_at);
-        entry["table"] = json!(l.table);
-    }
-    Ok(by_path.into_values().collect())
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    crate::query::handlers::run_internal_select(&state, &schema, &table, limit).await
 }
 
 /// `GET /api/sources/{name}/csv-files`
@@ -411,7 +261,7 @@ pub async fn list_files(
     axum::extract::Path(name): Path1,
 ) -> Result<Json<Value>> {
     let source = source_of(&state, &name)?;
-    let files = file_listing(&state, &source).await?;
+    let files = views::file_listing(&state, &source).await?;
     Ok(Json(
         json!({"source": name, "directory": source.directory, "files": files}),
     ))

@@ -149,16 +149,64 @@ pub struct LogEntry {
     pub event: serde_json::Value,
 }
 
-pub fn activity(
-    c: &rusqlite::Connection,
-    source: Option<&str>,
-    limit: i64,
-) -> rusqlite::Result<Vec<LogEntry>> {
-    let mut stmt = c.prepare(
+/// Which activity-log rows to read; every field narrows.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFilter {
+    pub limit: Option<i64>,
+    /// info, warning or error: that level and above.
+    pub level: Option<String>,
+    pub source: Option<String>,
+    /// Case-insensitive text in the message.
+    pub q: Option<String>,
+    /// RFC 3339 times (or dates): from `since`, before `until`.
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+impl LogFilter {
+    pub fn newest(source: Option<&str>, limit: i64) -> Self {
+        Self {
+            limit: Some(limit),
+            source: source.map(str::to_owned),
+            ..Self::default()
+        }
+    }
+
+    /// The levels at or above `level`, or `None` for every level.
+    fn levels(&self) -> Option<&'static str> {
+        match self.level.as_deref()? {
+            "error" => Some("error"),
+            "warning" => Some("warning,error"),
+            _ => None,
+        }
+    }
+}
+
+pub fn activity(c: &rusqlite::Connection, f: &LogFilter) -> rusqlite::Result<Vec<LogEntry>> {
+    let mut stmt = c.prepare_cached(
         "SELECT id, ts, type, level, source, message, payload FROM activity_log \
-         WHERE (?1 IS NULL OR source = ?1) ORDER BY id DESC LIMIT ?2",
+         WHERE (?1 IS NULL OR source = ?1) \
+           AND (?2 IS NULL OR instr(',' || ?2 || ',', ',' || level || ',') > 0) \
+           AND (?3 IS NULL OR instr(lower(message), lower(?3)) > 0) \
+           AND (?4 IS NULL OR ts >= ?4) AND (?5 IS NULL OR ts < ?5) \
+         ORDER BY id DESC LIMIT ?6",
     )?;
-    let rows = stmt.query_map(rusqlite::params![source, limit], |r| {
+    let nonempty = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let params = rusqlite::params![
+        nonempty(&f.source),
+        f.levels(),
+        nonempty(&f.q),
+        nonempty(&f.since),
+        nonempty(&f.until),
+        f.limit.unwrap_or(1000).clamp(1, 10_000)
+    ];
+    let rows = stmt.query_map(params, |r| {
         let payload: Option<String> = r.get(6)?;
         Ok(LogEntry {
             id: r.get(0)?,

@@ -86,9 +86,14 @@ pub struct SyncReport {
     pub files_failed: u64,
 }
 
+/// Syncs that run at once; the rest wait their turn (still shown as syncing). All loads
+/// commit through the one writer, so more would gain nothing, and 200 sources syncing
+/// together at start-up overran the warehouse's internal queue.
+const CONCURRENT_SYNCS: usize = 4;
+
 /// Sources currently syncing, and those that changed again while they synced.
-#[derive(Default)]
 pub struct SyncTracker {
+    slots: tokio::sync::Semaphore,
     running: Mutex<HashSet<String>>,
     again: Mutex<HashMap<String, SyncOptions>>,
     /// Sources whose running sync was asked to stop.
@@ -107,6 +112,18 @@ pub enum SyncError {
     Disabled(String),
     #[error(transparent)]
     Meta(#[from] crate::db::meta::MetaError),
+}
+
+impl Default for SyncTracker {
+    fn default() -> Self {
+        Self {
+            slots: tokio::sync::Semaphore::new(CONCURRENT_SYNCS),
+            running: Mutex::default(),
+            again: Mutex::default(),
+            cancelled: Mutex::default(),
+            loads: Mutex::default(),
+        }
+    }
 }
 
 impl SyncTracker {
@@ -216,7 +233,10 @@ pub async fn start(
         let mut options = options;
         let mut trigger = trigger;
         loop {
+            // The semaphore is never closed: a permit always comes.
+            let slot = task_state.syncs.slots.acquire().await;
             run(&task_state, &source, record_id, options, trigger).await;
+            drop(slot);
             let Some(next) = task_state.syncs.finish(&source.name) else { break };
             // The source changed while it synced: once more, as a new record.
             options = next;

@@ -6,24 +6,43 @@ use axum::response::{IntoResponse, Response};
 use crate::error::AppError;
 
 /// (name, content type, bytes) of every file under `static/`.
+/// One embedded file: (name, content type, bytes).
+macro_rules! asset {
+    ($name:literal, $type:expr) => {
+        (
+            $name,
+            $type,
+            include_bytes!(concat!("../../static/", $name)),
+        )
+    };
+}
+
+/// (name, content type, bytes) of every file under `static/` (a test checks none is
+/// missing).
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    ("kura.css", CSS, include_bytes!("../../static/kura.css")),
-    ("kura.js", JS, include_bytes!("../../static/kura.js")),
-    ("login.js", JS, include_bytes!("../../static/login.js")),
-    ("setup.js", JS, include_bytes!("../../static/setup.js")),
-    ("invite.js", JS, include_bytes!("../../static/invite.js")),
-    ("account.js", JS, include_bytes!("../../static/account.js")),
-    ("users.js", JS, include_bytes!("../../static/users.js")),
-    ("secrets.js", JS, include_bytes!("../../static/secrets.js")),
-    (
-        "schedules.js",
-        JS,
-        include_bytes!("../../static/schedules.js"),
-    ),
+    asset!("kura.css", CSS),
+    asset!("kura.svg", SVG),
+    asset!("kura.js", JS),
+    asset!("login.js", JS),
+    asset!("setup.js", JS),
+    asset!("invite.js", JS),
+    asset!("account.js", JS),
+    asset!("users.js", JS),
+    asset!("secrets.js", JS),
+    asset!("schedules.js", JS),
+    asset!("overview.js", JS),
+    asset!("sources.js", JS),
+    asset!("source.js", JS),
+    asset!("grid.js", JS),
+    asset!("chart.js", JS),
+    asset!("query.js", JS),
+    asset!("logs.js", JS),
+    asset!("health.js", JS),
 ];
 
 const CSS: &str = "text/css; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
+const SVG: &str = "image/svg+xml";
 
 /// `GET /static/{name}`.
 pub async fn serve_asset(
@@ -42,4 +61,19 @@ pub async fn serve_asset(
         *bytes,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_static_file_is_embedded() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/static");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(
+                super::ASSETS.iter().any(|(n, _, _)| *n == name),
+                "static/{name} is not in ASSETS"
+            );
+        }
+    }
 }

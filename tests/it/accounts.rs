@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::TestApp;
 
-const PASSWORD: &str = "quiet-lantern-42";
+pub(crate) const PASSWORD: &str = "quiet-lantern-42";
 
 async fn auth_app() -> TestApp {
     TestApp::with_config(|c| {
@@ -149,6 +149,7 @@ fn concrete(path: &str) -> String {
         .replace("{record_id}", "999999")
         .replace("{key}", "NO_SUCH_KEY")
         .replace("{job_id}", "999999")
+        .replace("{table}", "nosuch")
 }
 
 #[tokio::test]

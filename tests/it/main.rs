@@ -6,6 +6,7 @@
 )]
 
 mod accounts;
+mod browser;
 mod cli;
 mod corpus;
 mod harness;
@@ -13,4 +14,5 @@ mod ingest;
 mod platform;
 mod query;
 mod schedules;
+mod webdriver;
 mod xlsx;

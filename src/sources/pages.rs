@@ -1,0 +1,223 @@
+//! The overview (`/`), the sources list (`/sources`) and a source's page
+//! (`/sources/{name}`), rendered from the same functions as their JSON twins
+//! (`/api/overview`, `/api/sources`, `/api/sources/{name}/details`). Each page marks the
+//! part that live events change with `id="live"`; its script fetches the page again and
+//! swaps that element, so the first view and every update come from one template.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use chrono::{Duration, Utc};
+use serde::Serialize;
+
+use super::handlers::{SourceDetails, source_details};
+use super::repo::{self, LogEntry};
+use super::views::{self, SourceSummary};
+use crate::app::AppState;
+use crate::auth::{Permission, Principal};
+use crate::error::{AppError, Result};
+use crate::web::extract::Json;
+use crate::web::page::{Nav, filters, render};
+
+/// Days the overview's chart covers.
+const CHART_DAYS: i64 = 14;
+
+#[derive(Debug, Serialize)]
+pub struct Totals {
+    pub sources: usize,
+    pub tables: usize,
+    pub rows: u64,
+    pub failed: usize,
+    pub syncing: usize,
+    pub never_synced: usize,
+}
+
+/// Rows loaded on one UTC day.
+#[derive(Debug, Serialize)]
+pub struct DayRows {
+    pub day: String,
+    pub rows: u64,
+    /// Bar height for the chart, 0–100 (share of the busiest day).
+    #[serde(skip)]
+    pub percent: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Overview {
+    pub totals: Totals,
+    pub sources: Vec<SourceSummary>,
+    pub rows_by_day: Vec<DayRows>,
+    pub recent_activity: Vec<LogEntry>,
+}
+
+fn rows_by_day(c: &rusqlite::Connection, days: i64) -> rusqlite::Result<Vec<DayRows>> {
+    let today = Utc::now().date_naive();
+    let first = today - Duration::days(days - 1);
+    let mut stmt = c.prepare(
+        "SELECT substr(ended_at, 1, 10), coalesce(sum(rows), 0) FROM sync_runs \
+         WHERE ended_at >= ?1 AND status <> 'running' GROUP BY 1",
+    )?;
+    let loaded: std::collections::HashMap<String, i64> = stmt
+        .query_map([first.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out: Vec<DayRows> = first
+        .iter_days()
+        .take_while(|d| *d <= today)
+        .map(|d| {
+            let day = d.to_string();
+            let rows = loaded.get(&day).copied().unwrap_or(0).unsigned_abs();
+            DayRows {
+                day,
+                rows,
+                percent: 0,
+            }
+        })
+        .collect();
+    let max = out.iter().map(|d| d.rows).max().unwrap_or(0).max(1);
+    for d in &mut out {
+        // At least a sliver for a day with any rows, so it is visible.
+        d.percent = match d.rows {
+            0 => 0,
+            n => u32::try_from((n * 100).div_ceil(max)).unwrap_or(100).max(2),
+        };
+    }
+    Ok(out)
+}
+
+pub async fn overview(state: &AppState) -> Result<Overview> {
+    let sources = views::summaries(state, None).await?;
+    let (rows_by_day, recent_activity) = state
+        .meta
+        .read(|c| {
+            Ok((
+                rows_by_day(c, CHART_DAYS)?,
+                repo::activity(c, &repo::LogFilter::newest(None, 12))?,
+            ))
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let totals = Totals {
+        sources: sources.len(),
+        tables: sources.iter().map(|s| s.tables.len()).sum(),
+        rows: sources.iter().map(|s| s.row_count).sum(),
+        failed: sources.iter().filter(|s| s.status == "failed").count(),
+        syncing: sources.iter().filter(|s| s.status == "syncing").count(),
+        never_synced: sources.iter().filter(|s| s.status == "not_synced").count(),
+    };
+    Ok(Overview {
+        totals,
+        sources,
+        rows_by_day,
+        recent_activity,
+    })
+}
+
+/// `GET /api/overview`: what the overview page shows.
+pub async fn show_overview(State(state): State<AppState>) -> Result<Json<Overview>> {
+    Ok(Json(overview(&state).await?))
+}
+
+/// What a signed-in user may do on the source pages.
+pub struct Controls {
+    pub sync: bool,
+    pub upload: bool,
+    pub delete: bool,
+    pub query: bool,
+}
+
+impl Controls {
+    fn of(p: &Principal) -> Self {
+        Self {
+            sync: p.can(Permission::SourceSync),
+            upload: p.can(Permission::CsvUpload),
+            delete: p.can(Permission::CsvDelete),
+            query: p.can(Permission::QueryExecute),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    nav: Nav,
+    project: String,
+    o: Overview,
+    can: Controls,
+}
+
+/// `GET /`.
+pub async fn overview_page(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response> {
+    render(&OverviewPage {
+        nav: Nav::of(&state, &principal, "/"),
+        project: state.config.project.name.clone(),
+        o: overview(&state).await?,
+        can: Controls::of(&principal),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "sources.html")]
+struct SourcesPage {
+    nav: Nav,
+    sources: Vec<SourceSummary>,
+}
+
+/// `GET /sources`.
+pub async fn sources_page(State(state): State<AppState>, principal: Principal) -> Result<Response> {
+    render(&SourcesPage {
+        nav: Nav::of(&state, &principal, "/sources"),
+        sources: views::summaries(&state, None).await?,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "source.html")]
+struct SourcePage {
+    nav: Nav,
+    s: SourceDetails,
+    can: Controls,
+    max_upload_mb: u64,
+}
+
+/// `GET /sources/{name}`.
+pub async fn source_page(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Result<Response> {
+    let s = source_details(&state, &name).await?;
+    render(&SourcePage {
+        nav: Nav::of(&state, &principal, &format!("/sources/{name}")),
+        s,
+        can: Controls::of(&principal),
+        max_upload_mb: state.config.api.max_upload_mb,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "logs.html")]
+struct LogsPage {
+    nav: Nav,
+    logs: Vec<LogEntry>,
+    filter: repo::LogFilter,
+    sources: Vec<String>,
+}
+
+/// `GET /logs?level=&source=&q=&since=&until=`: the same rows as `/api/logs`.
+pub async fn logs_page(
+    State(state): State<AppState>,
+    principal: Principal,
+    axum::extract::Query(mut filter): axum::extract::Query<repo::LogFilter>,
+) -> Result<Response> {
+    filter.limit = Some(filter.limit.unwrap_or(300));
+    let logs = super::handlers::logs(&state, filter.clone()).await?;
+    render(&LogsPage {
+        nav: Nav::of(&state, &principal, "/logs"),
+        logs,
+        filter,
+        sources: state.sources().into_keys().collect(),
+    })
+}

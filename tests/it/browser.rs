@@ -1,0 +1,287 @@
+//! The pages in headless Chromium, driving the real server: sign in, a file dropped into
+//! the watched folder shows up live, an upload from the source page, a query with its
+//! chart and CSV export, and a viewer without the controls it may not use. Each page is
+//! saved as a screenshot (see `webdriver::artifacts_dir`).
+
+use std::path::Path;
+
+use kura::auth::Role;
+use serde_json::json;
+
+use crate::harness::TestApp;
+use crate::webdriver::Driver;
+
+use crate::accounts::PASSWORD;
+
+async fn app() -> TestApp {
+    TestApp::with_config(|c| {
+        c.auth.enabled = true;
+        c.auth.rate_limit_per_minute = 100_000;
+        c.auth.rate_limit_burst = 100_000;
+    })
+    .await
+}
+
+fn csv(rows: usize) -> String {
+    let mut out = String::from("id,region,amount,sold_on\n");
+    for i in 0..rows {
+        let region = ["north", "south", "east", "west"][i % 4];
+        out.push_str(&format!(
+            "{i},{region},{}.{:02},2026-0{}-{:02}\n",
+            10 + i * 7 % 90,
+            i % 100,
+            1 + i % 9,
+            1 + i % 28
+        ));
+    }
+    out
+}
+
+async fn sign_in(d: &Driver, app: &TestApp, email: &str) {
+    d.goto(&app.url("/login")).await;
+    d.type_into("input[name=email]", email).await;
+    d.type_into("input[name=password]", PASSWORD).await;
+    d.click("#password-step button[type=submit]").await;
+    d.wait_for(
+        "the overview after signing in",
+        "return location.pathname === '/' && document.querySelector('h1') !== null",
+        json!([]),
+    )
+    .await;
+}
+
+fn write(path: &Path, content: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyst_loads_queries_charts_and_exports_in_the_browser() {
+    let app = app().await;
+    app.add_user("ana@example.com", Role::Admin).await;
+    let d = Driver::start(1366, 900).await;
+    sign_in(&d, &app, "ana@example.com").await;
+    d.wait_for(
+        "the live connection",
+        "return document.getElementById('live-status').dataset.state === 'on'",
+        json!([]),
+    )
+    .await;
+
+    // A file dropped into the watched folder: the card and the feed change, no reload.
+    d.js("window.__noReload = true", json!([])).await;
+    write(
+        &app.dir.path().join("data/uploads/sales/orders.csv"),
+        &csv(250),
+    );
+    d.wait_for(
+        "the sales card with 250 rows",
+        "const c = document.querySelector('[data-source=sales]'); \
+         return c && c.querySelector('.rows').textContent.trim() === '250' && c.classList.contains('status-synced')",
+        json!([]),
+    )
+    .await;
+    d.wait_for(
+        "the activity feed to mention the load",
+        "return document.getElementById('activity').textContent.includes('sales: 1 file(s), 250 rows')",
+        json!([]),
+    )
+    .await;
+    assert_eq!(
+        d.js("return window.__noReload === true", json!([])).await,
+        true,
+        "the page reloaded instead of updating"
+    );
+    d.screenshot("overview").await;
+
+    d.goto(&app.url("/sources")).await;
+    d.find("#sources-table tr[data-name=sales]").await;
+    d.screenshot("sources").await;
+
+    // An upload through the source page's file input.
+    let upload = tempfile::tempdir().unwrap();
+    let prices = upload.path().join("prices.csv");
+    std::fs::write(&prices, "sku,price\nA-1,9.50\nB-2,12.00\nC-3,3.25\n").unwrap();
+    d.goto(&app.url("/sources/uploads")).await;
+    d.type_into("#upload-input", prices.to_str().unwrap()).await;
+    d.wait_for(
+        "the uploaded file to load",
+        "const r = document.querySelector('#files tr[data-path$=\"prices.csv\"]'); return r && r.dataset.status === 'loaded'",
+        json!([]),
+    )
+    .await;
+    assert_eq!(d.text("#source-rows").await.trim(), "3");
+    // The table preview.
+    d.click(".preview").await;
+    d.wait_for(
+        "the preview grid",
+        "return document.querySelectorAll('.preview-slot .data-grid tbody tr').length === 3",
+        json!([]),
+    )
+    .await;
+    d.screenshot("source").await;
+
+    // A query: the grid pages through 10,000 rows, an error is placed, a chart, an export.
+    d.goto(&app.url("/query")).await;
+    let set_sql = "const t = document.getElementById('sql'); t.value = arguments[0]; t.dispatchEvent(new Event('input'));";
+    d.js(set_sql, json!(["SELECT range AS n FROM range(10000)"]))
+        .await;
+    d.click("#run").await;
+    d.wait_for(
+        "the 10,000-row result",
+        "return document.getElementById('result-info').textContent.startsWith('10,000 rows')",
+        json!([]),
+    )
+    .await;
+    let shown = d
+        .js(
+            "return document.querySelectorAll('#result tbody tr').length",
+            json!([]),
+        )
+        .await;
+    assert_eq!(shown, 100, "one page of the grid, not every row");
+    d.click(".pager button[aria-label='Next page']").await;
+    assert_eq!(
+        d.text("#result tbody tr td").await,
+        "100",
+        "page 2 starts at row 101"
+    );
+
+    d.js(set_sql, json!(["SELECT region, FROM raw_sales.nosuch"]))
+        .await;
+    d.click("#run").await;
+    d.wait_for(
+        "the error with its place marked",
+        "return !document.getElementById('query-error').hidden && document.querySelector('mark.t-error') !== null",
+        json!([]),
+    )
+    .await;
+    assert!(d.text("#query-error").await.contains("invalid_sql"));
+    assert_eq!(d.text("mark.t-error").await, "raw_sales");
+
+    d.js(
+        set_sql,
+        json!(["SELECT region, sum(amount) AS total\nFROM raw_sales.sales\nGROUP BY region\nORDER BY region"]),
+    )
+    .await;
+    // Ctrl+Enter runs it.
+    d.js(
+        "document.getElementById('sql').dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', ctrlKey: true, bubbles: true}))",
+        json!([]),
+    )
+    .await;
+    d.wait_for(
+        "the grouped result",
+        "return document.getElementById('result-info').textContent.startsWith('4 rows')",
+        json!([]),
+    )
+    .await;
+    d.click("#tab-chart").await;
+    let bars = d
+        .wait_for(
+            "the bar chart",
+            "return document.querySelectorAll('#chart svg rect.bar-rect').length",
+            json!([]),
+        )
+        .await;
+    assert_eq!(bars, 4);
+    d.wait_for(
+        "the recent queries",
+        "return document.getElementById('recent').textContent.includes('GROUP BY region')",
+        json!([]),
+    )
+    .await;
+    d.screenshot("query").await;
+
+    d.click(".export[data-format=csv]").await;
+    let file = d.downloaded(".csv").await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "region,total");
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[1].starts_with("east,"), "{text}");
+
+    for (path, name) in [
+        ("/logs", "logs"),
+        ("/health", "health"),
+        ("/schedules", "schedules"),
+        ("/settings/account", "account"),
+        ("/settings/users", "users"),
+    ] {
+        d.goto(&app.url(path)).await;
+        d.find("h1").await;
+        // Pages that fill themselves from the API have done so when "Loading…" is gone.
+        d.wait_for(
+            "the page to finish loading",
+            "return !document.body.innerText.includes('Loading…')",
+            json!([]),
+        )
+        .await;
+        if name == "logs" {
+            assert!(d.text("#log-rows").await.contains("prices.csv"));
+        }
+        d.screenshot(name).await;
+    }
+
+    // The same overview on a phone.
+    let phone = Driver::start(390, 844).await;
+    sign_in(&phone, &app, "ana@example.com").await;
+    phone.screenshot("overview-phone").await;
+    let overflow = phone
+        .js(
+            "return document.documentElement.scrollWidth > window.innerWidth + 1",
+            json!([]),
+        )
+        .await;
+    assert_eq!(overflow, false, "the overview scrolls sideways on a phone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_no_sync_or_upload_controls_and_is_refused_anyway() {
+    let app = app().await;
+    app.add_user("vic@example.com", Role::Viewer).await;
+    write(&app.dir.path().join("data/uploads/a.csv"), &csv(5));
+    let d = Driver::start(1366, 900).await;
+    sign_in(&d, &app, "vic@example.com").await;
+    d.goto(&app.url("/sources/uploads")).await;
+    d.find("#files").await;
+    let controls = d
+        .js(
+            "return ['#sync', '#full-refresh', '#upload-input', '#dropzone', '.delete-file', '#sync-all'] \
+             .filter((s) => document.querySelector(s) !== null)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        controls,
+        json!([]),
+        "a viewer is shown controls it may not use"
+    );
+    d.screenshot("source-viewer").await;
+
+    // Called anyway, from the page, with the viewer's session and CSRF token: refused.
+    let answers = d
+        .js_async(
+            "const done = arguments[arguments.length - 1]; \
+             const h = {'X-CSRF-Token': kura.csrf(), 'Content-Type': 'application/json'}; \
+             const form = new FormData(); form.append('file', new Blob(['x,y\\n1,2\\n']), 'b.csv'); \
+             Promise.all([ \
+               fetch('/api/sources/uploads/sync', {method: 'POST', headers: h, body: '{}'}), \
+               fetch('/api/sources/uploads/upload-csv', {method: 'POST', headers: {'X-CSRF-Token': kura.csrf()}, body: form}), \
+             ]).then((rs) => Promise.all(rs.map(async (r) => [r.status, (await r.json()).error]))).then(done);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        answers,
+        json!([[403, "permission_denied"], [403, "permission_denied"]])
+    );
+    assert!(!app.dir.path().join("data/uploads/b.csv").exists());
+    // The navigation leaves out what a viewer cannot open.
+    d.goto(&app.url("/")).await;
+    let nav = d.text("nav[aria-label=Main]").await;
+    assert!(nav.contains("Overview") && nav.contains("Sources"), "{nav}");
+    assert!(!nav.contains("Users") && !nav.contains("Secrets"), "{nav}");
+}
