@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use rusqlite::params;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -12,7 +12,7 @@ use super::Principal;
 use super::store::now_text;
 use crate::app::AppState;
 use crate::error::{AppError, Result};
-use crate::web::extract::Json;
+use crate::web::extract::{Json, Query};
 
 /// Appends an entry inside a write transaction (for changes made outside a request).
 pub fn insert(

@@ -4,7 +4,7 @@
 //! dashboards hitting `/api/query` thousands of times a minute should not each cost a
 //! metadata write.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -13,7 +13,7 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::db::meta::MetaDb;
 use crate::error::{AppError, Result};
-use crate::web::extract::Json;
+use crate::web::extract::{Json, Query};
 
 /// Entries kept per user.
 const KEEP: i64 = 200;

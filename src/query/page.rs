@@ -3,7 +3,7 @@
 //! `/api/query/export`.
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -11,6 +11,7 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::Result;
 use crate::sources::views::{self, TableSummary};
+use crate::web::extract::Query;
 use crate::web::page::{Nav, filters, render};
 
 #[derive(Template)]

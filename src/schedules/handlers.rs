@@ -1,7 +1,7 @@
 //! `/api/schedules/...`: the schedules in force with their next and last runs, history,
 //! triggering, reloading the file, and the sources no schedule covers.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use rusqlite::params;
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use super::runner::TriggerError;
 use crate::app::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{AppError, Result};
-use crate::web::extract::Json;
+use crate::web::extract::{Json, Query};
 use crate::web::page::{Nav, render};
 
 /// Warnings about a schedule: its recent jobs take longer than the gap between its ticks.

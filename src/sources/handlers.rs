@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use axum::extract::{Multipart, Query, State};
+use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::blocking;
 use crate::error::{AppError, Result};
 use crate::events::EventKind;
-use crate::web::extract::{Json, JsonOrEmpty};
+use crate::web::extract::{Json, JsonOrEmpty, Query};
 
 type Path1 = axum::extract::Path<String>;
 

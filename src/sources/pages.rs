@@ -16,7 +16,7 @@ use super::views::{self, SourceSummary};
 use crate::app::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{AppError, Result};
-use crate::web::extract::Json;
+use crate::web::extract::{Json, Query};
 use crate::web::page::{Nav, filters, render};
 
 /// Days the overview's chart covers.
@@ -210,7 +210,7 @@ struct LogsPage {
 pub async fn logs_page(
     State(state): State<AppState>,
     principal: Principal,
-    axum::extract::Query(mut filter): axum::extract::Query<repo::LogFilter>,
+    Query(mut filter): Query<repo::LogFilter>,
 ) -> Result<Response> {
     filter.limit = Some(filter.limit.unwrap_or(300));
     let logs = super::handlers::logs(&state, filter.clone()).await?;

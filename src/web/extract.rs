@@ -40,6 +40,35 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// A query string, refused with the JSON error shape (`invalid_query`) when it does not fit.
+pub struct Query<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    #[expect(
+        clippy::disallowed_types,
+        reason = "the one place that wraps axum's Query"
+    )]
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
 fn json_rejection(rejection: JsonRejection) -> Response {
     let (status, code) = match &rejection {
         JsonRejection::MissingJsonContentType(_) => {

@@ -11,6 +11,7 @@ mod cli;
 mod corpus;
 mod harness;
 mod ingest;
+mod live;
 mod platform;
 mod query;
 mod schedules;
