@@ -62,11 +62,7 @@ impl Server {
             dir,
             client: reqwest::Client::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while server.get("/api/status").await.is_none() {
-            assert!(Instant::now() < deadline, "kura did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        support::wait_ready(server.port).await;
         server
     }
 
@@ -98,13 +94,7 @@ impl Server {
     }
 
     fn rss_kb(&self, field: &str) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        support::proc_status_kb(self.child.id(), field)
     }
 
     /// Waits until the ledger says `rel` is loaded; returns the duration of the sync that loaded it.
@@ -293,16 +283,7 @@ async fn run() {
         let (stop, peak) = (stop.clone(), peak_rss.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .unwrap_or_default()
-                    .lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| {
-                        l.split_whitespace()
-                            .nth(1)
-                            .and_then(|v| v.parse::<u64>().ok())
-                    })
-                    .unwrap_or(0);
+                let rss = support::proc_status_kb(pid, "VmRSS:");
                 peak.fetch_max(rss, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }

@@ -102,14 +102,7 @@ impl Server {
     }
 
     fn rss_kb(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        support::proc_status_kb(self.child.id(), field)
     }
 
     fn stop(mut self) {

@@ -197,13 +197,19 @@ pub(crate) async fn wait_ready(port: u16) {
     }
 }
 
-/// Resident memory of process `pid` in MiB (Linux `/proc`).
-pub(crate) fn rss_mib(pid: u32) -> f64 {
+/// A kB field of process `pid`'s `/proc/<pid>/status` (`"VmRSS:"`, `"VmHWM:"`); 0 when
+/// unreadable.
+pub(crate) fn proc_status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident memory of process `pid` in MiB.
+pub(crate) fn rss_mib(pid: u32) -> f64 {
+    proc_status_kb(pid, "VmRSS:") as f64 / 1024.0
 }
