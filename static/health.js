@@ -1,9 +1,7 @@
 "use strict";
 // The health page: refreshed when a sync ends (sizes, failures) and every minute.
 (() => {
-  const localTimes = () => { for (const t of document.querySelectorAll("time[datetime]")) t.textContent = kura.when(t.getAttribute("datetime")); };
-  const refresh = kura.debounce(() => kura.refresh("live", "/health").then(localTimes).catch(() => {}), 500);
+  const refresh = kura.debounce(() => kura.refresh("live", "/health").catch(() => {}), 500);
   for (const t of ["sync_completed", "sync_failed", "csv_deleted", "resync"]) kura.on(t, refresh);
   setInterval(refresh, 60000);
-  localTimes();
 })();

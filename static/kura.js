@@ -148,6 +148,14 @@ const kura = {
     return (...args) => { clearTimeout(t); t = setTimeout(() => fn(...args), ms); };
   },
 
+  // Server-rendered times (UTC) in the reader's zone, byte counts in KB/MB; run on every
+  // page and after every refresh.
+  localize(root) {
+    const scope = root || document;
+    for (const t of scope.querySelectorAll("time[datetime]")) t.textContent = kura.when(t.getAttribute("datetime"));
+    for (const b of scope.querySelectorAll("[data-bytes]")) b.textContent = kura.bytes(b.dataset.bytes);
+  },
+
   // Replaces the element `id` with the same element from the page at `url` (the server
   // renders it with ?part=live), keeping one template for the first view and updates.
   async refresh(id, url) {
@@ -157,7 +165,7 @@ const kura = {
     const doc = new DOMParser().parseFromString(await r.text(), "text/html");
     const fresh = doc.getElementById(id);
     const old = document.getElementById(id);
-    if (fresh && old) { old.replaceWith(fresh); kura.emit("refreshed", { id }); }
+    if (fresh && old) { kura.localize(fresh); old.replaceWith(fresh); kura.emit("refreshed", { id }); }
   },
 
   // Uploads `file` with a progress callback (fetch cannot report upload progress).
@@ -187,7 +195,7 @@ document.addEventListener("DOMContentLoaded", () => {
     sessionStorage.removeItem("kura.flash");
     try { const [text, kind] = JSON.parse(flash); kura.say(text, kind); } catch (_) { /* ignore */ }
   }
-  if (document.body.classList.contains("app")) kura.connect();
+  if (document.body.classList.contains("app")) { kura.localize(); kura.connect(); }
   const out = document.getElementById("sign-out");
   if (out) out.addEventListener("click", async () => {
     try { await kura.api("POST", "/api/auth/logout", {}); } finally { location.href = "/login"; }

@@ -22,8 +22,6 @@
     location.search = params.toString();
   });
 
-  for (const t of document.querySelectorAll("time[datetime]")) t.textContent = kura.when(t.getAttribute("datetime"));
-
   const f = Object.fromEntries(new URLSearchParams(location.search));
   const rank = { info: 0, warning: 1, error: 2 };
   function matches(e) {

@@ -1,15 +1,9 @@
 "use strict";
 // The overview: the #live part is fetched again whenever an event could change it.
 (() => {
-  const refresh = kura.debounce(() => kura.refresh("live", "/").then(localTimes).catch(() => {}), 200);
+  const refresh = kura.debounce(() => kura.refresh("live", "/").catch(() => {}), 200);
   for (const t of ["sync_started", "sync_completed", "sync_failed", "csv_uploaded", "csv_deleted",
     "freshness_update", "schema_drift", "sync_stale", "resync"]) kura.on(t, refresh);
-
-  // Times are rendered in UTC; show them in the reader's zone.
-  function localTimes() {
-    for (const t of document.querySelectorAll("time[datetime]")) t.textContent = kura.when(t.getAttribute("datetime"));
-  }
-  localTimes();
 
   const all = document.getElementById("sync-all");
   if (all) all.addEventListener("click", async () => {

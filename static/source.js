@@ -6,11 +6,7 @@
   const name = $("live").dataset.source;
   const enc = encodeURIComponent(name);
 
-  function localTimes() {
-    for (const t of document.querySelectorAll("time[datetime]")) t.textContent = kura.when(t.getAttribute("datetime"));
-    for (const b of document.querySelectorAll("[data-bytes]")) b.textContent = kura.bytes(b.dataset.bytes);
-  }
-  const refresh = kura.debounce(() => kura.refresh("live", location.pathname).then(localTimes).catch(() => {}), 150);
+  const refresh = kura.debounce(() => kura.refresh("live", location.pathname).catch(() => {}), 150);
   kura.on("*", (e) => { if (e.source === name) refresh(); });
   kura.on("resync", refresh);
 
@@ -84,5 +80,4 @@
       if (files[0]) upload(files[0]);
     });
   }
-  localTimes();
 })();

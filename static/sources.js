@@ -28,7 +28,6 @@
       else th.removeAttribute("aria-sort");
     }
     document.getElementById("shown").textContent = `${shown} of ${rows.length} shown`;
-    for (const t of document.querySelectorAll("time[datetime]")) t.textContent = kura.when(t.getAttribute("datetime"));
   }
 
   document.addEventListener("click", (e) => {
