@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::db::meta::MetaDb;
-use crate::error::{AppError, Result};
+use crate::error::Result;
 use crate::web::extract::{Json, Query};
 
 /// Entries kept per user.
@@ -101,7 +101,6 @@ pub async fn list_history(
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?;
+        .await?;
     Ok(Json(json!({"queries": entries})))
 }

@@ -15,7 +15,7 @@ use super::repo::{self, LogEntry};
 use super::views::{self, SourceSummary};
 use crate::app::AppState;
 use crate::auth::{Permission, Principal};
-use crate::error::{AppError, Result};
+use crate::error::Result;
 use crate::web::extract::{Json, Query};
 use crate::web::page::{Nav, filters, render};
 
@@ -94,8 +94,7 @@ pub async fn overview(state: &AppState) -> Result<Overview> {
                 repo::activity(c, &repo::LogFilter::newest(None, 12))?,
             ))
         })
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?;
+        .await?;
     let totals = Totals {
         sources: sources.len(),
         tables: sources.iter().map(|s| s.tables.len()).sum(),

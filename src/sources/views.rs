@@ -281,14 +281,10 @@ fn summary(
     }
 }
 
-fn meta_err(e: crate::db::meta::MetaError) -> AppError {
-    AppError::Internal(e.into())
-}
-
 /// Every source (or only `only`), in name order.
 pub async fn summaries(state: &AppState, only: Option<&Source>) -> Result<Vec<SourceSummary>> {
     let view = warehouse_view(state).await?;
-    let last_runs = state.meta.read(repo::last_runs).await.map_err(meta_err)?;
+    let last_runs = state.meta.read(repo::last_runs).await?;
     Ok(match only {
         Some(s) => vec![summary(state, s, &view, &last_runs)],
         None => state
