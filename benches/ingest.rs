@@ -5,7 +5,7 @@
 //!
 //! 1. load time of 1M- and 5M-row CSV, and 1M-row Parquet and NDJSON files, from stable to
 //!    committed (the sync's own duration), vs `CREATE TABLE t AS SELECT * FROM read_*(...)`
-//!    in a standalone DuckDB (three alternating rounds each, ratio of the medians);
+//!    in a standalone DuckDB (five alternating rounds each, ratio of the medians);
 //! 2. `SELECT count(*)` on another table through `/api/query` while the 5M-row file loads;
 //! 3. the server's peak RSS while loading the 5M-row file;
 //! 4. drop-to-queryable for 10,000-row files, 50 drops (p50, p99; includes the debounce);
@@ -28,7 +28,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 const KURA: &str = env!("CARGO_BIN_EXE_kura");
 
@@ -97,42 +99,59 @@ impl Server {
         support::proc_status_kb(self.child.id(), field)
     }
 
-    /// Waits until the ledger says `rel` is loaded; returns the duration of the sync that loaded it.
-    async fn wait_loaded(&self, source: &str, rel: &str) -> Duration {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            if let Some(d) = self.get(&format!("/api/sources/{source}/details")).await {
-                let loaded = d["files"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|f| f["path"] == rel && f["status"] == "loaded");
-                if loaded {
-                    for run in d["sync_history"].as_array().into_iter().flatten() {
-                        let has = run["files"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .any(|f| f["path"] == rel && f["outcome"] == "loaded");
-                        if has && run["status"] != "running" {
-                            return Duration::from_millis(run["duration_ms"].as_u64().unwrap_or(0));
-                        }
-                    }
+    /// Moves `staged` into the uploads folder as `name` and waits for the sync that loads
+    /// it; returns that sync's own duration (from the file being stable to its commit).
+    /// The outcome is heard on the WebSocket rather than polled, so this client takes no
+    /// CPU from the load it measures.
+    async fn drop_and_wait(&self, staged: &Path, name: &str) -> Duration {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws", self.port))
+                .await
+                .unwrap();
+        let hello = ws.next().await.unwrap().unwrap();
+        assert!(hello.to_text().unwrap().contains("\"connected\""));
+        std::fs::rename(staged, self.uploads().join(name)).unwrap();
+        let rel = format!("data/uploads/{name}");
+        let heard = tokio::time::timeout(Duration::from_secs(600), async {
+            while let Some(Ok(msg)) = ws.next().await {
+                let Message::Text(text) = msg else { continue };
+                let event: Value = serde_json::from_str(&text).unwrap();
+                if event["source"] != "uploads" {
+                    continue;
                 }
-                if d["files"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|f| f["path"] == rel && f["status"] == "failed")
-                {
-                    panic!("{rel} failed to load: {d}");
+                match event["type"].as_str() {
+                    // A watcher-started sync may find nothing new: only the one that
+                    // loaded a file counts.
+                    Some("sync_completed") if event["files_loaded"].as_u64() > Some(0) => {
+                        return event;
+                    }
+                    Some("sync_failed") if event["file"] == rel.as_str() => {
+                        panic!("{rel} failed to load: {event}")
+                    }
+                    _ => {}
                 }
             }
-            assert!(Instant::now() < deadline, "{rel} never loaded");
-            // The figure is the server's own sync duration, so polling slowly loses no
-            // precision, and keeps this client from taking CPU from the load it measures.
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+            panic!("the WebSocket closed before {rel} loaded");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{rel} never loaded"));
+        // The sync that was heard is the one that loaded this file.
+        let details = self.get("/api/sources/uploads/details").await.unwrap();
+        let run = details["sync_history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["record_id"] == heard["record_id"])
+            .unwrap_or_else(|| panic!("no sync record for {heard}"));
+        assert!(
+            run["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["path"] == rel.as_str() && f["outcome"] == "loaded"),
+            "the sync heard did not load {rel}: {run}"
+        );
+        Duration::from_millis(heard["duration_ms"].as_u64().unwrap())
     }
 
     fn stop(mut self) {
@@ -241,19 +260,16 @@ async fn run() {
             format!("read_csv('{}')", csv_5m.display()),
         ),
     ];
-    // Three rounds each, the baseline and Kura alternating (each round a new file and a
+    // Five rounds each, the baseline and Kura alternating (each round a new file and a
     // new table); the ratio is of the medians, since one run on a shared machine is noise.
     for (name, path, reader) in &cases {
         let (mut kura_ms, mut base_ms) = (Vec::new(), Vec::new());
-        for round in 0..3 {
+        for round in 0..5 {
             base_ms.push(baseline_load(reader, &work).as_secs_f64() * 1000.0);
             let (stem, ext) = name.rsplit_once('.').unwrap();
             let dropped = format!("{stem}_r{round}.{ext}");
             std::fs::copy(path, work.join(&dropped)).unwrap();
-            std::fs::rename(work.join(&dropped), server.uploads().join(&dropped)).unwrap();
-            let load = server
-                .wait_loaded("uploads", &format!("data/uploads/{dropped}"))
-                .await;
+            let load = server.drop_and_wait(&work.join(&dropped), &dropped).await;
             kura_ms.push(load.as_secs_f64() * 1000.0);
         }
         let each = |v: &[f64]| {
@@ -309,10 +325,7 @@ async fn run() {
             (lat, errors)
         })
     };
-    std::fs::rename(&csv_5m, server.uploads().join("orders_5m.csv")).unwrap();
-    let load = server
-        .wait_loaded("uploads", "data/uploads/orders_5m.csv")
-        .await;
+    let load = server.drop_and_wait(&csv_5m, "orders_5m.csv").await;
     println!(
         "[concurrent] the 5M-row load with queries alongside took {:.0} ms",
         load.as_secs_f64() * 1000.0

@@ -570,6 +570,7 @@ impl Run<'_> {
             error.to_owned(),
         );
         let (size, mtime, mode) = (file.size, file.mtime, source.mode);
+        let own_table = source.layout == Layout::TablePerFile;
         let staged = PathBuf::new();
         let recorded = state
             .warehouse
@@ -585,6 +586,7 @@ impl Run<'_> {
                     mtime,
                     hash: &hash2,
                     mode,
+                    own_table,
                     allow_empty: false,
                     cancel: None,
                 };
@@ -641,6 +643,7 @@ async fn load_one(
     );
     let (size, mtime, mode, staged_path) = (file.size, file.mtime, source.mode, staged.clone());
     let allow_empty = options.allow_empty;
+    let own_table = source.layout == Layout::TablePerFile;
     let control = Arc::new(JobControl::default());
     state.syncs.set_load(&source.name, Some(control.clone()));
     // Cancelled before this file started: do not start it.
@@ -665,6 +668,7 @@ async fn load_one(
                     mtime,
                     hash: &hash,
                     mode,
+                    own_table,
                     allow_empty,
                     cancel: Some((&job_control, &interrupt)),
                 },
