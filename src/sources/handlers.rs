@@ -21,10 +21,6 @@ use crate::web::extract::{Json, JsonOrEmpty, Query};
 
 type Path1 = axum::extract::Path<String>;
 
-fn meta_err(e: crate::db::meta::MetaError) -> AppError {
-    AppError::Internal(e.into())
-}
-
 fn sync_err(e: SyncError) -> AppError {
     match e {
         SyncError::InProgress(s) => AppError::Conflict {
@@ -36,7 +32,7 @@ fn sync_err(e: SyncError) -> AppError {
             "source_disabled",
             format!("source {s} is disabled in project.yml"),
         ),
-        SyncError::Meta(e) => meta_err(e),
+        SyncError::Meta(e) => e.into(),
     }
 }
 
@@ -74,11 +70,7 @@ pub async fn source_details(state: &AppState, name: &str) -> Result<SourceDetail
         .pop()
         .ok_or_else(|| AppError::NotFound(format!("there is no source named {name}")))?;
     let n = name.to_owned();
-    let sync_history = state
-        .meta
-        .read(move |c| repo::runs_for(c, &n, 20))
-        .await
-        .map_err(meta_err)?;
+    let sync_history = state.meta.read(move |c| repo::runs_for(c, &n, 20)).await?;
     Ok(SourceDetails {
         summary,
         files: views::file_listing(state, &source).await?,
@@ -165,7 +157,7 @@ pub async fn trigger_sync(
     for name in names {
         match sync::start(&state, &name, options, Trigger::Api, false).await {
             Ok(id) => started.push(json!({"source": name, "record_id": id})),
-            Err(SyncError::Meta(e)) => return Err(meta_err(e)),
+            Err(SyncError::Meta(e)) => return Err(e.into()),
             Err(e) => skipped.push(json!({"source": name, "reason": e.to_string()})),
         }
     }
@@ -181,11 +173,7 @@ pub async fn show_sync_status(
     State(state): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<Json<repo::SyncRun>> {
-    let run = state
-        .meta
-        .read(move |c| repo::run_by_id(c, id))
-        .await
-        .map_err(meta_err)?;
+    let run = state.meta.read(move |c| repo::run_by_id(c, id)).await?;
     run.map(Json)
         .ok_or_else(|| AppError::NotFound(format!("there is no sync record {id}")))
 }
@@ -206,8 +194,7 @@ pub async fn list_source_logs(
     let logs = state
         .meta
         .read(move |c| repo::activity(c, &repo::LogFilter::newest(Some(&name), limit)))
-        .await
-        .map_err(meta_err)?;
+        .await?;
     Ok(Json(json!({"logs": logs})))
 }
 
@@ -226,7 +213,7 @@ pub async fn logs(state: &AppState, filter: repo::LogFilter) -> Result<Vec<repo:
         .meta
         .read(move |c| repo::activity(c, &filter))
         .await
-        .map_err(meta_err)
+        .map_err(AppError::from)
 }
 
 #[derive(Deserialize)]
