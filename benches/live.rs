@@ -70,6 +70,16 @@ impl Server {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    async fn get_json(&self, path: &str) -> Value {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        r.json().await.unwrap()
+    }
+
+    async fn get_text(&self, path: &str) -> String {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        r.text().await.unwrap()
+    }
+
     async fn upload(&self, name: &str) {
         let form = reqwest::multipart::Form::new().part(
             "file",
@@ -161,15 +171,7 @@ async fn websocket_fan_out() {
     println!("   baseline, 1 client:   {}", percentiles(&one));
     // Connected, listening, and RSS read while all 1,000 are there.
     let listeners = clients(server.port, 1000).await;
-    let listed: Value = server
-        .http
-        .get(server.url("/api/clients"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = server.get_json("/api/clients").await;
     let connected_rss = support::rss_mib(server.child.id());
     let many = deliver(&server, listeners, "many").await;
     println!(
@@ -214,15 +216,7 @@ async fn overview_with_200_sources() {
     // The start-up sync loads all 200.
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let v: Value = server
-            .http
-            .get(server.url("/api/sources"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = server.get_json("/api/sources").await;
         let synced = v["sources"]
             .as_array()
             .unwrap()
@@ -238,15 +232,7 @@ async fn overview_with_200_sources() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let page = server
-        .http
-        .get(server.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = server.get_text("/").await;
     // The 200, and the uploads folder itself.
     assert_eq!(page.matches("class=\"source-card").count(), 201);
     let (_, static_file) = support::load(server.url("/static/kura.css"), None, &[], 1, 3).await;
@@ -277,15 +263,7 @@ async fn overview_with_200_sources() {
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let logs: Value = server
-                .http
-                .get(server.url(&loaded))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let logs = server.get_json(&loaded).await;
             let done = logs["logs"]
                 .as_array()
                 .unwrap()

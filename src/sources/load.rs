@@ -319,92 +319,122 @@ fn load_in_transaction(
     lenient: Leniency,
 ) -> Result<Loaded, LoadError> {
     ensure_ledger(conn).map_err(engine)?;
-    let source = reader(f.format, f.staged, lenient);
-    let schema = sql_ident(f.schema);
-    let table = format!("{schema}.{}", sql_ident(f.table));
-    conn.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-        .map_err(engine)?;
-    let kura = KuraColumns::now(f.path);
-    let virtual_columns = f.own_table
-        && f.mode == Mode::Replace
-        && matches!(f.format, Format::Parquet | Format::Json)
-        && !lenient.stored_columns;
-    let Some(existing) = existing else {
-        let rows = if virtual_columns {
-            let file_columns = file_columns(conn, &source)?;
-            declare_table(conn, "CREATE TABLE", &table, &file_columns, &kura)?;
-            let typed = reader_with(f.format, f.staged, lenient, Some(&file_columns));
-            insert(conn, f, &table, &typed, None)?
-        } else {
-            // Not a prepared statement (whose row count would spare the count below): the
-            // prepared CREATE TABLE AS measured ~10% slower on a 1M-row CSV in one run of
-            // two, and counting a new table's rows reads only its metadata.
-            cancellable(f, || {
-                conn.execute_batch(&format!(
-                    "CREATE TABLE {table} AS SELECT *, {} FROM {source}",
-                    kura.stored()
-                ))
-                .map_err(|e| LoadError::Parse(e.to_string()))
-            })?;
-            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+    conn.execute_batch(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {}",
+        sql_ident(f.schema)
+    ))
+    .map_err(engine)?;
+    let attempt = Attempt::new(conn, f, lenient);
+    let loaded = match existing {
+        None => Loaded {
+            rows: attempt.create()?,
+            ..Loaded::default()
+        },
+        Some(existing) => attempt.refill(existing)?,
+    };
+    if loaded.rows == 0 && loaded.replaced > 0 && !f.allow_empty {
+        return Err(LoadError::EmptyReplace {
+            existing: loaded.replaced,
+        });
+    }
+    write_ledger(conn, f, &loaded).map_err(engine)?;
+    Ok(loaded)
+}
+
+/// One attempt at loading a file, inside its transaction, with one [`Leniency`].
+struct Attempt<'a> {
+    conn: &'a Connection,
+    f: &'a FileLoad<'a>,
+    lenient: Leniency,
+    /// `schema.table`, quoted.
+    table: String,
+    /// The reader call.
+    source: String,
+    kura: KuraColumns,
+    /// The Kura columns are (to be) declared rather than stored; see the module docs.
+    virtual_columns: bool,
+}
+
+impl<'a> Attempt<'a> {
+    fn new(conn: &'a Connection, f: &'a FileLoad<'a>, lenient: Leniency) -> Self {
+        Self {
+            conn,
+            f,
+            lenient,
+            table: format!("{}.{}", sql_ident(f.schema), sql_ident(f.table)),
+            source: reader(f.format, f.staged, lenient),
+            kura: KuraColumns::now(f.path),
+            virtual_columns: f.own_table
+                && f.mode == Mode::Replace
+                && matches!(f.format, Format::Parquet | Format::Json)
+                && !lenient.stored_columns,
+        }
+    }
+
+    /// The reader call, told the file's columns (see [`reader_with`]).
+    fn typed_source(&self, columns: &[(String, String)]) -> String {
+        reader_with(self.f.format, self.f.staged, self.lenient, Some(columns))
+    }
+
+    /// Creates the table from the file; returns its rows.
+    fn create(&self) -> Result<u64, LoadError> {
+        let (conn, table, source) = (self.conn, &self.table, &self.source);
+        if self.virtual_columns {
+            let file_columns = file_columns(conn, source)?;
+            declare_table(conn, "CREATE TABLE", table, &file_columns, &self.kura)?;
+            return insert(conn, self.f, table, &self.typed_source(&file_columns), None);
+        }
+        // Not a prepared statement (whose row count would spare the count below): the
+        // prepared CREATE TABLE AS measured ~10% slower on a 1M-row CSV in one run of two,
+        // and counting a new table's rows reads only its metadata.
+        cancellable(self.f, || {
+            conn.execute_batch(&format!(
+                "CREATE TABLE {table} AS SELECT *, {} FROM {source}",
+                self.kura.stored()
+            ))
+            .map_err(|e| LoadError::Parse(e.to_string()))
+        })?;
+        let rows = conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
                 r.get::<_, i64>(0)
             })
-            .map_err(engine)?
-            .unsigned_abs()
+            .map_err(engine)?;
+        Ok(rows.unsigned_abs())
+    }
+
+    /// Loads the file into the table that exists: its columns checked against the table's,
+    /// then its earlier rows replaced (replace mode) or added to (append mode).
+    fn refill(&self, existing: &ExistingTable) -> Result<Loaded, LoadError> {
+        let (conn, f, table) = (self.conn, self.f, &self.table);
+        let file_columns = file_columns(conn, &self.source)?;
+        let (added_columns, has_rows) = match reconcile_columns(&file_columns, &existing.columns) {
+            Ok(added) => (added, true),
+            // A file without rows has no columns worth comparing (an empty JSON file reads
+            // as one `json` column): it is an empty replacement, not a conflict.
+            Err(conflict) if has_rows(conn, &self.source)? => return Err(conflict),
+            Err(_) => (Vec::new(), false),
         };
-        let loaded = Loaded {
-            rows,
+        let mut loaded = Loaded {
+            added_columns,
             ..Loaded::default()
         };
-        write_ledger(conn, f, &loaded).map_err(engine)?;
-        return Ok(loaded);
-    };
-
-    let file_columns = file_columns(conn, &source)?;
-    let table_columns = &existing.columns;
-    let (added_columns, has_rows) = match reconcile_columns(&file_columns, table_columns) {
-        Ok(added) => (added, true),
-        // A file without rows has no columns worth comparing (an empty JSON file reads as
-        // one `json` column): it is an empty replacement, not a conflict.
-        Err(conflict) if has_rows(conn, &source)? => return Err(conflict),
-        Err(_) => (Vec::new(), false),
-    };
-    let mut loaded = Loaded {
-        added_columns,
-        ..Loaded::default()
-    };
-    // Whether the table holds this file's rows alone, and how many (counted only when it
-    // matters: on a table gathering many files it is a scan).
-    let alone = if virtual_columns {
-        let (rows, others) = conn
-            .query_row(
-                &format!(
-                    "SELECT count(*), count(*) FILTER (WHERE {FILE_COLUMN} IS DISTINCT FROM ?) FROM {table}"
-                ),
-                [f.path],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-            )
-            .map_err(engine)?;
-        (others == 0).then_some(rows.unsigned_abs())
-    } else {
-        None
-    };
-    if let Some(rows_before) = alone {
-        // The table is this file's rows alone: declare it anew (the columns it had, in
-        // their order and types, then the new ones) and fill it.
-        let typed = reader_with(f.format, f.staged, lenient, Some(&file_columns));
-        let mut columns = table_columns.clone();
-        columns.extend(
-            file_columns
-                .into_iter()
-                .filter(|(n, _)| loaded.added_columns.contains(n)),
-        );
-        declare_table(conn, "CREATE OR REPLACE TABLE", &table, &columns, &kura)?;
-        loaded.replaced = rows_before;
-        if has_rows {
-            loaded.rows = insert(conn, f, &table, &typed, None)?;
+        if let Some(rows_before) = self.rows_if_alone()? {
+            // The table is this file's rows alone: declare it anew (the columns it had, in
+            // their order and types, then the new ones) and fill it.
+            let typed = self.typed_source(&file_columns);
+            let mut columns = existing.columns.clone();
+            columns.extend(
+                file_columns
+                    .into_iter()
+                    .filter(|(n, _)| loaded.added_columns.contains(n)),
+            );
+            declare_table(conn, "CREATE OR REPLACE TABLE", table, &columns, &self.kura)?;
+            loaded.replaced = rows_before;
+            if has_rows {
+                loaded.rows = insert(conn, f, table, &typed, None)?;
+            }
+            return Ok(loaded);
         }
-    } else {
         if existing.virtual_columns {
             // Rows of another file (kept after it was deleted) or a mode that gathers
             // files: from now on the table stores the columns per row.
@@ -433,16 +463,30 @@ fn load_in_transaction(
                 .map_err(engine)? as u64;
         }
         if has_rows {
-            loaded.rows = insert(conn, f, &table, &source, Some(&kura))?;
+            loaded.rows = insert(conn, f, table, &self.source, Some(&self.kura))?;
         }
+        Ok(loaded)
     }
-    if loaded.rows == 0 && loaded.replaced > 0 && !f.allow_empty {
-        return Err(LoadError::EmptyReplace {
-            existing: loaded.replaced,
-        });
+
+    /// When the Kura columns are to be declared and the table holds this file's rows
+    /// alone: how many. (Counted only then: on a table gathering many files it is a scan.)
+    fn rows_if_alone(&self) -> Result<Option<u64>, LoadError> {
+        if !self.virtual_columns {
+            return Ok(None);
+        }
+        let (rows, others) = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT count(*), count(*) FILTER (WHERE {FILE_COLUMN} IS DISTINCT FROM ?) FROM {}",
+                    self.table
+                ),
+                [self.f.path],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .map_err(engine)?;
+        Ok((others == 0).then_some(rows.unsigned_abs()))
     }
-    write_ledger(conn, f, &loaded).map_err(engine)?;
-    Ok(loaded)
 }
 
 /// The values of `_kura_file` and `_kura_loaded_at` for one load.
@@ -854,6 +898,13 @@ mod tests {
             ))
         }
 
+        /// `file=k` for every row of `raw_s.<table>`, by `k`.
+        fn files_and_keys(&self, table: &str) -> Vec<String> {
+            self.strings(&format!(
+                "SELECT _kura_file || '=' || k FROM raw_s.{table} ORDER BY k"
+            ))
+        }
+
         fn stores_kura_columns(&self, table: &str) -> bool {
             self.columns(table).iter().all(|c| c.ends_with(":NEVER"))
         }
@@ -972,10 +1023,7 @@ mod tests {
             .load("d/1.csv", "d", "k\nz\n", false, Mode::Replace)
             .unwrap();
         assert_eq!((loaded.rows, loaded.replaced), (1, 2));
-        assert_eq!(
-            b.strings("SELECT _kura_file || '=' || k FROM raw_s.d ORDER BY k"),
-            ["d/2.ndjson=c", "d/1.csv=z"]
-        );
+        assert_eq!(b.files_and_keys("d"), ["d/2.ndjson=c", "d/1.csv=z"]);
     }
 
     #[test]
@@ -988,28 +1036,19 @@ mod tests {
         b.load("u/t.ndjson", "t", "{\"k\": \"b\"}\n", true, Mode::Replace)
             .unwrap();
         assert!(b.stores_kura_columns("t"), "{:?}", b.columns("t"));
-        assert_eq!(
-            b.strings("SELECT _kura_file || '=' || k FROM raw_s.t ORDER BY k"),
-            ["u/t.json=a", "u/t.ndjson=b"]
-        );
+        assert_eq!(b.files_and_keys("t"), ["u/t.json=a", "u/t.ndjson=b"]);
         // The same happens when the source switches to append mode, or the file becomes
         // a CSV file.
         b.load("u/v.json", "v", "[{\"k\": \"a\"}]", true, Mode::Replace)
             .unwrap();
         b.load("u/v.json", "v", "[{\"k\": \"b\"}]", true, Mode::Append)
             .unwrap();
-        assert_eq!(
-            b.strings("SELECT _kura_file || '=' || k FROM raw_s.v ORDER BY k"),
-            ["u/v.json=a", "u/v.json=b"]
-        );
+        assert_eq!(b.files_and_keys("v"), ["u/v.json=a", "u/v.json=b"]);
         b.load("u/w.json", "w", "[{\"k\": \"a\"}]", true, Mode::Replace)
             .unwrap();
         b.load("u/w.csv", "w", "k\nb\n", true, Mode::Replace)
             .unwrap();
-        assert_eq!(
-            b.strings("SELECT _kura_file || '=' || k FROM raw_s.w ORDER BY k"),
-            ["u/w.json=a", "u/w.csv=b"]
-        );
+        assert_eq!(b.files_and_keys("w"), ["u/w.json=a", "u/w.csv=b"]);
     }
 
     #[test]
