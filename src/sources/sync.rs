@@ -30,7 +30,6 @@ use crate::app::AppState;
 use crate::blocking;
 use crate::config::OnDelete;
 use crate::db::warehouse::JobControl;
-use crate::db::warehouse::sql_ident;
 use crate::events::EventKind;
 
 /// What started a sync.
@@ -354,20 +353,8 @@ pub fn schema_rows(conn: &duckdb::Connection, schema: &str) -> duckdb::Result<u6
         let rows = stmt.query_map([schema], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
-    let mut total = 0u64;
-    for t in tables {
-        let n: i64 = conn.query_row(
-            &format!(
-                "SELECT count(*) FROM {}.{}",
-                sql_ident(schema),
-                sql_ident(&t)
-            ),
-            [],
-            |r| r.get(0),
-        )?;
-        total += n.unsigned_abs();
-    }
-    Ok(total)
+    let names: Vec<(&str, &str)> = tables.iter().map(|t| (schema, t.as_str())).collect();
+    Ok(super::views::row_counts(conn, &names)?.into_iter().sum())
 }
 
 static STAGE_COUNTER: AtomicU64 = AtomicU64::new(0);

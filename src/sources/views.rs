@@ -17,7 +17,7 @@ use super::registry::{self, Source};
 use super::repo;
 use crate::app::AppState;
 use crate::blocking;
-use crate::db::warehouse::{sql_ident, sql_string};
+use crate::db::warehouse::sql_ident;
 use crate::error::{AppError, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,39 +119,18 @@ fn read_view(c: &duckdb::Connection) -> duckdb::Result<WarehouseView> {
             });
         }
     }
-    // Every table's row count in one statement: one parse and plan instead of hundreds.
-    let counts: Vec<String> = tables
+    let names: Vec<(&str, &str)> = tables
         .iter()
         .flat_map(|(schema, list)| {
-            list.iter().enumerate().map(move |(i, t)| {
+            list.iter().map(move |t| {
                 let table = t.name.split_once('.').map_or(t.name.as_str(), |(_, n)| n);
-                format!(
-                    "SELECT {}, {i}, count(*) FROM {}.{}",
-                    sql_string(schema),
-                    sql_ident(schema),
-                    sql_ident(table)
-                )
+                (schema.as_str(), table)
             })
         })
         .collect();
-    if !counts.is_empty() {
-        let mut stmt = c.prepare(&counts.join(" UNION ALL "))?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (schema, i, n) = row?;
-            if let Some(t) = tables
-                .get_mut(&schema)
-                .and_then(|list| list.get_mut(usize::try_from(i).unwrap_or(usize::MAX)))
-            {
-                t.row_count = n.unsigned_abs();
-            }
-        }
+    let counts = row_counts(c, &names)?;
+    for (t, n) in tables.values_mut().flatten().zip(counts) {
+        t.row_count = n;
     }
     let mut ledger = BTreeMap::new();
     if repo::ledger_exists(c)? {
@@ -177,6 +156,31 @@ fn read_view(c: &duckdb::Connection) -> duckdb::Result<WarehouseView> {
         }
     }
     Ok(WarehouseView { tables, ledger })
+}
+
+/// The row counts of `tables` (schema, table), in their order, in one statement: one
+/// parse and plan instead of one per table (which cost ~1 ms each).
+pub fn row_counts(c: &duckdb::Connection, tables: &[(&str, &str)]) -> duckdb::Result<Vec<u64>> {
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let counts: Vec<String> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, (schema, table))| {
+            format!(
+                "SELECT {i} AS i, count(*) AS n FROM {}.{}",
+                sql_ident(schema),
+                sql_ident(table)
+            )
+        })
+        .collect();
+    let mut stmt = c.prepare(&format!(
+        "SELECT n FROM ({}) ORDER BY i",
+        counts.join(" UNION ALL ")
+    ))?;
+    let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
+    rows.map(|n| n.map(i64::unsigned_abs)).collect()
 }
 
 /// The warehouse view at the current generation, read only when a commit changed it.
