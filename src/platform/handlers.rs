@@ -25,19 +25,19 @@ async fn warehouse_facts(state: &AppState) -> Result<WarehouseFacts> {
         .internal(|conn| {
             let counts = count_tables(conn)?;
             // The load ledger exists once something was loaded.
-            let ledger: i64 = conn.query_row(
-                "SELECT count(*) FROM duckdb_tables() WHERE schema_name = '_kura' AND table_name = 'files'",
-                [],
-                |r| r.get(0),
-            )?;
-            let sync_failures = if ledger > 0 {
-                conn.query_row("SELECT count(*) FROM _kura.files WHERE status = 'failed'", [], |r| {
-                    r.get(0)
-                })?
+            let sync_failures = if crate::sources::repo::ledger_exists(conn)? {
+                conn.query_row(
+                    "SELECT count(*) FROM _kura.files WHERE status = 'failed'",
+                    [],
+                    |r| r.get(0),
+                )?
             } else {
                 0
             };
-            Ok::<_, duckdb::Error>(WarehouseFacts { counts, sync_failures })
+            Ok::<_, duckdb::Error>(WarehouseFacts {
+                counts,
+                sync_failures,
+            })
         })
         .await
         .map_err(|e| AppError::Internal(e.into()))?
