@@ -125,7 +125,7 @@ fn main() {
 }
 
 async fn run(server: &Server) {
-    let client = reqwest::Client::new();
+    let client = support::client();
     let deadline = Instant::now() + Duration::from_secs(30);
     while client
         .get(server.url("/static/kura.css"))
@@ -223,7 +223,7 @@ async fn sign_in_cost(server: &Server, client: &reqwest::Client) {
 
 /// p99 of sequential `/api/status` calls for `secs`.
 async fn status_p99(url: String, bearer: String, secs: u64) -> (Histogram<u64>, u64) {
-    let client = reqwest::Client::new();
+    let client = support::client();
     let mut h = Histogram::<u64>::new(3).unwrap();
     let mut errors = 0;
     let end = Instant::now() + Duration::from_secs(secs);
@@ -257,7 +257,7 @@ async fn sign_in_storm(server: &Server, bearer: &[(&str, String)]) {
     for i in 0..100 {
         let url = server.url("/api/auth/login");
         storm.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = support::client();
             // Half right, half wrong passwords for unknown users: both cost one argon2.
             let body = if i % 2 == 0 {
                 json!({"email": "admin@localhost", "password": NEW_PASSWORD})

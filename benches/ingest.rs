@@ -62,7 +62,7 @@ impl Server {
             child,
             port,
             dir,
-            client: reqwest::Client::new(),
+            client: support::client(),
         };
         support::wait_ready(server.port).await;
         server

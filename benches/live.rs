@@ -62,7 +62,7 @@ impl Server {
             child,
             port,
             dir,
-            http: reqwest::Client::new(),
+            http: support::client(),
         }
     }
 

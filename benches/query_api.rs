@@ -230,7 +230,7 @@ async fn throughput_bench(server: &Server) {
 }
 
 async fn wide_result_bench(server: &Server) {
-    let client = reqwest::Client::new();
+    let client = support::client();
     let mut server_ms = Vec::new();
     let mut http_ms = Vec::new();
     for i in 0..31 {
@@ -303,7 +303,7 @@ fn copy_baseline_mb_s(sql: &str, bytes: u64) -> f64 {
 }
 
 async fn export_bench(server: &Server) {
-    let client = reqwest::Client::new();
+    let client = support::client();
     let before = server.rss_kb("VmRSS:");
     let t = Instant::now();
     let r = client
@@ -342,7 +342,7 @@ async fn export_bench(server: &Server) {
 }
 
 async fn runaway_bench(server: &Server) {
-    let client = reqwest::Client::new();
+    let client = support::client();
     let mut stops = Vec::new();
     let mut worst_other = Duration::ZERO;
     let mut other_errors = 0;

@@ -60,6 +60,7 @@ pub(crate) async fn load(
     secs: u64,
 ) -> (f64, Histogram<u64>) {
     let mut defaults = reqwest::header::HeaderMap::new();
+    defaults.insert("x-requested-with", "kura-bench".parse().unwrap());
     for (k, v) in headers {
         defaults.insert(
             reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
@@ -142,7 +143,7 @@ pub(crate) fn wrk(
     if let Some(body) = body {
         let script = dir.path().join("post.lua");
         let lua = format!(
-            "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+            "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"X-Requested-With\"] = \"kura-bench\"\n"
         );
         std::fs::write(&script, lua).ok()?;
         cmd.arg("-s").arg(&script);
@@ -177,6 +178,16 @@ pub(crate) fn wrk(
         ms(&find("50%")?)?,
         ms(&find("99%")?)?,
     ))
+}
+
+/// A client as scripts use one: with auth off, Kura wants `X-Requested-With` on writes.
+pub(crate) fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-requested-with", "kura-bench".parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// Waits (30 s at most) until the server on `port` answers `/api/status`.

@@ -51,6 +51,8 @@ pub struct Inner {
     /// The live `/ws` connections.
     pub clients: Arc<crate::events::ws::Clients>,
     pub source_views: crate::sources::views::ViewCache,
+    /// Exports running now: at most `query_workers - 1`, so queries always have a worker.
+    pub exports: Arc<tokio::sync::Semaphore>,
     pub started_at: DateTime<Utc>,
     watcher: Mutex<WatcherStatus>,
     lock: ServeLock,
@@ -106,6 +108,9 @@ impl AppState {
         let auth_config = config.clone();
         let auth_meta = meta.clone();
         let auth = blocking::run(move || AuthState::open(&auth_config, &auth_meta)).await?;
+        let exports = Arc::new(tokio::sync::Semaphore::new(
+            config.api.query_workers.saturating_sub(1).max(1),
+        ));
         Ok(Self(Arc::new(Inner {
             config,
             meta,
@@ -118,6 +123,7 @@ impl AppState {
             schedules: ScheduleService::new(clock),
             clients: Arc::default(),
             source_views: crate::sources::views::ViewCache::default(),
+            exports,
             started_at: Utc::now(),
             watcher: Mutex::new(WatcherStatus::default()),
             lock,
@@ -215,9 +221,11 @@ pub async fn serve(
     state.start_background().await;
     let router = crate::routes::build_router(state.clone());
     let token = state.tasks.token();
+    // Longer than any legitimate silence on a connection: a query's run, a ping on /ws.
+    let idle = Duration::from_secs(state.config.api.query_timeout_seconds.max(30) + 90);
     axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
+        crate::web::conn::TimedListener::new(listener, idle),
+        router.into_make_service_with_connect_info::<crate::web::conn::PeerAddr>(),
     )
     .with_graceful_shutdown(async move {
         tokio::select! {

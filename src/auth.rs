@@ -148,7 +148,8 @@ pub struct PendingTwoFactor {
     pub user_id: i64,
     pub epoch: i64,
     pub started_at: i64,
-    pub tries: u32,
+    /// Names this sign-in's row in `two_factor_attempts`, where wrong codes are counted.
+    pub id: String,
 }
 
 pub const SESSION_AUTH: &str = "auth";

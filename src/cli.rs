@@ -236,6 +236,11 @@ fn server_client(config: &Config) -> anyhow::Result<(String, reqwest::Client)> {
     // The server writes a machine-local token to .kura/cli-token (mode 0600) at start:
     // whoever can read the project's state folder may drive its server from the CLI.
     let mut headers = reqwest::header::HeaderMap::new();
+    // With auth off the server wants a header no cross-site form can send on writes.
+    headers.insert(
+        "x-requested-with",
+        reqwest::header::HeaderValue::from_static("kura-cli"),
+    );
     if let Some(token) = crate::auth::read_cli_token(&config.state_dir()) {
         headers.insert(
             reqwest::header::AUTHORIZATION,

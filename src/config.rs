@@ -138,6 +138,18 @@ pub struct WarehouseSection {
     pub max_temp_directory_size: String,
     /// DuckDB `max_expression_depth`: bounds deeply nested user expressions.
     pub max_expression_depth: u32,
+    /// The process's resident memory above which running queries are stopped (DuckDB's
+    /// `memory_limit` does not cover every allocation). Empty: twice `memory_limit`.
+    pub max_process_memory: String,
+}
+
+impl WarehouseSection {
+    /// The memory watchdog's ceiling, in bytes.
+    pub fn process_memory_ceiling(&self) -> u64 {
+        parse_size(&self.max_process_memory)
+            .or_else(|| parse_size(&self.memory_limit).map(|b| b.saturating_mul(2)))
+            .unwrap_or(1 << 30)
+    }
 }
 
 impl Default for WarehouseSection {
@@ -148,6 +160,7 @@ impl Default for WarehouseSection {
             threads: 0,
             max_temp_directory_size: "10GB".into(),
             max_expression_depth: 1000,
+            max_process_memory: String::new(),
         }
     }
 }
@@ -289,6 +302,9 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         let w = &self.warehouse;
         check_size("warehouse.memory_limit", &w.memory_limit)?;
+        if !w.max_process_memory.is_empty() {
+            check_size("warehouse.max_process_memory", &w.max_process_memory)?;
+        }
         check_size(
             "warehouse.max_temp_directory_size",
             &w.max_temp_directory_size,
@@ -441,18 +457,33 @@ fn apply_override(root: &mut serde_yaml::Value, key: &str, raw: &str) -> Result<
 
 /// Accepts DuckDB size strings such as `512MB`, `1.5GB`, `2GiB`.
 fn check_size(key: &str, value: &str) -> Result<(), String> {
+    match parse_size(value) {
+        Some(_) => Ok(()),
+        None => Err(format!("{key}: {value:?} is not a size like 512MB or 2GB")),
+    }
+}
+
+/// A size like `512MB`, `2GB` or `1GiB` in bytes (DuckDB's units: KB = 1000, KiB = 1024).
+pub fn parse_size(value: &str) -> Option<u64> {
     let v = value.trim();
     let split = v
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(v.len());
     let (number, unit) = v.split_at(split);
-    let unit = unit.trim().to_ascii_uppercase();
-    let units = ["B", "KB", "MB", "GB", "TB", "KIB", "MIB", "GIB", "TIB"];
-    if number.parse::<f64>().is_ok_and(|n| n > 0.0) && units.contains(&unit.as_str()) {
-        Ok(())
-    } else {
-        Err(format!("{key}: {value:?} is not a size like 512MB or 2GB"))
-    }
+    let factor: f64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KIB" => 1024.0,
+        "MIB" => 1024.0 * 1024.0,
+        "GIB" => 1024.0 * 1024.0 * 1024.0,
+        "TIB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let n: f64 = number.parse().ok().filter(|n: &f64| *n > 0.0)?;
+    Some((n * factor) as u64)
 }
 
 /// A JSON view of the config for `/api/config`, with anything secret-looking masked.

@@ -41,6 +41,13 @@ pub enum QueryError {
     Timeout { seconds: u64 },
     #[error("the export format {0:?} is not one of csv, ndjson, parquet")]
     UnknownFormat(String),
+    /// Stopped by the memory watchdog.
+    #[error(
+        "the query was stopped: the server's memory passed its ceiling of {limit_mb} MB \
+         (warehouse.max_process_memory) while it ran; aggregate or filter more, or build \
+         smaller lists and strings"
+    )]
+    MemoryLimit { limit_mb: u64 },
 }
 
 impl QueryError {
@@ -60,6 +67,7 @@ impl QueryError {
             Self::Failed(_) => "query_failed",
             Self::Timeout { .. } => "query_timeout",
             Self::UnknownFormat(_) => "invalid_format",
+            Self::MemoryLimit { .. } => "memory_limit_exceeded",
         }
     }
 
@@ -137,6 +145,11 @@ const DENIED_NAMES: &[&str] = &[
     "attach",
     "detach",
     "summary",
+    // Settings, session variables and plans of other SQL (a plan can carry a setting's
+    // value: json_serialize_plan('...current_setting(...)...', optimize := true)).
+    "getvariable",
+    "json_serialize_plan",
+    "json_deserialize_sql",
 ];
 
 /// True if a function of this (lowercase) name must never run from user SQL.

@@ -54,9 +54,11 @@ impl Table {
         T: 'static,
     {
         let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
-        let mut route = on(filter, handler).route_layer(middleware::from_fn(
-            move |req: Request, next: Next| auth::middleware::guard(access, req, next),
-        ));
+        let mut route = on(filter, handler)
+            .route_layer(middleware::from_fn(move |req: Request, next: Next| {
+                auth::middleware::guard(access, req, next)
+            }))
+            .route_layer(middleware::from_fn(web::middleware::record_route));
         if let Some(limit) = body_limit {
             route = route.layer(DefaultBodyLimit::max(limit));
         }
@@ -495,6 +497,7 @@ pub fn build_router(state: AppState) -> Router {
         ))
         .layer(sessions)
         .layer(middleware::from_fn(web::middleware::log_requests))
+        .layer(middleware::from_fn(web::middleware::security_headers))
         .with_state(state)
 }
 

@@ -8,6 +8,7 @@
 pub mod excel;
 pub mod formats;
 pub mod handlers;
+pub mod inflight;
 pub mod load;
 pub mod naming;
 pub mod pages;

@@ -9,7 +9,8 @@ const kura = {
 
   // Calls the API; resolves to the parsed JSON, rejects with {status, error, message, ...}.
   async api(method, path, body) {
-    const headers = { "Accept": "application/json" };
+    // X-Requested-With: a header no cross-site form can send (Kura with auth off needs it).
+    const headers = { "Accept": "application/json", "X-Requested-With": "XMLHttpRequest" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const token = kura.csrf();
     if (token) headers["X-CSRF-Token"] = token;
@@ -154,6 +155,9 @@ const kura = {
     const scope = root || document;
     for (const t of scope.querySelectorAll("time[datetime]")) t.textContent = kura.when(t.getAttribute("datetime"));
     for (const b of scope.querySelectorAll("[data-bytes]")) b.textContent = kura.bytes(b.dataset.bytes);
+    // Bar heights: set through the CSSOM, which the content security policy allows (it
+    // refuses inline style attributes).
+    for (const b of scope.querySelectorAll("[data-percent]")) b.style.height = `${Number(b.dataset.percent)}%`;
   },
 
   // Replaces the element `id` with the same element from the page at `url` (the server
@@ -174,6 +178,7 @@ const kura = {
       const x = new XMLHttpRequest();
       x.open("POST", path);
       x.setRequestHeader("X-CSRF-Token", kura.csrf());
+      x.setRequestHeader("X-Requested-With", "XMLHttpRequest");
       x.setRequestHeader("Accept", "application/json");
       x.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
       x.onload = () => {
@@ -195,6 +200,9 @@ document.addEventListener("DOMContentLoaded", () => {
     sessionStorage.removeItem("kura.flash");
     try { const [text, kind] = JSON.parse(flash); kura.say(text, kind); } catch (_) { /* ignore */ }
   }
+  // Forms handled by the page scripts never submit themselves (no inline handlers: the
+  // content security policy allows scripts from /static only).
+  for (const f of document.querySelectorAll("form[data-no-submit]")) f.addEventListener("submit", (e) => e.preventDefault());
   if (document.body.classList.contains("app")) { kura.localize(); kura.connect(); }
   const out = document.getElementById("sign-out");
   if (out) out.addEventListener("click", async () => {

@@ -150,7 +150,7 @@
     try {
       const r = await fetch("/api/query/export", {
         method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": kura.csrf() },
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": kura.csrf(), "X-Requested-With": "XMLHttpRequest" },
         body: JSON.stringify({ sql: text, format }),
       });
       if (!r.ok) { showError(await r.json().catch(() => ({ message: `export failed (${r.status})` }))); $("status").textContent = ""; return; }

@@ -27,7 +27,7 @@
       const path = del.dataset.path;
       if (!confirm(`Delete ${path} from disk? Its rows leave the warehouse too.`)) return;
       try {
-        await kura.api("DELETE", `/api/sources/${enc}/csv-files?path=${encodeURIComponent(path)}`);
+        await kura.api("DELETE", `/api/sources/${enc}/csv-files?file_path=${encodeURIComponent(path)}`);
         kura.say(`${path} deleted.`, "ok");
         refresh();
       } catch (err) { kura.fail(err); }

@@ -269,7 +269,8 @@ pub async fn reset_password(
     })))
 }
 
-/// `POST /api/admin/users/{id}/deactivate`: sign-in, sessions and API keys stop at once.
+/// `POST /api/admin/users/{id}/deactivate`: sign-in and sessions stop at once, and the
+/// user's API keys are revoked for good.
 pub async fn deactivate_user(
     State(state): State<AppState>,
     principal: Principal,
@@ -284,6 +285,12 @@ pub async fn deactivate_user(
         .write(move |tx| {
             tx.execute(
                 "UPDATE users SET status = 'deactivated', updated_at = ?2 WHERE id = ?1",
+                params![id, now_text()],
+            )?;
+            // Keys are revoked, not just suspended: reactivating an account must not bring
+            // back credentials that were handed out before it was closed.
+            tx.execute(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
                 params![id, now_text()],
             )?;
             store::end_sessions(tx, id, None)

@@ -89,7 +89,7 @@ pub async fn login(
             user_id: user.id,
             epoch: user.session_epoch,
             started_at: now_unix(),
-            tries: 0,
+            id: tokens::random_base62(24),
         };
         session
             .insert(SESSION_PENDING, pending)
@@ -629,7 +629,7 @@ pub async fn verify_two_factor(
     headers: HeaderMap,
     Json(body): Json<CodeOnly>,
 ) -> Result<Json<Value>> {
-    let Some(mut pending) = session
+    let Some(pending) = session
         .get::<PendingTwoFactor>(SESSION_PENDING)
         .await
         .map_err(session_error)?
@@ -639,17 +639,38 @@ pub async fn verify_two_factor(
             "there is no sign-in waiting for a two-factor code; sign in with your password first",
         ));
     };
-    if now_unix() - pending.started_at > PENDING_SECONDS || pending.tries >= PENDING_TRIES {
+    let expired = || {
+        AppError::unauthenticated(
+            "two_factor_expired",
+            "this sign-in took too long or had too many wrong codes; sign in with your password again",
+        )
+    };
+    if now_unix() - pending.started_at > PENDING_SECONDS {
         session
             .remove_value(SESSION_PENDING)
             .await
             .map_err(session_error)?;
-        return Err(AppError::unauthenticated(
-            "two_factor_expired",
-            "this sign-in took too long or had too many wrong codes; sign in with your password again",
-        ));
+        return Err(expired());
+    }
+    // Counted before the code is looked at, in one atomic statement: parallel guesses on
+    // one session each get their own number, and the sixth is not evaluated at all.
+    let pending_id = pending.id.clone();
+    let tries = state
+        .meta
+        .write(move |tx| store::count_two_factor_try(tx, &pending_id))
+        .await?;
+    if tries > PENDING_TRIES {
+        session
+            .remove_value(SESSION_PENDING)
+            .await
+            .map_err(session_error)?;
+        return Err(expired());
     }
     let user = load_user(&state, pending.user_id).await?;
+    let e = user.email.clone();
+    if let Some(retry_after) = state.meta.read(move |c| store::locked_for(c, &e)).await? {
+        return Err(AppError::Locked { retry_after });
+    }
     let (secret, _, last_step) = totp_state(&state, user.id).await?;
     let valid_user = user.is_active() && user.session_epoch == pending.epoch;
     let mut ok = false;
@@ -677,20 +698,25 @@ pub async fn verify_two_factor(
         }
     }
     if !ok {
-        pending.tries += 1;
-        session
-            .insert(SESSION_PENDING, &pending)
-            .await
-            .map_err(session_error)?;
         audit::record(&state, None, "2fa.failure", Some(&user.email), ip, None).await;
+        // A wrong second factor counts toward the account's lockout like a wrong password.
+        let error = failed_sign_in(&state, &user.email, ip).await;
+        if matches!(error, AppError::Locked { .. }) {
+            return Err(error);
+        }
         return Err(AppError::unauthenticated(
             "invalid_code",
             format!(
                 "the code is wrong ({} of {PENDING_TRIES} tries left)",
-                PENDING_TRIES - pending.tries
+                PENDING_TRIES.saturating_sub(tries)
             ),
         ));
     }
+    let pending_id = pending.id.clone();
+    state
+        .meta
+        .write(move |tx| store::clear_two_factor_tries(tx, &pending_id))
+        .await?;
     let answer = complete_sign_in(&state, &session, &user, ip, &headers).await?;
     audit::record(
         &state,
@@ -704,21 +730,43 @@ pub async fn verify_two_factor(
     Ok(Json(answer))
 }
 
+/// The password and a current authenticator code of a user with two-factor sign-in on.
+async fn confirm_password_and_code(
+    state: &AppState,
+    user_id: i64,
+    body: PasswordAndCode,
+) -> Result<User> {
+    let user = confirm_password(state, user_id, body.password).await?;
+    let (secret, _, last_step) = totp_state(state, user_id).await?;
+    let Some(sealed) = secret.filter(|_| user.totp_enabled) else {
+        return Err(AppError::Conflict {
+            code: "two_factor_not_enabled",
+            message: "two-factor sign-in is not on".into(),
+        });
+    };
+    if accept_totp(state, user_id, &sealed, &body.code, last_step)
+        .await?
+        .is_none()
+    {
+        return Err(AppError::bad_request(
+            "invalid_code",
+            "the code from the authenticator app does not match",
+        ));
+    }
+    Ok(user)
+}
+
 /// `POST /api/auth/2fa/disable`.
 pub async fn disable_two_factor(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
-    Json(body): Json<PasswordOnly>,
+    Json(body): Json<PasswordAndCode>,
 ) -> Result<Json<Value>> {
     let user_id = principal.require_user()?;
-    let user = confirm_password(&state, user_id, body.password).await?;
-    if !user.totp_enabled {
-        return Err(AppError::Conflict {
-            code: "two_factor_not_enabled",
-            message: "two-factor sign-in is not on".into(),
-        });
-    }
+    // A stolen session that learnt the password must not remove the second factor: the
+    // authenticator's current code is asked for too.
+    let user = confirm_password_and_code(&state, user_id, body).await?;
     state
         .meta
         .write(move |tx| {
@@ -741,23 +789,7 @@ pub async fn regenerate_recovery_codes(
     Json(body): Json<PasswordAndCode>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let user_id = principal.require_user()?;
-    let user = confirm_password(&state, user_id, body.password).await?;
-    let (secret, _, last_step) = totp_state(&state, user_id).await?;
-    let Some(sealed) = secret else {
-        return Err(AppError::Conflict {
-            code: "two_factor_not_enabled",
-            message: "two-factor sign-in is not on".into(),
-        });
-    };
-    if accept_totp(&state, user_id, &sealed, &body.code, last_step)
-        .await?
-        .is_none()
-    {
-        return Err(AppError::bad_request(
-            "invalid_code",
-            "the code does not match",
-        ));
-    }
+    let user = confirm_password_and_code(&state, user_id, body).await?;
     let (codes, hashes) = new_recovery_codes();
     state
         .meta

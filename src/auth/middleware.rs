@@ -32,6 +32,11 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             return AppError::RateLimited { retry_after }.into_response();
         }
     }
+    if !state.config.auth.enabled
+        && let Err(e) = check_local_request(req.method(), req.headers())
+    {
+        return e.into_response();
+    }
     let token = presented_token(&req);
     let session = req.extensions().get::<Session>().cloned();
     match resolve(&state, token, session).await {
@@ -148,7 +153,14 @@ pub async fn guard(access: Access, req: Request, next: Next) -> Response {
     let checked = {
         let principal = req.extensions().get::<Principal>().cloned();
         let session = req.extensions().get::<Session>().cloned();
-        check_parts(access, principal, session, req.method(), req.headers())
+        check_parts(
+            access,
+            principal,
+            session,
+            req.method(),
+            req.uri().path(),
+            req.headers(),
+        )
     };
     match checked.await {
         Ok(()) => next.run(req).await,
@@ -189,10 +201,21 @@ async fn check_parts(
     principal: Option<Principal>,
     session: Option<Session>,
     method: &Method,
+    path: &str,
     headers: &HeaderMap,
 ) -> Result<(), AppError> {
     match access {
-        Access::Public => return Ok(()),
+        // A public write made while signed in (sign-out, above all) must come from this
+        // server's own pages: a cross-site form must not sign the user out.
+        Access::Public => {
+            return match &principal {
+                Some(Principal {
+                    via: Via::Session { .. },
+                    ..
+                }) if !is_safe(method) => check_same_origin(headers),
+                _ => Ok(()),
+            };
+        }
         Access::PendingTwoFactor => {
             let pending = match session {
                 Some(s) => s
@@ -241,10 +264,101 @@ async fn check_parts(
             permission: Some(p.as_str()),
         });
     }
-    if let Via::Session { csrf, .. } = &principal.via
-        && !is_safe(method)
+    if let Via::Session { csrf, .. } = &principal.via {
+        if !is_safe(method) {
+            check_csrf(headers, csrf)?;
+        } else if path == "/ws" {
+            // Cross-site WebSocket hijacking: browsers send the cookie with an upgrade
+            // from any page, and the same-origin policy does not apply to WebSockets.
+            check_websocket_origin(headers)?;
+        }
+    }
+    Ok(())
+}
+
+/// A cookie-authenticated WebSocket upgrade must name this server as its `Origin`
+/// (`null`, from sandboxed frames and files, is refused). Browsers always send an Origin
+/// on an upgrade; a client with none is a script with a cookie jar, not a page.
+fn check_websocket_origin(headers: &HeaderMap) -> Result<(), AppError> {
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => Ok(()),
+        Some(origin) if is_own_origin(headers, origin) => Ok(()),
+        Some(_) => Err(AppError::forbidden(
+            "origin_refused",
+            "this WebSocket was opened by a page of another site; open /ws from this server's \
+             pages, or authenticate with ?token=<API key>",
+        )),
+    }
+}
+
+fn is_own_origin(headers: &HeaderMap, origin: &str) -> bool {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    !host.is_empty()
+        && origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|o| o.eq_ignore_ascii_case(host))
+}
+
+/// The host part of a `Host` header value (`[::1]:8800` → `::1`, `a:1` → `a`).
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    host.rsplit_once(':').map_or(host, |(name, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            name
+        } else {
+            host
+        }
+    })
+}
+
+fn is_loopback_name(name: &str) -> bool {
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// With `auth.enabled: false` every request acts as the local admin, so only this
+/// machine's own clients may talk to the server: a loopback `Host` (a DNS-rebinding page
+/// arrives with its own name), an `Origin`, if any, of this server, and on writes a header
+/// that a plain cross-site form cannot send (`X-Requested-With`, `X-CSRF-Token` or
+/// `Authorization`, which force a CORS preflight that Kura never answers).
+pub fn check_local_request(method: &Method, headers: &HeaderMap) -> Result<(), AppError> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !is_loopback_name(host_name(host)) {
+        return Err(AppError::forbidden(
+            "host_refused",
+            format!(
+                "with auth.enabled: false Kura answers only requests addressed to this \
+                 machine (localhost or a loopback address), not {host:?}"
+            ),
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+        && !is_own_origin(headers, origin)
     {
-        check_csrf(headers, csrf)?;
+        return Err(AppError::forbidden(
+            "origin_refused",
+            "with auth.enabled: false Kura refuses requests from pages of other sites",
+        ));
+    }
+    let custom = ["x-requested-with", "x-csrf-token", "authorization"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    if !is_safe(method) && !custom {
+        return Err(AppError::forbidden(
+            "csrf_failed",
+            "with auth.enabled: false a write must carry an X-Requested-With header (any value)",
+        ));
     }
     Ok(())
 }
@@ -258,40 +372,47 @@ fn is_safe(method: &Method) -> bool {
 /// cookie jar send neither header and pass: SameSite=Lax already keeps the cookie off
 /// cross-site posts, and a browser always sends one of the two on a cross-site request.
 pub fn check_csrf(headers: &HeaderMap, expected: &str) -> Result<(), AppError> {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    if origin.is_none() && fetch_site.is_none() {
+    if !is_browser(headers) {
         return Ok(());
     }
+    check_same_origin(headers)?;
     let fail = |why: &str| {
         Err(AppError::forbidden(
             "csrf_failed",
             format!("this request was refused as a possible cross-site request forgery: {why}"),
         ))
     };
-    if let Some(site) = fetch_site
-        && !matches!(site, "same-origin" | "none")
-    {
-        return fail("it comes from another site");
-    }
-    if let Some(origin) = origin {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let own = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-            .is_some_and(|o| o.eq_ignore_ascii_case(host));
-        if !own {
-            return fail("its Origin is not this server");
-        }
-    }
     let token = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
     if !token.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.as_bytes())) {
         return fail(
             "the X-CSRF-Token header is missing or wrong (it comes from GET /api/auth/me)",
         );
+    }
+    Ok(())
+}
+
+/// Browsers send `Origin` or `Sec-Fetch-Site` on every cross-site request.
+fn is_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ORIGIN) || headers.contains_key("sec-fetch-site")
+}
+
+/// The origin half of [`check_csrf`]: a browser request must come from this server.
+fn check_same_origin(headers: &HeaderMap) -> Result<(), AppError> {
+    let fail = |why: &str| {
+        Err(AppError::forbidden(
+            "csrf_failed",
+            format!("this request was refused as a possible cross-site request forgery: {why}"),
+        ))
+    };
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return fail("it comes from another site");
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+        && !is_own_origin(headers, origin)
+    {
+        return fail("its Origin is not this server");
     }
     Ok(())
 }
@@ -363,5 +484,47 @@ mod tests {
         ] {
             assert!(check_csrf(&bad, "t").is_err());
         }
+    }
+
+    #[test]
+    fn websocket_upgrades_need_the_own_origin() {
+        assert!(check_websocket_origin(&headers(&[("host", "h:1")])).is_ok());
+        assert!(
+            check_websocket_origin(&headers(&[("host", "h:1"), ("origin", "http://h:1")])).is_ok()
+        );
+        for origin in ["http://evil.example", "null", "http://h:2"] {
+            assert!(
+                check_websocket_origin(&headers(&[("host", "h:1"), ("origin", origin)])).is_err(),
+                "{origin}"
+            );
+        }
+    }
+
+    #[test]
+    fn auth_disabled_serves_only_this_machine() {
+        let get = Method::GET;
+        let post = Method::POST;
+        for host in [
+            "localhost:8800",
+            "127.0.0.1:8800",
+            "[::1]:8800",
+            "127.0.0.2",
+        ] {
+            assert!(
+                check_local_request(&get, &headers(&[("host", host)])).is_ok(),
+                "{host}"
+            );
+        }
+        assert!(check_local_request(&get, &headers(&[("host", "rebind.example:8800")])).is_err());
+        assert!(check_local_request(&get, &headers(&[("host", "")])).is_err());
+        let foreign = headers(&[
+            ("host", "127.0.0.1:8800"),
+            ("origin", "http://127.0.0.1:9999"),
+        ]);
+        assert!(check_local_request(&get, &foreign).is_err());
+        // Writes need a header a plain form cannot send.
+        assert!(check_local_request(&post, &headers(&[("host", "localhost:8800")])).is_err());
+        let script = headers(&[("host", "localhost:8800"), ("x-requested-with", "x")]);
+        assert!(check_local_request(&post, &script).is_ok());
     }
 }

@@ -1,7 +1,8 @@
 //! tower-sessions' `SessionStore` over the metadata database (table `sessions`).
 //!
-//! The session id is the cookie value and never leaves the store: listings and
-//! `DELETE /api/auth/sessions/{id}` use `public_id`, a digest of it. The signed-in user's
+//! The session id is the cookie value: the store keeps only its SHA-256 ([`stored_id`]),
+//! so a copy of `kura.db` signs no one in. Listings and `DELETE /api/auth/sessions/{id}`
+//! use `public_id`, a shorter digest. The signed-in user's
 //! id is copied out of the data into a column so sessions can be listed and ended per user.
 
 use async_trait::async_trait;
@@ -38,6 +39,11 @@ impl MetaSessionStore {
     }
 }
 
+/// What the `sessions.id` column holds for a session: the SHA-256 of the cookie value.
+fn stored_id(id: &Id) -> String {
+    super::tokens::sha256_hex(&format!("session:{id}"))
+}
+
 /// The id shown for a session: not the cookie value, but derived from it.
 pub fn public_id(id: &Id) -> String {
     super::tokens::sha256_hex(&id.to_string())[..16].to_owned()
@@ -52,7 +58,7 @@ impl SessionStore for MetaSessionStore {
     async fn create(&self, record: &mut Record) -> Result<()> {
         // Ids are 128 random bits; on the rare collision draw another.
         loop {
-            let id = record.id.to_string();
+            let id = stored_id(&record.id);
             let taken = self
                 .meta
                 .read(move |c| {
@@ -70,7 +76,7 @@ impl SessionStore for MetaSessionStore {
     }
 
     async fn save(&self, record: &Record) -> Result<()> {
-        let id = record.id.to_string();
+        let id = stored_id(&record.id);
         let public = public_id(&record.id);
         let user_id = record
             .data
@@ -95,7 +101,7 @@ impl SessionStore for MetaSessionStore {
     }
 
     async fn load(&self, session_id: &Id) -> Result<Option<Record>> {
-        let id = session_id.to_string();
+        let id = stored_id(session_id);
         let now = super::store::now_unix();
         let row = self
             .meta
@@ -122,7 +128,7 @@ impl SessionStore for MetaSessionStore {
     }
 
     async fn delete(&self, session_id: &Id) -> Result<()> {
-        let id = session_id.to_string();
+        let id = stored_id(session_id);
         self.meta
             .write(move |tx| tx.execute("DELETE FROM sessions WHERE id = ?1", [id]))
             .await

@@ -195,6 +195,31 @@ pub fn record_failure(
     Ok(None)
 }
 
+/// Counts one more try of the pending sign-in `pending_id` and returns the count,
+/// atomically (one statement on the single writer), before the code is evaluated.
+pub fn count_two_factor_try(c: &Connection, pending_id: &str) -> rusqlite::Result<u32> {
+    let now = now_unix();
+    c.execute(
+        "DELETE FROM two_factor_attempts WHERE started_at < ?1",
+        [now - 3600],
+    )?;
+    c.query_row(
+        "INSERT INTO two_factor_attempts (pending_id, tries, started_at) VALUES (?1, 1, ?2) \
+         ON CONFLICT(pending_id) DO UPDATE SET tries = tries + 1 RETURNING tries",
+        params![pending_id, now],
+        |r| r.get(0),
+    )
+}
+
+/// Forgets a pending sign-in's tries (it succeeded).
+pub fn clear_two_factor_tries(c: &Connection, pending_id: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "DELETE FROM two_factor_attempts WHERE pending_id = ?1",
+        [pending_id],
+    )
+    .map(drop)
+}
+
 /// Seconds left on a lock of `email`, if it is locked.
 pub fn locked_for(c: &Connection, email: &str) -> rusqlite::Result<Option<u64>> {
     let until: Option<i64> = c

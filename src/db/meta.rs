@@ -35,6 +35,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_query_history",
         include_str!("migrations/0005_query_history.sql"),
     ),
+    (
+        "0006_two_factor_attempts",
+        include_str!("migrations/0006_two_factor_attempts.sql"),
+    ),
 ];
 
 const READERS: usize = 2;
@@ -80,9 +84,15 @@ impl MetaDb {
             path: path.to_path_buf(),
             message,
         };
+        if let Some(dir) = path.parent() {
+            private_dir(dir)
+                .map_err(|e| open_err(format!("cannot secure {}: {e}", dir.display())))?;
+        }
         let mut writer =
             open_connection(path, OpenFlags::default()).map_err(|e| open_err(e.to_string()))?;
         migrate(&mut writer).map_err(|e| open_err(format!("migration failed: {e}")))?;
+        private_files(path)
+            .map_err(|e| open_err(format!("cannot secure {}: {e}", path.display())))?;
         let readers = (0..READERS)
             .map(|_| open_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY))
             .collect::<Result<Vec<_>, _>>()
@@ -137,6 +147,31 @@ impl MetaDb {
         self.inner.writer.close_and_join();
         self.inner.readers.close_and_join();
     }
+}
+
+/// `.kura/` holds sessions, key hashes, the CLI token and secrets' metadata: only the
+/// owner may enter it (0700), whatever the umask made of it.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// The database and its WAL and shared-memory files: owner only (0600).
+fn private_files(db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[expect(

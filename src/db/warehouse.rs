@@ -13,6 +13,7 @@
 //!   that connection's next statement with it. [`JobControl`] therefore only lets an
 //!   interrupt through while the job has marked a statement as running.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +42,9 @@ pub enum WarehouseError {
     Cancelled,
     #[error("the job ran past its time limit of {0:?}")]
     Timeout(Duration),
+    /// Stopped by the memory watchdog: the process passed `warehouse.max_process_memory`.
+    #[error("the process passed its memory ceiling of {limit_mb} MB while the job ran")]
+    MemoryCeiling { limit_mb: u64 },
 }
 
 impl From<LaneError> for WarehouseError {
@@ -60,9 +64,22 @@ pub struct QueryConn {
     /// The warehouse generation and start time of the open read-only transaction.
     pub open_transaction: std::cell::Cell<Option<(u64, std::time::Instant)>>,
     generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Whose statements the connection's prepared-statement cache holds: statements are
+    /// never shared between users (a cached statement is another user's SQL, literals
+    /// included).
+    cache_owner: std::cell::RefCell<String>,
 }
 
 impl QueryConn {
+    /// Empties the prepared-statement cache if it holds another caller's statements.
+    pub fn use_statement_cache_of(&self, owner: &str) {
+        let mut current = self.cache_owner.borrow_mut();
+        if *current != owner {
+            self.conn.flush_prepared_statement_cache();
+            owner.clone_into(&mut current);
+        }
+    }
+
     /// How many writer jobs have finished so far: a read-only transaction begun at an
     /// older generation may miss committed data.
     pub fn warehouse_generation(&self) -> u64 {
@@ -124,6 +141,8 @@ enum JobState {
 #[derive(Default)]
 pub struct JobControl {
     state: Mutex<JobState>,
+    /// Set (to the ceiling in MB) when the memory watchdog stopped the job.
+    out_of_memory: std::sync::atomic::AtomicU64,
 }
 
 impl JobControl {
@@ -158,6 +177,24 @@ impl JobControl {
 
     pub fn is_cancelled(&self) -> bool {
         matches!(*self.lock(), JobState::Cancelled)
+    }
+
+    /// Cancels the job because the process ran out of memory (see [`memory_watchdog`]).
+    fn stop_for_memory(&self, ceiling_mb: u64) {
+        self.out_of_memory
+            .store(ceiling_mb.max(1), std::sync::atomic::Ordering::Release);
+        self.cancel();
+    }
+
+    /// The ceiling (MB) if the memory watchdog stopped this job.
+    pub fn stopped_for_memory(&self) -> Option<u64> {
+        match self
+            .out_of_memory
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            0 => None,
+            mb => Some(mb),
+        }
     }
 
     /// Cancels the job: a queued job is skipped, a running statement is interrupted.
@@ -208,6 +245,15 @@ struct Inner {
     generation: Arc<std::sync::atomic::AtomicU64>,
     settings: Settings,
     functions: Arc<crate::query::FunctionCatalog>,
+    /// Interactive jobs queued or running, for the memory watchdog.
+    running: Mutex<HashMap<u64, Arc<JobControl>>>,
+    next_job: std::sync::atomic::AtomicU64,
+    /// Dropped at shutdown: the watchdog thread stops.
+    watchdog_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    /// The instance handle that connections are cloned through. Declared last so that it
+    /// is dropped last: no `try_clone` may outlive it.
+    #[expect(dead_code, reason = "held for its lifetime, never read after open")]
+    database: duckdb_guard::Database,
 }
 
 impl Warehouse {
@@ -219,7 +265,7 @@ impl Warehouse {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let db = open_instance(&path, config)?;
+        let (database, db) = open_instance(&path, config)?;
         // Read the function catalog before the lockdown: it builds the query gate's allowlist.
         let functions =
             crate::query::FunctionCatalog::load(&db).map_err(|e| WarehouseError::Open {
@@ -237,6 +283,11 @@ impl Warehouse {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
+            // Layer 2 inside the engine: this connection can touch no file at all and
+            // prepares nothing but read-only queries (see the duckdb-guard crate).
+            database.lock(&conn).map_err(|message| {
+                WarehouseError::Lockdown(format!("query connection: {message}"))
+            })?;
             // Room for the repeated queries of a few dashboards, per worker.
             conn.set_prepared_statement_cache_capacity(256);
             let handle = conn.interrupt_handle();
@@ -246,6 +297,7 @@ impl Warehouse {
                 handle,
                 open_transaction: std::cell::Cell::new(None),
                 generation: generation.clone(),
+                cache_owner: std::cell::RefCell::new(String::new()),
             });
         }
         let internal_conn = db.try_clone().map_err(|e| WarehouseError::Open {
@@ -280,7 +332,8 @@ impl Warehouse {
             })),
         )
         .map_err(spawn_err)?;
-        Ok(Self {
+        let (watchdog_stop, watchdog_ticks) = std::sync::mpsc::channel::<()>();
+        let warehouse = Self {
             inner: Arc::new(Inner {
                 path,
                 staging,
@@ -292,8 +345,22 @@ impl Warehouse {
                 generation,
                 settings,
                 functions: Arc::new(functions),
+                running: Mutex::default(),
+                next_job: std::sync::atomic::AtomicU64::new(0),
+                watchdog_stop: Mutex::new(Some(watchdog_stop)),
+                database,
             }),
-        })
+        };
+        let weak = Arc::downgrade(&warehouse.inner);
+        let ceiling = config.warehouse.process_memory_ceiling();
+        std::thread::Builder::new()
+            .name("memory-watchdog".into())
+            .spawn(move || memory_watchdog(&weak, ceiling, &watchdog_ticks))
+            .map_err(|e| WarehouseError::Open {
+                path: warehouse.path().to_path_buf(),
+                message: e.to_string(),
+            })?;
+        Ok(warehouse)
     }
 
     /// Runs `job` on an interactive worker. After `timeout` the job is cancelled (its
@@ -305,6 +372,7 @@ impl Warehouse {
         R: Send + 'static,
     {
         let control = Arc::new(JobControl::default());
+        let _registered = Registered::new(&self.inner, control.clone());
         let worker_control = control.clone();
         let mut rx = self.inner.interactive.submit(move |conn: &mut QueryConn| {
             if worker_control.is_cancelled() {
@@ -326,6 +394,9 @@ impl Warehouse {
             }
         };
         guard.0 = None;
+        if let Some(limit_mb) = control.stopped_for_memory() {
+            return Err(WarehouseError::MemoryCeiling { limit_mb });
+        }
         outcome
     }
 
@@ -405,12 +476,95 @@ impl Warehouse {
 
     /// Stops taking work, interrupts running queries, drains the writer and checkpoints.
     pub fn shutdown(&self) {
+        lock(&self.inner.watchdog_stop).take();
         self.interrupt_running();
         self.inner.interactive.close_and_join();
         self.inner.internal.close_and_join();
         self.inner.background.close_and_join();
         tracing::info!(path = %self.inner.path.display(), "warehouse checkpointed and closed");
     }
+}
+
+/// An interactive job known to the watchdog for as long as its caller waits for it.
+struct Registered<'a> {
+    inner: &'a Inner,
+    id: u64,
+}
+
+impl<'a> Registered<'a> {
+    fn new(inner: &'a Inner, control: Arc<JobControl>) -> Self {
+        let id = inner
+            .next_job
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&inner.running).insert(id, control);
+        Self { inner, id }
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.running).remove(&self.id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How often the watchdog reads the process's resident memory.
+const WATCHDOG_PERIOD: Duration = Duration::from_millis(100);
+
+/// DuckDB's buffer manager does not track every allocation (`range()` lists, `repeat()`
+/// strings, ...), so `memory_limit` alone does not bound a query: this thread stops every
+/// running user query while the process's resident memory is above the ceiling, and they
+/// answer `memory_limit_exceeded`. Loads on the writer are left to finish.
+///
+/// Memory freed by a stopped query is not always given back to the system, so the
+/// ceiling is measured from the resident memory of the last moment no query ran: at least
+/// `ceiling` bytes, and at least half of it above that idle level. Memory kept after one
+/// episode is reused by the next allocations, so this does not let a query grow without
+/// bound; without it, a process that stayed above the ceiling would stop every query.
+fn memory_watchdog(
+    inner: &std::sync::Weak<Inner>,
+    ceiling: u64,
+    ticks: &std::sync::mpsc::Receiver<()>,
+) {
+    let mut idle_rss = 0u64;
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = ticks.recv_timeout(WATCHDOG_PERIOD)
+    {
+        let Some(inner) = inner.upgrade() else { return };
+        let Some(rss) = resident_bytes() else {
+            continue;
+        };
+        let running: Vec<Arc<JobControl>> = lock(&inner.running).values().cloned().collect();
+        if running.is_empty() {
+            idle_rss = rss;
+            continue;
+        }
+        if rss <= ceiling.max(idle_rss.saturating_add(ceiling / 2)) {
+            continue;
+        }
+        let stopped = running.iter().filter(|c| !c.is_cancelled()).count();
+        for control in &running {
+            control.stop_for_memory(ceiling / 1_000_000);
+        }
+        if stopped > 0 {
+            tracing::warn!(
+                rss_mb = rss / 1_000_000,
+                ceiling_mb = ceiling / 1_000_000,
+                stopped,
+                "memory ceiling passed: running queries stopped"
+            );
+        }
+    }
+}
+
+/// The process's resident set size, from `/proc/self/status` (Linux).
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 fn prepare_dirs(path: &Path, staging: &Path) -> std::io::Result<()> {
@@ -425,36 +579,32 @@ fn prepare_dirs(path: &Path, staging: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(staging)
 }
 
-#[expect(
-    clippy::disallowed_methods,
-    reason = "the warehouse is opened here and only here"
-)]
-fn open_instance(path: &Path, config: &Config) -> Result<Connection, WarehouseError> {
+/// Opens the one instance of the process with the settings that can only be given at
+/// creation, and the engine guard installed (`duckdb-guard`).
+fn open_instance(
+    path: &Path,
+    config: &Config,
+) -> Result<(duckdb_guard::Database, Connection), WarehouseError> {
     let w = &config.warehouse;
-    let open_err = |message: String| WarehouseError::Open {
-        path: path.to_path_buf(),
-        message,
-    };
-    // Settings that can only be given when the instance is created.
-    let mut db_config = duckdb::Config::default()
-        .enable_autoload_extension(false)
-        .and_then(|c| c.with("autoinstall_known_extensions", "false"))
-        .and_then(|c| c.with("allow_community_extensions", "false"))
-        .map_err(|e| open_err(e.to_string()))?;
+    let mut options = vec![
+        ("autoload_known_extensions", "false".to_owned()),
+        ("autoinstall_known_extensions", "false".to_owned()),
+        ("allow_community_extensions", "false".to_owned()),
+    ];
     if w.threads > 0 {
-        db_config = db_config
-            .threads(i64::from(w.threads))
-            .map_err(|e| open_err(e.to_string()))?;
+        options.push(("threads", w.threads.to_string()));
     }
-    Connection::open_with_flags(path, db_config).map_err(|e| {
-        let message = e.to_string();
+    duckdb_guard::Database::open(path, &options).map_err(|message| {
         if message.contains("Could not set lock") || message.contains("Conflicting lock") {
             WarehouseError::Locked {
                 path: path.to_path_buf(),
                 detail: message,
             }
         } else {
-            open_err(message)
+            WarehouseError::Open {
+                path: path.to_path_buf(),
+                message,
+            }
         }
     })
 }

@@ -23,6 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::app::AppState;
 use crate::auth::Principal;
+use crate::web::conn::PeerAddr;
 use crate::web::extract::Json;
 
 const PING_EVERY: Duration = Duration::from_secs(25);
@@ -93,7 +94,7 @@ impl Drop for Registration {
 
 pub async fn upgrade(
     State(state): State<AppState>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    ConnectInfo(PeerAddr(address)): ConnectInfo<PeerAddr>,
     principal: Principal,
     ws: WebSocketUpgrade,
 ) -> Response {

@@ -114,25 +114,58 @@ impl Write for ChannelWriter {
     }
 }
 
+/// What one export runs.
+pub struct ExportJob {
+    pub sql: String,
+    pub format: Format,
+    /// Prefix CSV text cells that a spreadsheet would run as a formula with `'`.
+    pub escape_formulas: bool,
+    /// Whose statement cache the worker may use (see `QueryConn::use_statement_cache_of`).
+    pub owner: String,
+}
+
+#[derive(Clone, Copy)]
+struct TextOptions {
+    escape_formulas: bool,
+}
+
 /// The export job. `started` is answered once the statement runs (or with why it could
 /// not); after that, errors go into the body stream.
 pub fn export_job(
     qc: &QueryConn,
     control: &JobControl,
     gate: &Gate,
-    sql: &str,
-    format: Format,
+    request: &ExportJob,
     started: oneshot::Sender<Result<(), QueryError>>,
     tx: mpsc::Sender<Chunk>,
 ) {
     let mut started = Some(started);
-    if let Err(e) = gate.check(&qc.conn, sql) {
-        let _ = started.take().map(|s| s.send(Err(e)));
-        return;
-    }
+    let sql = match gate.check(&qc.conn, &request.sql) {
+        Ok(sql) => sql,
+        Err(e) => {
+            let _ = started.take().map(|s| s.send(Err(e)));
+            return;
+        }
+    };
+    qc.use_statement_cache_of(&request.owner);
     let error_tx = tx.clone();
+    let options = TextOptions {
+        escape_formulas: request.escape_formulas,
+    };
     let result = in_read_only_transaction(qc, control, |conn| {
-        stream(conn, sql, format, &mut started, ChannelWriter::new(tx))
+        stream(
+            conn,
+            &sql,
+            request.format,
+            options,
+            &mut started,
+            ChannelWriter::new(tx),
+        )
+    });
+    // A statement the memory watchdog stopped fails with DuckDB's bare interrupt: say why.
+    let result = result.map_err(|e| match control.stopped_for_memory() {
+        Some(limit_mb) => QueryError::MemoryLimit { limit_mb },
+        None => e,
     });
     if let Err(e) = result {
         match started.take() {
@@ -151,12 +184,22 @@ fn stream(
     conn: &Connection,
     sql: &str,
     format: Format,
+    options: TextOptions,
     started: &mut Option<oneshot::Sender<Result<(), QueryError>>>,
     out: ChannelWriter,
 ) -> Result<(), QueryError> {
     let mut stmt = conn.prepare(sql).map_err(|e| prepare_error(e, sql))?;
     let batches = stmt.stream_arrow([]).map_err(execution_error)?;
     let schema = batches.get_schema();
+    // The export counts as started only once its first rows exist: until then the caller
+    // applies the query timeout, so a statement that never yields a row is stopped like
+    // any query instead of holding a worker for the whole export timeout.
+    let mut batches = batches.peekable();
+    if let Some(Err(_)) = batches.peek()
+        && let Some(Err(e)) = batches.next()
+    {
+        return Err(execution_error(e));
+    }
     match format {
         Format::Parquet => {
             let props = WriterProperties::builder()
@@ -182,7 +225,7 @@ fn stream(
         }
         Format::Csv | Format::Ndjson => {
             announce(started);
-            write_text(batches, &schema, format, out)
+            write_text(batches, &schema, format, options, out)
         }
     }
 }
@@ -205,6 +248,7 @@ fn write_text(
     batches: impl Iterator<Item = duckdb::Result<arrow::array::RecordBatch>>,
     schema: &SchemaRef,
     format: Format,
+    options: TextOptions,
     mut out: ChannelWriter,
 ) -> Result<(), QueryError> {
     if format == Format::Csv {
@@ -236,7 +280,11 @@ fn write_text(
                     if c > 0 {
                         out.buf.push(b',');
                     }
+                    let start = out.buf.len();
                     write_csv(&mut out.buf, col.as_ref(), row);
+                    if options.escape_formulas && is_text(col.data_type()) {
+                        escape_formula(&mut out.buf, start);
+                    }
                 }
                 out.buf.extend_from_slice(b"\r\n");
             } else {
@@ -256,9 +304,50 @@ fn write_text(
     out.flush().map_err(io_error)
 }
 
+fn is_text(t: &arrow::datatypes::DataType) -> bool {
+    use arrow::datatypes::DataType;
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, values) => is_text(values),
+        _ => false,
+    }
+}
+
+/// A text cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is run as a
+/// formula by spreadsheets (CSV injection): it gets a leading `'`, inside its quotes if it
+/// was quoted. `cell` is where the cell's bytes start in `buf`.
+fn escape_formula(buf: &mut Vec<u8>, cell: usize) {
+    let quoted = buf.get(cell) == Some(&b'"');
+    let first = if quoted { cell + 1 } else { cell };
+    if matches!(
+        buf.get(first),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    ) {
+        buf.insert(first, b'\'');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formula_cells_are_escaped() {
+        for (cell, expected) in [
+            ("=1+2", "'=1+2"),
+            ("\"=HYPERLINK(\"\"x\"\")\"", "\"'=HYPERLINK(\"\"x\"\")\""),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("-3", "'-3"),
+            ("\"\tx\"", "\"'\tx\""),
+            ("plain", "plain"),
+            ("", ""),
+        ] {
+            let mut buf = b"a,".to_vec();
+            buf.extend_from_slice(cell.as_bytes());
+            escape_formula(&mut buf, 2);
+            assert_eq!(String::from_utf8(buf).unwrap(), format!("a,{expected}"));
+        }
+    }
 
     #[test]
     fn formats_parse_case_insensitively() {

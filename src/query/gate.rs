@@ -23,7 +23,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use duckdb::Connection;
 use serde_json::Value;
@@ -38,7 +38,26 @@ const CACHE_ENTRIES: usize = 4096;
 /// Functions DuckDB knows, minus the denied ones: the scalar/aggregate/window allowlist.
 pub struct FunctionCatalog {
     scalar: HashSet<String>,
+    /// DuckDB's own views and tables in `main` and `pg_catalog` (`pg_settings`,
+    /// `pg_prepared_statements`, `duckdb_*`, `sqlite_master`, ...): an unqualified name
+    /// resolves to them through the search path.
+    internal_relations: HashSet<String>,
 }
+
+/// The `information_schema` views a query may read: they list tables and columns, never
+/// settings, paths or other users' SQL.
+const INFORMATION_SCHEMA_VIEWS: &[&str] = &[
+    "tables",
+    "columns",
+    "schemata",
+    "views",
+    "table_constraints",
+    "key_column_usage",
+    "referential_constraints",
+];
+
+/// Largest list or string the constant-size functions may build (elements or characters).
+pub const MAX_CONSTANT_SIZE: f64 = 1_000_000.0;
 
 impl FunctionCatalog {
     /// Reads DuckDB's function catalog (before the lockdown; user SQL never can).
@@ -50,8 +69,18 @@ impl FunctionCatalog {
         let names = stmt
             .query_map([], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT lower(view_name) FROM duckdb_views() \
+             WHERE internal AND schema_name IN ('main', 'pg_catalog') \
+             UNION SELECT lower(table_name) FROM duckdb_tables() \
+             WHERE internal AND schema_name IN ('main', 'pg_catalog')",
+        )?;
+        let internal_relations = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<HashSet<_>, _>>()?;
         Ok(Self {
             scalar: allowed_names(names),
+            internal_relations,
         })
     }
 
@@ -59,6 +88,10 @@ impl FunctionCatalog {
     pub fn from_names(names: &[&str]) -> Self {
         Self {
             scalar: allowed_names(names.iter().map(|s| (*s).to_owned())),
+            internal_relations: ["pg_settings", "pg_prepared_statements", "duckdb_settings"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 
@@ -97,41 +130,62 @@ fn refuse(rule: &'static str, message: String) -> QueryError {
     QueryError::NotReadOnly { rule, message }
 }
 
-/// Checks one table reference: `[catalog.][schema.]table`.
-fn check_table(catalog: &str, schema: &str, table: &str) -> Result<(), QueryError> {
-    for part in [catalog, schema, table] {
-        if part.contains(['.', '/', '\\', ':', '~', '*', '?']) || part.starts_with('\'') {
-            return Err(refuse(
-                "file_as_table",
-                format!("{part:?} looks like a file; queries may only read warehouse tables"),
-            ));
+impl FunctionCatalog {
+    /// Checks one table reference, `[catalog.][schema.]table`, the way DuckDB will resolve
+    /// it: warehouse schemas are open; DuckDB's own relations (reachable unqualified, in
+    /// `main` or `pg_catalog`) and every `information_schema` view but a few are not.
+    fn check_table(&self, catalog: &str, schema: &str, table: &str) -> Result<(), QueryError> {
+        for part in [catalog, schema, table] {
+            if part.contains(['.', '/', '\\', ':', '~', '*', '?']) || part.starts_with('\'') {
+                return Err(refuse(
+                    "file_as_table",
+                    format!("{part:?} looks like a file; queries may only read warehouse tables"),
+                ));
+            }
         }
+        let lower = |s: &str| s.to_ascii_lowercase();
+        let (catalog, schema, table) = (lower(catalog), lower(schema), lower(table));
+        let metadata = || {
+            refuse(
+                "metadata",
+                format!(
+                    "{table} is engine metadata; use SHOW TABLES, DESCRIBE or \
+                     information_schema.{{{}}}",
+                    INFORMATION_SCHEMA_VIEWS.join(",")
+                ),
+            )
+        };
+        if schema == "information_schema" {
+            return if INFORMATION_SCHEMA_VIEWS.contains(&table.as_str()) {
+                Ok(())
+            } else {
+                Err(metadata())
+            };
+        }
+        let search_path = matches!(schema.as_str(), "" | "main");
+        let internal = ["duckdb_", "pragma_", "sqlite_"]
+            .iter()
+            .any(|p| table.starts_with(p))
+            || matches!(schema.as_str(), "pg_catalog" | "temp")
+            || matches!(catalog.as_str(), "system" | "temp")
+            || (search_path
+                && (table.starts_with("pg_") || self.internal_relations.contains(&table)));
+        if internal {
+            return Err(metadata());
+        }
+        Ok(())
     }
-    let lower = |s: &str| s.to_ascii_lowercase();
-    let (catalog, schema, table) = (lower(catalog), lower(schema), lower(table));
-    let internal = ["duckdb_", "pragma_", "sqlite_"]
-        .iter()
-        .any(|p| table.starts_with(p))
-        || schema == "pg_catalog"
-        || catalog == "system";
-    if internal {
-        return Err(refuse(
-            "metadata",
-            format!("{table} is engine metadata; use SHOW TABLES, DESCRIBE or information_schema"),
-        ));
-    }
-    Ok(())
 }
 
 /// The gate: the function catalog plus a verdict cache.
 pub struct Gate {
-    catalog: std::sync::Arc<FunctionCatalog>,
+    catalog: Arc<FunctionCatalog>,
     max_bytes: usize,
-    cache: Mutex<HashMap<String, Result<(), QueryError>>>,
+    cache: Mutex<HashMap<String, Result<Arc<str>, QueryError>>>,
 }
 
 impl Gate {
-    pub fn new(catalog: std::sync::Arc<FunctionCatalog>, max_bytes: usize) -> Self {
+    pub fn new(catalog: Arc<FunctionCatalog>, max_bytes: usize) -> Self {
         Self {
             catalog,
             max_bytes,
@@ -156,8 +210,10 @@ impl Gate {
         Ok(())
     }
 
-    /// Full check of `sql`, using `conn` for DuckDB's parser.
-    pub fn check(&self, conn: &Connection, sql: &str) -> Result<(), QueryError> {
+    /// Full check of `sql`, using `conn` for DuckDB's parser. Returns the statement to
+    /// run: built from exactly what was checked, never the raw text (for `EXPLAIN <query>`
+    /// it is `EXPLAIN ` followed by the query DuckDB's parser checked as one unit).
+    pub fn check(&self, conn: &Connection, sql: &str) -> Result<Arc<str>, QueryError> {
         self.check_size(sql)?;
         if let Some(verdict) = self.lock().get(sql) {
             return verdict.clone();
@@ -174,30 +230,63 @@ impl Gate {
         verdict
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Result<(), QueryError>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Result<Arc<str>, QueryError>>> {
         self.cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn check_uncached(&self, conn: &Connection, sql: &str) -> Result<(), QueryError> {
+    fn check_uncached(&self, conn: &Connection, sql: &str) -> Result<Arc<str>, QueryError> {
         let (offset, body) = strip_explain(sql)?;
         check_with_duckdb(conn, body, offset, &self.catalog)?;
-        check_with_sqlparser(sql, &self.catalog)
+        let run: Arc<str> = if offset == 0 {
+            sql.into()
+        } else {
+            format!("EXPLAIN {body}").into()
+        };
+        check_with_sqlparser(&run, &self.catalog)?;
+        Ok(run)
     }
 }
 
-/// Skips leading whitespace and comments.
+/// DuckDB's (PostgreSQL's) whitespace: ASCII only. `\u{2028}` and other Unicode spaces
+/// are not whitespace to DuckDB, so they must not be to the gate either.
+fn is_sql_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+/// Skips leading whitespace and comments exactly as DuckDB's scanner does: `--` runs to
+/// the next `\n` *or* `\r`, and `/* ... */` comments nest. An unterminated block comment
+/// swallows the rest (DuckDB then refuses the text).
 fn skip_trivia(s: &str) -> &str {
-    let mut rest = s;
+    let bytes = s.as_bytes();
+    let mut i = 0;
     loop {
-        let trimmed = rest.trim_start();
-        if let Some(after) = trimmed.strip_prefix("--") {
-            rest = after.find('\n').map_or("", |i| &after[i + 1..]);
-        } else if let Some(after) = trimmed.strip_prefix("/*") {
-            rest = after.find("*/").map_or("", |i| &after[i + 2..]);
+        while i < bytes.len() && is_sql_space(bytes[i]) {
+            i += 1;
+        }
+        if bytes[i..].starts_with(b"--") {
+            i += 2;
+            while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                i += 1;
+            }
+        } else if bytes[i..].starts_with(b"/*") {
+            i += 2;
+            let mut depth = 1usize;
+            while i < bytes.len() && depth > 0 {
+                if bytes[i..].starts_with(b"/*") {
+                    depth += 1;
+                    i += 2;
+                } else if bytes[i..].starts_with(b"*/") {
+                    depth -= 1;
+                    i += 2;
+                } else {
+                    i += 1;
+                }
+            }
         } else {
-            return trimmed;
+            // `i` only ever stops on an ASCII byte or the end, so it is a char boundary.
+            return &s[i..];
         }
     }
 }
@@ -205,12 +294,13 @@ fn skip_trivia(s: &str) -> &str {
 /// For `EXPLAIN <query>`, returns the query and its byte offset; otherwise the whole text.
 fn strip_explain(sql: &str) -> Result<(usize, &str), QueryError> {
     let start = skip_trivia(sql);
-    let is_explain = start.len() >= 7
-        && start[..7].eq_ignore_ascii_case("explain")
-        && start[7..]
-            .chars()
-            .next()
-            .is_none_or(|c| c.is_whitespace() || c == '/' || c == '-' || c == '(');
+    let bytes = start.as_bytes();
+    // Bytes, not chars: `start[..7]` could split a multi-byte character.
+    let is_explain = bytes.len() >= 7
+        && bytes[..7].eq_ignore_ascii_case(b"explain")
+        && bytes
+            .get(7)
+            .is_none_or(|&b| is_sql_space(b) || matches!(b, b'/' | b'-' | b'('));
     if !is_explain {
         return Ok((0, sql));
     }
@@ -241,8 +331,19 @@ fn check_with_duckdb(
     let json: String = conn
         .query_row("SELECT json_serialize_sql(?::VARCHAR)", [sql], |r| r.get(0))
         .map_err(|e| QueryError::Failed(format!("the SQL check itself failed: {e}")))?;
-    let tree: Value = serde_json::from_str(&json)
-        .map_err(|e| QueryError::Failed(format!("the SQL check returned bad JSON: {e}")))?;
+    let tree: Value = serde_json::from_str(&json).map_err(|e| {
+        if e.to_string().contains("recursion limit") {
+            QueryError::InvalidSql {
+                message: "the query is nested too deeply to check (more than about 60 levels \
+                          of parentheses, subqueries or function calls); flatten it, e.g. with \
+                          a CTE"
+                    .into(),
+                position: None,
+            }
+        } else {
+            QueryError::Failed(format!("the SQL check returned bad JSON: {e}"))
+        }
+    })?;
     if tree["error"].as_bool() == Some(true) {
         let message = tree["error_message"]
             .as_str()
@@ -299,14 +400,16 @@ fn walk(node: &Value, catalog: &FunctionCatalog) -> Result<(), QueryError> {
                     }
                     return Ok(());
                 }
-                (_, "BASE_TABLE") => check_table(
+                (_, "BASE_TABLE") => catalog.check_table(
                     str_of("catalog_name"),
                     str_of("schema_name"),
                     str_of("table_name"),
                 )?,
-                (_, "SHOW_REF") => check_table("", "", str_of("table_name"))?,
+                (_, "SHOW_REF") => catalog.check_table("", "", str_of("table_name"))?,
                 ("FUNCTION" | "WINDOW" | "AGGREGATE", _) => {
-                    catalog.check_scalar(str_of("function_name"))?
+                    let name = str_of("function_name");
+                    catalog.check_scalar(name)?;
+                    check_constant_size(name, node)?;
                 }
                 _ => {}
             }
@@ -315,6 +418,120 @@ fn walk(node: &Value, catalog: &FunctionCatalog) -> Result<(), QueryError> {
         Value::Array(items) => items.iter().try_for_each(|v| walk(v, catalog)),
         _ => Ok(()),
     }
+}
+
+/// Functions whose result size is set by an argument: DuckDB builds these lists and
+/// strings outside its buffer manager, so `memory_limit` does not bound them
+/// (`len(range(400000000))` grew the process past 8 GB). Each maps to the argument
+/// positions that set the size; the size must be a constant of at most
+/// [`MAX_CONSTANT_SIZE`].
+const SIZED_FUNCTIONS: &[(&str, &[usize])] = &[
+    ("repeat", &[1]),
+    ("list_resize", &[1]),
+    ("array_resize", &[1]),
+    ("lpad", &[1]),
+    ("rpad", &[1]),
+    ("bar", &[3]),
+];
+
+/// A function node's argument expressions (DuckDB 2.0 wraps each as
+/// `{"name", "expression"}`; older trees list them under `children`).
+fn arguments(node: &Value) -> Vec<&Value> {
+    if let Some(args) = node.get("arguments").and_then(Value::as_array) {
+        return args
+            .iter()
+            .map(|a| a.get("expression").unwrap_or(a))
+            .collect();
+    }
+    node.get("children")
+        .and_then(Value::as_array)
+        .map(|c| c.iter().collect())
+        .unwrap_or_default()
+}
+
+/// The numeric value of a constant in DuckDB's parse tree (a literal, possibly negated
+/// or cast), if it is one.
+fn constant_number(node: &Value) -> Option<f64> {
+    match node["class"].as_str() {
+        Some("CONSTANT") => {
+            if let Some(literal) = node.get("literal") {
+                return match literal["kind"].as_str() {
+                    Some("INTEGER" | "NUMERIC") => literal["text"].as_str()?.parse().ok(),
+                    Some("NULL") => Some(0.0),
+                    _ => None,
+                };
+            }
+            let value = &node["value"];
+            if value["is_null"].as_bool() == Some(true) {
+                return Some(0.0);
+            }
+            match &value["value"] {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            }
+        }
+        Some("CAST") => constant_number(&node["child"]),
+        Some("FUNCTION") if node["function_name"] == "-" => match arguments(node).as_slice() {
+            [only] => constant_number(only).map(|v| -v),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// True if `node` is a constant of any type (a date, a timestamp, an interval ...).
+fn is_constant(node: &Value) -> bool {
+    match node["class"].as_str() {
+        Some("CONSTANT") => true,
+        Some("CAST") => is_constant(&node["child"]),
+        _ => constant_number(node).is_some(),
+    }
+}
+
+fn too_large(name: &str) -> QueryError {
+    refuse(
+        "unbounded_size",
+        format!(
+            "{name}() builds its whole result in memory: its size must be a constant of at \
+             most {MAX_CONSTANT_SIZE} (for more rows, use the table function: FROM range(n))"
+        ),
+    )
+}
+
+/// Refuses the scalar (list) forms of `range`/`generate_series` and the string and list
+/// builders above unless their size is a small constant.
+fn check_constant_size(name: &str, node: &Value) -> Result<(), QueryError> {
+    let lower = name.to_ascii_lowercase();
+    let args = arguments(node);
+    if lower == "range" || lower == "generate_series" {
+        let numbers: Option<Vec<f64>> = args.iter().map(|a| constant_number(a)).collect();
+        let count = match numbers.as_deref() {
+            Some([stop]) => *stop,
+            Some([start, stop]) => stop - start,
+            Some([start, stop, step]) if *step != 0.0 => (stop - start) / step,
+            Some([_, _, _]) => f64::INFINITY,
+            // Dates and timestamps with an interval step: constants are required; their
+            // length is left to the memory watchdog.
+            _ if !args.is_empty() && args.iter().all(|a| is_constant(a)) => 0.0,
+            _ => f64::INFINITY,
+        };
+        if count.is_nan() || count > MAX_CONSTANT_SIZE {
+            return Err(too_large(name));
+        }
+        return Ok(());
+    }
+    if let Some((_, positions)) = SIZED_FUNCTIONS.iter().find(|(n, _)| *n == lower) {
+        for &p in *positions {
+            if let Some(arg) = args.get(p) {
+                match constant_number(arg) {
+                    Some(v) if v <= MAX_CONSTANT_SIZE => {}
+                    _ => return Err(too_large(name)),
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The second, independent parser.
@@ -410,7 +627,7 @@ impl Visitor for SqlparserCheck<'_> {
                 let table = parts.next().unwrap_or_default();
                 let schema = parts.next().unwrap_or_default();
                 let catalog = parts.next().unwrap_or_default();
-                check_table(&catalog, &schema, &table)
+                self.catalog.check_table(&catalog, &schema, &table)
             }),
             TableFactor::TableFunction {
                 expr: Expr::Function(f),
@@ -456,7 +673,7 @@ mod tests {
         check_with_sqlparser(sql, &catalog)
     }
 
-    fn rule(r: Result<(), QueryError>) -> &'static str {
+    fn rule<T: std::fmt::Debug>(r: Result<T, QueryError>) -> &'static str {
         match r {
             Err(QueryError::NotReadOnly { rule, .. }) => rule,
             other => panic!("expected a refusal, got {other:?}"),
@@ -514,10 +731,82 @@ mod tests {
 
     #[test]
     fn tables_that_look_like_files_or_internals_are_refused() {
-        assert!(check_table("", "main", "orders").is_ok());
-        assert!(check_table("", "information_schema", "tables").is_ok());
-        assert_eq!(rule(check_table("", "", "data/x.csv")), "file_as_table");
-        assert_eq!(rule(check_table("", "", "duckdb_settings")), "metadata");
-        assert_eq!(rule(check_table("system", "main", "t")), "metadata");
+        let c = FunctionCatalog::from_names(&[]);
+        assert!(c.check_table("", "main", "orders").is_ok());
+        assert!(c.check_table("", "raw_uploads", "pg_orders").is_ok());
+        assert!(c.check_table("", "information_schema", "tables").is_ok());
+        assert_eq!(rule(c.check_table("", "", "data/x.csv")), "file_as_table");
+        assert_eq!(rule(c.check_table("", "", "duckdb_settings")), "metadata");
+        assert_eq!(rule(c.check_table("system", "main", "t")), "metadata");
+        assert_eq!(rule(c.check_table("", "", "pg_settings")), "metadata");
+        assert_eq!(
+            rule(c.check_table("", "main", "pg_prepared_statements")),
+            "metadata"
+        );
+        assert_eq!(
+            rule(c.check_table("", "pg_catalog", "pg_class")),
+            "metadata"
+        );
+        assert_eq!(
+            rule(c.check_table("", "information_schema", "character_sets")),
+            "metadata"
+        );
+    }
+
+    #[test]
+    fn trivia_is_skipped_as_duckdb_skips_it() {
+        // Block comments nest; `--` ends at \r as well as \n; Unicode spaces are not spaces.
+        assert_eq!(skip_trivia("/* /* */ SELECT 1 --*/ ANALYZE x"), "ANALYZE x");
+        assert_eq!(skip_trivia("--x\rANALYZE y"), "ANALYZE y");
+        assert_eq!(skip_trivia(" \t\x0b\x0c\n SELECT"), "SELECT");
+        assert_eq!(skip_trivia("\u{2028}SELECT"), "\u{2028}SELECT");
+        assert_eq!(skip_trivia("/* unterminated /* */"), "");
+        assert_eq!(
+            rule(strip_explain("EXPLAIN /* /* */ SELECT 1 --*/ ANALYZE SELECT 2").map(|_| ())),
+            "explain_analyze"
+        );
+        assert_eq!(
+            rule(strip_explain("EXPLAIN --x\rANALYZE SELECT 2 /*\nSELECT 2 --*/").map(|_| ())),
+            "explain_analyze"
+        );
+    }
+
+    #[test]
+    fn sized_functions_need_small_constants() {
+        let call = |name: &str, args: &[String]| {
+            let node: Value = serde_json::from_str(&format!(
+                r#"{{"class":"FUNCTION","function_name":"{name}","arguments":[{}]}}"#,
+                args.iter()
+                    .map(|a| format!(r#"{{"name":"","expression":{a}}}"#))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ))
+            .unwrap();
+            check_constant_size(name, &node)
+        };
+        let num = |v: &str| {
+            format!(
+                r#"{{"class":"CONSTANT","type":"VALUE_CONSTANT","literal":{{"kind":"NUMERIC","text":"{v}"}}}}"#
+            )
+        };
+        let column = r#"{"class":"COLUMN_REF","type":"COLUMN_REF"}"#.to_owned();
+        call("range", &[num("1000")]).unwrap();
+        assert_eq!(rule(call("range", &[num("400000000")])), "unbounded_size");
+        assert_eq!(rule(call("range", &[num("1e8")])), "unbounded_size");
+        assert_eq!(
+            rule(call("range", std::slice::from_ref(&column))),
+            "unbounded_size"
+        );
+        call("range", &[num("0"), num("100"), num("10")]).unwrap();
+        call("repeat", &[column.clone(), num("3")]).unwrap();
+        assert_eq!(
+            rule(call("repeat", &[column.clone(), num("1e9")])),
+            "unbounded_size"
+        );
+        assert_eq!(
+            rule(call("lpad", &[column.clone(), column.clone()])),
+            "unbounded_size"
+        );
+        call("lower", &[column]).unwrap();
     }
 }

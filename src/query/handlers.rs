@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream_shim::ReceiverStream;
 
-use super::export::{CHANNEL_CHUNKS, Format, export_job};
+use super::export::{CHANNEL_CHUNKS, ExportJob, Format, export_job};
 use super::run::{run_to_json, run_trusted_to_json};
 use super::{QueryError, history};
 use crate::app::AppState;
@@ -34,6 +34,13 @@ pub struct ExportRequest {
     sql: String,
     #[serde(default = "default_format")]
     format: String,
+    /// CSV: prefix text cells a spreadsheet would run as a formula with `'` (default on).
+    #[serde(default = "default_true")]
+    escape_formulas: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_format() -> String {
@@ -48,6 +55,7 @@ fn warehouse_error(e: WarehouseError, timeout: Duration) -> AppError {
             seconds: timeout.as_secs(),
         }
         .into(),
+        WarehouseError::MemoryCeiling { limit_mb } => QueryError::MemoryLimit { limit_mb }.into(),
         WarehouseError::Closed | WarehouseError::Cancelled => AppError::ShuttingDown,
         other => AppError::Internal(other.into()),
     }
@@ -62,7 +70,7 @@ pub async fn run_query(
 ) -> Result<Response> {
     let started = std::time::Instant::now();
     let QueryRequest { sql, remember } = req;
-    let result = run_user_sql(&state, sql.clone()).await;
+    let result = run_user_sql(&state, &principal, sql.clone()).await;
     if remember {
         let outcome = history::Outcome {
             ok: result.is_ok(),
@@ -75,15 +83,20 @@ pub async fn run_query(
     Ok(json_response(result?.0))
 }
 
-async fn run_user_sql(state: &AppState, sql: String) -> Result<(Vec<u8>, usize)> {
+async fn run_user_sql(
+    state: &AppState,
+    principal: &Principal,
+    sql: String,
+) -> Result<(Vec<u8>, usize)> {
     state.gate.check_size(&sql)?;
     let timeout = Duration::from_secs(state.config.api.query_timeout_seconds);
     let max_rows = state.config.api.max_query_rows;
     let gate = state.gate.clone();
+    let owner = principal.email.clone();
     Ok(state
         .warehouse
         .interactive(timeout, move |qc, control| {
-            run_to_json(qc, control, &gate, &sql, max_rows)
+            run_to_json(qc, control, &gate, &sql, max_rows, &owner)
         })
         .await
         .map_err(|e| warehouse_error(e, timeout))??)
@@ -127,37 +140,70 @@ pub async fn run_internal_select(
 }
 
 /// Streams the whole result of one read-only statement as CSV, NDJSON or Parquet.
+///
+/// At most `query_workers - 1` exports run at once (an export holds a worker for as long
+/// as its client reads), so queries always have a worker. Until its first rows exist an
+/// export is held to the query timeout; the job is cancelled as soon as the client goes
+/// away, whether before or after the response started.
 #[tracing::instrument(skip_all)]
 pub async fn export_query(
     State(state): State<AppState>,
+    principal: Principal,
     Json(req): Json<ExportRequest>,
 ) -> Result<Response> {
     let format = Format::parse(&req.format)?;
     state.gate.check_size(&req.sql)?;
+    let permit = state
+        .exports
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| AppError::Busy { retry_after: 5 })?;
     let timeout = Duration::from_secs(state.config.api.export_timeout_seconds);
+    let first_rows = Duration::from_secs(state.config.api.query_timeout_seconds);
     let (started_tx, started_rx) = oneshot::channel();
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let gate = state.gate.clone();
     let warehouse = state.warehouse.clone();
-    // The job outlives this handler (it feeds the body), so it runs in its own task; it
-    // ends when the result is written, the client goes away, or the export times out.
+    let request = ExportJob {
+        sql: req.sql,
+        format,
+        escape_formulas: req.escape_formulas,
+        owner: principal.email.clone(),
+    };
+    let client = tx.clone();
+    let shutdown = state.tasks.token();
+    // The job outlives this handler (it feeds the body), so it runs in its own task. It
+    // ends when the result is written, the export times out, or the client goes away:
+    // the body's receiver is dropped, `closed()` fires, and dropping the warehouse future
+    // cancels the job (its running statement is interrupted).
     let job = tokio::spawn(async move {
-        warehouse
-            .interactive(timeout, move |qc, control| {
-                export_job(qc, control, &gate, &req.sql, format, started_tx, tx);
-            })
-            .await
+        let _permit = permit;
+        let work = warehouse.interactive(timeout, move |qc, control| {
+            export_job(qc, control, &gate, &request, started_tx, tx);
+        });
+        tokio::select! {
+            result = work => result,
+            () = client.closed() => Err(WarehouseError::Cancelled),
+            () = shutdown.cancelled() => Err(WarehouseError::Closed),
+        }
     });
-    match started_rx.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e.into()),
+    match tokio::time::timeout(first_rows, started_rx).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(e.into()),
         // The job never started: the queue was full, the server is stopping, or it timed out.
-        Err(_) => {
+        Ok(Err(_)) => {
             return Err(match job.await {
                 Ok(Err(e)) => warehouse_error(e, timeout),
                 Ok(Ok(())) => AppError::Internal(anyhow::anyhow!("export ended before it started")),
                 Err(e) => AppError::Internal(e.into()),
             });
+        }
+        Err(_) => {
+            job.abort();
+            return Err(QueryError::Timeout {
+                seconds: first_rows.as_secs(),
+            }
+            .into());
         }
     }
     let file_name = format!(

@@ -168,10 +168,12 @@ pub fn run_to_json(
     gate: &Gate,
     sql: &str,
     max_rows: usize,
+    owner: &str,
 ) -> Result<(Vec<u8>, usize), QueryError> {
     let started = Instant::now();
-    gate.check(&qc.conn, sql)?;
-    let capped = in_read_only_transaction(qc, control, |conn| fetch_capped(conn, sql, max_rows))?;
+    let sql = gate.check(&qc.conn, sql)?;
+    qc.use_statement_cache_of(owner);
+    let capped = in_read_only_transaction(qc, control, |conn| fetch_capped(conn, &sql, max_rows))?;
     Ok((result_json(&capped, max_rows, started), capped.rows))
 }
 
@@ -183,6 +185,7 @@ pub fn run_trusted_to_json(
     max_rows: usize,
 ) -> Result<Vec<u8>, QueryError> {
     let started = Instant::now();
+    qc.use_statement_cache_of("");
     let capped = in_read_only_transaction(qc, control, |conn| fetch_capped(conn, sql, max_rows))?;
     Ok(result_json(&capped, max_rows, started))
 }

@@ -340,6 +340,9 @@ pub struct UploadQuery {
 }
 
 /// Reduces an uploaded file name to a safe basename.
+/// Longest upload name: the file system's 255 bytes less room for the temp file's prefix.
+const MAX_FILE_NAME_BYTES: usize = 200;
+
 fn safe_name(raw: &str) -> Option<String> {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
@@ -394,6 +397,17 @@ pub async fn upload_file(
             "the file needs a name (not hidden, not a temp file)",
         )
     })?;
+    // Linux refuses names over 255 bytes (the temp name adds a few): say so, not 500.
+    if file_name.len() > MAX_FILE_NAME_BYTES {
+        return Err(AppError::bad_request(
+            "invalid_file_name",
+            format!(
+                "the file name is {} bytes long; the longest Kura accepts is \
+                 {MAX_FILE_NAME_BYTES} bytes",
+                file_name.len()
+            ),
+        ));
+    }
     if detect(&file_name).is_none() {
         return Err(AppError::bad_request(
             "unsupported_file_type",

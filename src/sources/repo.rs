@@ -232,7 +232,7 @@ pub fn ledger(
         return Ok(BTreeMap::new());
     }
     let mut stmt = c.prepare(
-        "SELECT path, size, epoch_us(mtime), hash, status, table_name FROM _kura.files WHERE source = ?",
+        "SELECT path, size, epoch_us(mtime), hash, status, table_name, error FROM _kura.files WHERE source = ?",
     )?;
     let rows = stmt.query_map([source], |r| {
         let micros: Option<i64> = r.get(2)?;
@@ -246,6 +246,7 @@ pub fn ledger(
                 hash: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
                 status: r.get(4)?,
                 table_name: r.get(5)?,
+                error: r.get(6)?,
             },
         ))
     })?;

@@ -25,7 +25,7 @@ use serde::Serialize;
 use super::formats::{Format, Kind};
 use super::load::{self, FileLoad, LoadError};
 use super::registry::{DiskFile, Layout, Source, files};
-use super::{excel, repo};
+use super::{excel, inflight, repo};
 use crate::app::AppState;
 use crate::blocking;
 use crate::config::OnDelete;
@@ -435,6 +435,18 @@ async fn sync_files(
                 continue;
             }
         };
+        // A quarantined file stays out until its content changes or a full refresh asks
+        // for it explicitly: loading it again could take the server down again.
+        if !options.full_refresh && previous.is_some_and(|p| p.quarantined(&hash)) {
+            report.files_failed += 1;
+            report.files.push(FileOutcome {
+                path: file.rel.clone(),
+                outcome: "failed",
+                rows: 0,
+                error: Some(inflight::QUARANTINED.to_owned()),
+            });
+            continue;
+        }
         if !options.full_refresh && settled && previous.is_some_and(|p| p.hash == hash) {
             let (name, rel, mtime) = (source.name.clone(), file.rel.clone(), file.mtime);
             let size = file.size;
@@ -463,7 +475,35 @@ async fn sync_files(
             });
             continue;
         }
-        match load_one(state, source, file, kind, &table, &hash, options).await {
+        let inflight_dir = state.config.state_dir().join("inflight");
+        let (dir, name, rel, h) = (
+            inflight_dir.clone(),
+            source.name.clone(),
+            file.rel.clone(),
+            hash.clone(),
+        );
+        if blocking::run(move || inflight::crashed_before(&dir, &name, &rel, &h)).await {
+            run.fail(&mut report, file, &table, &hash, inflight::QUARANTINED)
+                .await;
+            continue;
+        }
+        let (dir, name, rel, h) = (
+            inflight_dir,
+            source.name.clone(),
+            file.rel.clone(),
+            hash.clone(),
+        );
+        let marker = match blocking::run(move || inflight::begin(&dir, &name, &rel, &h)).await {
+            Ok(m) => m,
+            Err(e) => {
+                let error = format!("cannot mark the file as loading: {e}");
+                run.fail(&mut report, file, &table, &hash, &error).await;
+                continue;
+            }
+        };
+        let outcome = load_one(state, source, file, kind, &table, &hash, options).await;
+        drop(marker);
+        match outcome {
             Ok(loaded) => {
                 for column in &loaded.added_columns {
                     state
@@ -721,4 +761,14 @@ pub struct LedgerEntry {
     pub hash: String,
     pub status: String,
     pub table_name: String,
+    pub error: Option<String>,
+}
+
+impl LedgerEntry {
+    /// Quarantined with this content (its load killed the process; see `inflight`).
+    fn quarantined(&self, hash: &str) -> bool {
+        self.status == "failed"
+            && self.hash == hash
+            && self.error.as_deref() == Some(inflight::QUARANTINED)
+    }
 }

@@ -130,6 +130,6 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
 
 pub fn client_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
     extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
+        .get::<axum::extract::ConnectInfo<super::conn::PeerAddr>>()
+        .map(|c| c.0.0.ip())
 }

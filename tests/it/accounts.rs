@@ -12,7 +12,7 @@ use crate::harness::TestApp;
 
 pub(crate) const PASSWORD: &str = "quiet-lantern-42";
 
-async fn auth_app() -> TestApp {
+pub(crate) async fn auth_app() -> TestApp {
     TestApp::with_config(|c| {
         c.auth.enabled = true;
         c.auth.rate_limit_per_minute = 100_000;
@@ -114,6 +114,11 @@ impl Browser {
         )
     }
 
+    /// The session cookie (`kura_session=...`), once signed in.
+    pub(crate) fn cookie(&self) -> Option<String> {
+        self.cookie.clone()
+    }
+
     pub(crate) async fn get(&mut self, path: &str) -> (StatusCode, Value) {
         self.send(Method::GET, path, None).await
     }
@@ -136,7 +141,7 @@ impl Browser {
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -872,14 +877,19 @@ async fn auth_off_is_refused_beyond_loopback_and_is_a_local_admin_on_it() {
 
 /// Opens `/ws` by hand (HTTP/1.1 upgrade) and returns the status line.
 async fn ws_status(base: &str, path_and_query: &str, cookie: Option<&str>) -> String {
-    let addr = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let cookie = cookie
         .map(|c| format!("Cookie: {c}\r\n"))
         .unwrap_or_default();
+    ws_status_with(base, path_and_query, &cookie).await
+}
+
+/// [`ws_status`] with extra header lines (each ending in `\r\n`).
+pub(crate) async fn ws_status_with(base: &str, path_and_query: &str, extra: &str) -> String {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{cookie}\r\n"
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 1024];

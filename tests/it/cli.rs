@@ -67,6 +67,7 @@ fn spawn_server(dir: &Path, port: u16, stderr: Stdio) -> Running {
 /// running server wrote to `.kura/cli-token`.
 fn local_client(dir: &Path) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-requested-with", "kura-tests".parse().unwrap());
     if let Some(token) = kura::auth::read_cli_token(&dir.join(".kura")) {
         headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
@@ -507,7 +508,7 @@ fn copy_dir(from: &Path, to: &Path) {
 pub(crate) mod gen_data;
 
 #[tokio::test]
-async fn kill_9_during_a_load_then_restart_loads_the_file_exactly_once() {
+async fn kill_9_during_a_load_quarantines_the_file_and_a_full_refresh_loads_it_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     Command::new(KURA)
         .args(["init", dir.path().to_str().unwrap()])
@@ -547,6 +548,37 @@ async fn kill_9_during_a_load_then_restart_loads_the_file_exactly_once() {
     let mut second = serve(dir.path(), port);
     let client = wait_ready(dir.path(), port).await;
     let url = format!("http://127.0.0.1:{port}/api/query");
+    // The load was cut: nothing of it is there, and the file is quarantined (a kill -9
+    // cannot be told from a file that crashed the server) until a full refresh asks.
+    let ledger = "SELECT status, error FROM _kura.files WHERE path = 'data/uploads/big.csv'";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body: serde_json::Value = client
+            .post(&url)
+            .json(&serde_json::json!({"sql": ledger}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["rows"][0][0] == "failed" {
+            assert!(
+                body["rows"][0][1].as_str().unwrap().contains("quarantined"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "not quarantined: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = client
+        .post(format!("http://127.0.0.1:{port}/api/sources/uploads/sync"))
+        .json(&serde_json::json!({"full_refresh": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     let sql = "SELECT count(*), count(DISTINCT _kura_file), count(DISTINCT order_id) FROM raw_uploads.big";
     let deadline = Instant::now() + Duration::from_secs(120);
     let rows = loop {
@@ -640,4 +672,150 @@ async fn kura_sync_works_with_and_without_a_running_server() {
     assert!(!unknown.status.success());
     terminate(&server);
     server.wait().unwrap();
+}
+
+#[tokio::test]
+async fn a_file_whose_load_killed_the_server_is_quarantined_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    kura::project::init(dir.path(), false).unwrap();
+    let port = free_port();
+    let mut server = serve(dir.path(), port);
+    let _ = wait_ready(dir.path(), port).await;
+    // Big enough that converting and loading it takes a while.
+    let cells: Vec<Vec<String>> = (0..120_000)
+        .map(|r| (0..8).map(|c| format!("r{r}c{c}")).collect())
+        .collect();
+    let rows: Vec<Vec<&str>> = cells
+        .iter()
+        .map(|r| r.iter().map(String::as_str).collect())
+        .collect();
+    let slices: Vec<&[&str]> = rows.iter().map(Vec::as_slice).collect();
+    let book = crate::xlsx::workbook(&slices);
+    let uploads = dir.path().join("data/uploads");
+    std::fs::write(uploads.join(".big.xlsx.tmp"), &book).unwrap();
+    std::fs::rename(uploads.join(".big.xlsx.tmp"), uploads.join("big.xlsx")).unwrap();
+    // The load is marked before the workbook is converted: kill the server while it is.
+    let inflight = dir.path().join(".kura/inflight");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_dir(&inflight).is_ok_and(|mut d| d.next().is_some()) {
+        assert!(Instant::now() < deadline, "the load never started");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // The next start does not load it again (it would kill the server again).
+    let _server = serve(dir.path(), port);
+    let client = wait_ready(dir.path(), port).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let file = loop {
+        let body: serde_json::Value = client
+            .get(format!(
+                "http://127.0.0.1:{port}/api/sources/uploads/csv-files"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let file = body["files"]
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["name"] == "big.xlsx").cloned());
+        if let Some(f) = file.filter(|f| f["status"] == "failed") {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "not quarantined: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        file["error"].as_str().unwrap().contains("quarantined"),
+        "{file}"
+    );
+}
+
+#[tokio::test]
+async fn the_request_log_names_routes_not_the_tokens_in_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    kura::project::init(dir.path(), false).unwrap();
+    let port = free_port();
+    let mut server = serve_with_log(dir.path(), port);
+    let client = wait_ready(dir.path(), port).await;
+    let token = "secret-invitation-token-0123456789";
+    let r = client
+        .get(format!("http://127.0.0.1:{port}/invite/{token}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error() || r.status().is_success());
+    terminate(&server);
+    server.wait().unwrap();
+    let log: Vec<String> = BufReader::new(server.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    assert!(
+        log.iter().any(|l| l.contains("/invite/{token}")),
+        "the route template is logged: {log:?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains(token)),
+        "the token reached the log: {log:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_query_past_the_memory_ceiling_is_stopped_and_the_server_answers_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    kura::project::init(dir.path(), false).unwrap();
+    let port = free_port();
+    // A server process of its own: the watchdog reads the whole process's memory.
+    let _server = Running(
+        Command::new(KURA)
+            .args([
+                "serve",
+                dir.path().to_str().unwrap(),
+                "--port",
+                &port.to_string(),
+            ])
+            .env("KURA__WAREHOUSE__MEMORY_LIMIT", "200MB")
+            .env("KURA__WAREHOUSE__MAX_PROCESS_MEMORY", "600MB")
+            .env("KURA__API__QUERY_TIMEOUT_SECONDS", "120")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = wait_ready(dir.path(), port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    // A 400 KB list per row (a constant size the gate accepts), 2,048 rows per vector:
+    // DuckDB's buffer manager does not count these lists, so `memory_limit` does not stop
+    // them and only the watchdog does.
+    let query = client
+        .post(format!("{base}/api/query"))
+        .json(&serde_json::json!({"sql": "SELECT sum(len(list_concat(range(50000), [range]))) FROM range(2000000)"}))
+        .send();
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        client
+            .get(format!("{base}/api/status"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let (answer, status_meanwhile) = tokio::join!(query, meanwhile);
+    assert!(status_meanwhile.is_success(), "{status_meanwhile}");
+    let answer = answer.unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"], "memory_limit_exceeded", "{body}");
+    // The next query runs normally.
+    let r = client
+        .post(format!("{base}/api/query"))
+        .json(&serde_json::json!({"sql": "SELECT 42"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
 }

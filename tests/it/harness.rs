@@ -63,6 +63,10 @@ impl TestApp {
         // Most tests are about other things: they run as the local admin of auth-disabled
         // mode (loopback only). Tests of accounts switch auth back on in `tweak`.
         config.auth.enabled = false;
+        // Every test app shares this process, so its resident memory is theirs together:
+        // the memory watchdog would stop one test's queries for another's. It is tested
+        // in a server process of its own (tests/it/cli.rs).
+        config.warehouse.max_process_memory = "1TB".into();
         tweak(&mut config);
         let state = AppState::with_clock(config, clock)
             .await
@@ -78,7 +82,7 @@ impl TestApp {
         Self {
             dir,
             base,
-            client: reqwest::Client::new(),
+            client: script_client(),
             state,
             stop: Some(stop),
             server: Some(server),
@@ -143,6 +147,17 @@ impl TestApp {
         }
         self.state.shutdown().await;
     }
+}
+
+/// A client as a script uses one: with `auth.enabled: false` Kura wants a header a
+/// cross-site form cannot send (`X-Requested-With`) on every write.
+pub(crate) fn script_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-requested-with", "kura-tests".parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// Polls `check` until it returns `Some` or `timeout` passes.

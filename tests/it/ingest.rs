@@ -8,12 +8,12 @@ use serde_json::{Value, json};
 
 use crate::harness::{TestApp, eventually};
 
-fn uploads(app: &TestApp) -> PathBuf {
+pub(crate) fn uploads(app: &TestApp) -> PathBuf {
     app.dir.path().join("data/uploads")
 }
 
 /// Writes a file atomically (temp name, then rename), as a careful user or tool would.
-fn drop_file(dir: &Path, name: &str, content: &[u8]) {
+pub(crate) fn drop_file(dir: &Path, name: &str, content: &[u8]) {
     std::fs::create_dir_all(dir).unwrap();
     let temp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&temp, content).unwrap();
@@ -21,7 +21,7 @@ fn drop_file(dir: &Path, name: &str, content: &[u8]) {
 }
 
 /// Waits until `sql`'s first value equals `expected`.
-async fn wait_for_value(app: &TestApp, sql: &str, expected: Value) -> Value {
+pub(crate) async fn wait_for_value(app: &TestApp, sql: &str, expected: Value) -> Value {
     let got = eventually(Duration::from_secs(20), || async {
         let (status, body) = app.query(sql).await;
         (status == StatusCode::OK && body["rows"][0][0] == expected).then_some(body)
@@ -38,7 +38,7 @@ async fn wait_for_value(app: &TestApp, sql: &str, expected: Value) -> Value {
 }
 
 /// Waits until no sync runs and returns the source's file listing.
-async fn settled_files(app: &TestApp, source: &str) -> Vec<Value> {
+pub(crate) async fn settled_files(app: &TestApp, source: &str) -> Vec<Value> {
     eventually(Duration::from_secs(20), || async {
         let (_, w) = app.get_json("/api/watcher/status").await;
         let idle = w["syncing"].as_array().is_some_and(Vec::is_empty)
@@ -519,7 +519,7 @@ async fn a_2gb_upload_is_refused_with_413_before_it_is_read() {
     let addr = app.base.trim_start_matches("http://").to_owned();
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = format!(
-        "POST /api/sources/uploads/upload-csv HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n\
+        "POST /api/sources/uploads/upload-csv HTTP/1.1\r\nHost: {addr}\r\nX-Requested-With: kura-tests\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n\
          Content-Length: {}\r\n\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"huge.csv\"\r\n\r\nid\n",
         2u64 * 1024 * 1024 * 1024
     );

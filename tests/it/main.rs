@@ -15,5 +15,6 @@ mod live;
 mod platform;
 mod query;
 mod schedules;
+mod security;
 mod webdriver;
 mod xlsx;
