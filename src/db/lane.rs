@@ -77,7 +77,15 @@ impl<C: Send + 'static> Lane<C> {
                         };
                         let Some(job) = job else { break };
                         queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                        job(&mut conn);
+                        // A panicking job (a bug) fails its own caller, whose answer channel
+                        // is dropped, and must not take the lane's thread with it: a dead
+                        // worker would answer nothing again until a restart. The connection
+                        // is only ever used through whole jobs, so the next job finds it
+                        // usable (rollback on error is each job's own business).
+                        let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
+                        if std::panic::catch_unwind(run).is_err() {
+                            tracing::error!(lane = name, "a job panicked; the worker goes on");
+                        }
                     }
                     on_exit(&mut conn);
                 })?;
@@ -171,6 +179,16 @@ mod tests {
         assert!(name.unwrap().starts_with("t-"));
         lane.close_and_join();
         assert_eq!(lane.submit(|_| ()).unwrap_err(), LaneError::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone_and_the_worker_goes_on() {
+        let lane = Lane::start("t", vec![0u32], 4, |_| {}).unwrap();
+        let bad = lane.submit(|_: &mut u32| -> u32 { panic!("a bug in a job") });
+        assert!(bad.unwrap().await.is_err(), "its caller sees the job fail");
+        let good = lane.submit(|c: &mut u32| *c + 1).unwrap();
+        assert_eq!(good.await.unwrap(), 1);
+        lane.close_and_join();
     }
 
     #[tokio::test]

@@ -272,6 +272,10 @@ impl Warehouse {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
+        // Analysts write lambdas as `x -> x * 2` as well as `lambda x: x * 2`; DuckDB 2.0
+        // accepts the arrow only when told to, and only before the configuration is locked.
+        db.execute_batch("SET GLOBAL lambda_syntax = 'ENABLE_SINGLE_ARROW'")
+            .map_err(|e| WarehouseError::Lockdown(format!("lambda_syntax: {e}")))?;
         let settings = lock_down(&db, config, &staging)?;
         let writer_interrupt = db.interrupt_handle();
 
