@@ -51,6 +51,14 @@ fn serve_with_log(dir: &Path, port: u16) -> Running {
     spawn_server(dir, port, Stdio::piped())
 }
 
+/// The log lines of a stopped [`serve_with_log`] server.
+fn log_of(server: &mut Running) -> Vec<String> {
+    BufReader::new(server.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .collect()
+}
+
 fn spawn_server(dir: &Path, port: u16, stderr: Stdio) -> Running {
     Running(
         Command::new(KURA)
@@ -421,11 +429,7 @@ async fn a_second_server_on_the_same_project_fails_at_once_and_sigterm_stops_cle
     terminate(&first);
     let status = first.wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
-    let log: Vec<String> = BufReader::new(first.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .collect();
-    let log = log.join("\n");
+    let log = log_of(&mut first).join("\n");
     assert!(log.contains("Kura is serving"), "{log}");
     assert!(log.contains("checkpointed"), "{log}");
     assert!(log.contains("request"), "one line per request: {log}");
@@ -750,10 +754,7 @@ async fn the_request_log_names_routes_not_the_tokens_in_paths() {
     assert!(r.status().is_client_error() || r.status().is_success());
     terminate(&server);
     server.wait().unwrap();
-    let log: Vec<String> = BufReader::new(server.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .collect();
+    let log = log_of(&mut server);
     assert!(
         log.iter().any(|l| l.contains("/invite/{token}")),
         "the route template is logged: {log:?}"

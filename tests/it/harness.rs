@@ -133,6 +133,20 @@ impl TestApp {
         (status, r.json().await.expect("JSON body"))
     }
 
+    /// Uploads `content` as `name` into the `uploads` source (multipart field `file`).
+    pub(crate) async fn upload(&self, name: &str, content: Vec<u8>) -> reqwest::Response {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(content).file_name(name.to_owned()),
+        );
+        self.client
+            .post(self.url("/api/sources/uploads/upload-csv"))
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload")
+    }
+
     pub(crate) async fn query(&self, sql: &str) -> (StatusCode, Value) {
         self.post_json("/api/query", json!({ "sql": sql })).await
     }

@@ -11,17 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::harness::{TestApp, eventually};
 
 async fn upload(app: &TestApp, name: &str, body: &str) {
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(body.as_bytes().to_vec()).file_name(name.to_owned()),
-    );
-    let r = app
-        .client
-        .post(app.url("/api/sources/uploads/upload-csv"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let r = app.upload(name, body.as_bytes().to_vec()).await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 

@@ -668,18 +668,9 @@ async fn a_spreadsheet_spanning_the_whole_sheet_is_refused_without_hurting_the_s
 async fn small_refusals_say_what_is_wrong() {
     let app = TestApp::with_fixtures().await;
     // A 300-character upload name.
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(b"a\n1\n".to_vec())
-            .file_name(format!("{}.csv", "n".repeat(300))),
-    );
     let r = app
-        .client
-        .post(app.url("/api/sources/uploads/upload-csv"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+        .upload(&format!("{}.csv", "n".repeat(300)), b"a\n1\n".to_vec())
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "invalid_file_name", "{body}");
