@@ -36,9 +36,14 @@ impl Drop for Marker {
 pub fn begin(dir: &Path, source: &str, rel: &str, hash: &str) -> std::io::Result<Marker> {
     std::fs::create_dir_all(dir)?;
     let path = marker_path(dir, source, rel);
-    let mut file = std::fs::File::create(&path)?;
+    // Written under a temporary name and renamed: a marker is whole or absent, so a crash
+    // right after it appears is still recognised as this content's.
+    let mut temp = path.clone().into_os_string();
+    temp.push(".tmp");
+    let mut file = std::fs::File::create(&temp)?;
     file.write_all(hash.as_bytes())?;
     file.sync_all()?;
+    std::fs::rename(&temp, &path)?;
     Ok(Marker(path))
 }
 

@@ -701,7 +701,13 @@ async fn a_file_whose_load_killed_the_server_is_quarantined_at_the_next_start() 
     // The load is marked before the workbook is converted: kill the server while it is.
     let inflight = dir.path().join(".kura/inflight");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_dir(&inflight).is_ok_and(|mut d| d.next().is_some()) {
+    let marked = || {
+        std::fs::read_dir(&inflight).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
+        })
+    };
+    while !marked() {
         assert!(Instant::now() < deadline, "the load never started");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
