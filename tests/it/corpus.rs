@@ -100,17 +100,8 @@ async fn layer1_the_gate_alone_refuses_every_hostile_statement() {
     let mut accepted = Vec::new();
     for (name, sql) in &reject {
         let sql = substitute(sql, sentinel.path(), &app.warehouse_path());
-        let gate = app.state.gate.clone();
         // The gate only: nothing is executed.
-        let verdict = app
-            .state
-            .warehouse
-            .interactive(Duration::from_secs(10), move |qc, _| {
-                gate.check(&qc.conn, &sql)
-            })
-            .await
-            .unwrap();
-        match verdict {
+        match app.gate_verdict(&sql).await {
             Err(QueryError::NotReadOnly { .. }) => {}
             other => accepted.push(format!("{name}: {other:?}")),
         }

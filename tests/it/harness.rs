@@ -147,6 +147,22 @@ impl TestApp {
             .expect("upload")
     }
 
+    /// The gate's verdict on `sql` (and what it would run), taken on a query worker;
+    /// nothing is executed.
+    pub(crate) async fn gate_verdict(
+        &self,
+        sql: &str,
+    ) -> Result<std::sync::Arc<str>, kura::query::QueryError> {
+        let (gate, sql) = (self.state.gate.clone(), sql.to_owned());
+        self.state
+            .warehouse
+            .interactive(Duration::from_secs(10), move |qc, _| {
+                gate.check(&qc.conn, &sql)
+            })
+            .await
+            .expect("a query worker")
+    }
+
     pub(crate) async fn query(&self, sql: &str) -> (StatusCode, Value) {
         self.post_json("/api/query", json!({ "sql": sql })).await
     }

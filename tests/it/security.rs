@@ -202,17 +202,7 @@ async fn the_gate_and_duckdb_agree_on_what_a_statement_is() {
                 trivia(&mut rng)
             ),
         };
-        let gate = app.state.gate.clone();
-        let text = sql.clone();
-        let verdict = app
-            .state
-            .warehouse
-            .interactive(Duration::from_secs(10), move |qc, _| {
-                gate.check(&qc.conn, &text)
-            })
-            .await
-            .unwrap();
-        if let Ok(run) = verdict {
+        if let Ok(run) = app.gate_verdict(&sql).await {
             accepted += 1;
             // What the gate accepted, DuckDB's own planner accepts as a read-only query,
             // and so does what the gate will run.
