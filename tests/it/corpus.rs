@@ -188,6 +188,24 @@ async fn fingerprint(app: &TestApp) -> Vec<Option<String>> {
         .unwrap()
 }
 
+/// Runs `sql` on a query worker inside its read-only transaction with no gate at all. A
+/// job the memory watchdog stopped counts as refused.
+pub(crate) async fn ungated(app: &TestApp, sql: &str) -> Result<String, QueryError> {
+    let sql = sql.to_owned();
+    app.state
+        .warehouse
+        .interactive(Duration::from_secs(20), move |qc, control| {
+            in_read_only_transaction(qc, control, |conn| run_ungated(conn, &sql))
+        })
+        .await
+        .unwrap_or_else(|e| match e {
+            kura::db::warehouse::WarehouseError::MemoryCeiling { .. } => {
+                Err(QueryError::Failed(e.to_string()))
+            }
+            other => panic!("the query worker failed: {other}"),
+        })
+}
+
 /// Runs `sql` with no gate at all: prepared and fetched as text, or, for several
 /// statements, executed as a batch.
 fn run_ungated(conn: &duckdb::Connection, sql: &str) -> Result<String, QueryError> {
@@ -241,15 +259,7 @@ async fn layer2_the_locked_engine_holds_with_the_gate_switched_off() {
             continue;
         }
         let sql = substitute(&sql, sentinel.path(), &app.warehouse_path());
-        let outcome = app
-            .state
-            .warehouse
-            .interactive(Duration::from_secs(20), move |qc, control| {
-                in_read_only_transaction(qc, control, |conn| run_ungated(conn, &sql))
-            })
-            .await
-            // Stopped by the memory watchdog (a list or string builder with no gate).
-            .unwrap_or_else(|e| Err(QueryError::Failed(e.to_string())));
+        let outcome = ungated(&app, &sql).await;
         match &outcome {
             Ok(text) => {
                 assert!(
@@ -296,15 +306,7 @@ async fn layer2_alone_refuses_to_read_or_write_the_own_warehouse_file() {
         format!("SELECT size FROM read_blob('{path}')"),
         format!("COPY (SELECT 'garbage') TO '{path}' (FORMAT csv, USE_TMP_FILE false)"),
     ] {
-        let ungated_sql = sql.clone();
-        let outcome = app
-            .state
-            .warehouse
-            .interactive(Duration::from_secs(10), move |qc, control| {
-                in_read_only_transaction(qc, control, |conn| run_ungated(conn, &ungated_sql))
-            })
-            .await
-            .unwrap();
+        let outcome = ungated(&app, &sql).await;
         assert!(outcome.is_err(), "the engine ran {sql}: {outcome:?}");
         let (status, body) = app.query(&sql).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -3,35 +3,14 @@
 use std::time::Duration;
 
 use kura::auth::{Role, totp};
-use kura::query::QueryError;
-use kura::query::run::in_read_only_transaction;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::accounts::{PASSWORD, auth_app, now, ws_status_with};
+use crate::corpus::ungated;
 use crate::harness::{TestApp, eventually};
 use crate::ingest::{drop_file, settled_files, uploads};
-
-/// Prepares and runs `sql` on a query worker with no gate at all.
-async fn ungated(app: &TestApp, sql: &str) -> Result<String, QueryError> {
-    let sql = sql.to_owned();
-    app.state
-        .warehouse
-        .interactive(Duration::from_secs(20), move |qc, control| {
-            in_read_only_transaction(qc, control, |conn| {
-                let fail = |e: duckdb::Error| QueryError::Failed(e.to_string());
-                let mut stmt = conn.prepare(&sql).map_err(fail)?;
-                let mut out = String::new();
-                for batch in stmt.stream_arrow([]).map_err(fail)? {
-                    out.push_str(&format!("{:?}", batch.map_err(fail)?));
-                }
-                Ok(out)
-            })
-        })
-        .await
-        .unwrap()
-}
 
 /// Only prepares `sql` on a query worker (the engine guard decides at prepare time).
 async fn engine_prepares(app: &TestApp, sql: &str) -> Result<(), String> {
