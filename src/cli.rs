@@ -103,7 +103,7 @@ async fn sync_via_server(
         Some(body),
     )
     .await?;
-    if status != 202 {
+    if status != 200 {
         bail!("the server answered {status}: {answer}");
     }
     // A source that is syncing already (the watcher saw the files first): wait for that
@@ -330,13 +330,17 @@ async fn schedule_via_server(config: &Config, name: &str) -> anyhow::Result<Valu
         Some(json!({})),
     )
     .await?;
-    if status != 202 {
+    if status != 200 {
         bail!(
             "the server answered {status}: {}",
             started["message"].as_str().unwrap_or_default()
         );
     }
-    let job_id = started["job_id"].clone();
+    // The trigger names the job as a string (the reference's type); the history by number.
+    let job_id: Value = started["job_id"]
+        .as_str()
+        .and_then(|id| id.parse::<i64>().ok())
+        .map_or(Value::Null, Value::from);
     loop {
         let (_, history) = call(
             &client,

@@ -1,7 +1,9 @@
 //! The HTTP error boundary: [`AppError`] and the one place that decides what a client sees.
 //!
-//! Every error leaves as `{"error": "<snake_case_code>", "message": "...", ...context}`
-//! with the matching status. [`AppError::Internal`] never sends its text: the response
+//! Every error leaves as `{"error": "<snake_case_code>", "message": "...", "detail": "...",
+//! ...context}` with the matching status: `error`/`message` is Kura's dialect, `detail` the
+//! FastAPI one the reference product's clients read, and `error_code` (the reference's
+//! `DANGO-…` code) is added where the reference names one for the same situation. [`AppError::Internal`] never sends its text: the response
 //! carries a generic message and the real cause travels in the response extensions, where
 //! `web::middleware` logs it once with the request id. Browser requests for pages get the
 //! same information rendered through `templates/error.html` (see `web::middleware`).
@@ -19,9 +21,15 @@ pub type Result<T, E = AppError> = std::result::Result<T, E>;
 pub enum AppError {
     #[error("{0}")]
     NotFound(String),
+    /// Not found, with a more specific code than `not_found` (an unknown job, say).
+    #[error("{message}")]
+    Missing { code: &'static str, message: String },
     /// A request the client must change: `code` is the stable machine-readable reason.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
+    /// A well-formed request whose fields do not validate (422, as FastAPI answers).
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
     /// The request conflicts with the current state (a sync running, a file existing).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -49,6 +57,12 @@ pub enum AppError {
     Busy { retry_after: u64 },
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// Another error with more fields for its body (a weak password's `issues`).
+    #[error("{error}")]
+    WithContext {
+        error: Box<AppError>,
+        context: Value,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -66,6 +80,13 @@ pub struct ErrorInfo {
 impl AppError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
             code,
             message: message.into(),
         }
@@ -90,7 +111,11 @@ impl AppError {
         let mut ctx = Map::new();
         let (status, code, message) = match self {
             Self::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            Self::Missing { code, message } => (StatusCode::NOT_FOUND, *code, message.clone()),
             Self::BadRequest { code, message } => (StatusCode::BAD_REQUEST, *code, message.clone()),
+            Self::Invalid { code, message } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, *code, message.clone())
+            }
             Self::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone()),
             Self::PayloadTooLarge(m) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -135,6 +160,13 @@ impl AppError {
                 "shutting_down",
                 self.to_string(),
             ),
+            Self::WithContext { error, context } => {
+                let (status, code, message, mut inner) = error.parts();
+                if let Value::Object(extra) = context {
+                    inner.extend(extra.clone());
+                }
+                return (status, code, message, inner);
+            }
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -148,11 +180,8 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code, message, ctx) = self.parts();
-        let mut body = Map::new();
-        body.insert("error".into(), json!(code));
-        body.insert("message".into(), json!(message));
-        body.extend(ctx);
-        let mut response = (status, axum::Json(Value::Object(body))).into_response();
+        let mut response =
+            (status, axum::Json(error_body(status, code, &message, ctx))).into_response();
         if let Self::Busy { retry_after }
         | Self::Locked { retry_after }
         | Self::RateLimited { retry_after } = &self
@@ -175,12 +204,56 @@ impl IntoResponse for AppError {
     }
 }
 
+/// The one error body: Kura's `error`/`message`, FastAPI's `detail` (for a 422 its list
+/// of validation errors, `[{type, loc, msg, input}]`; otherwise the message), the
+/// reference's `error_code` where it has one, then the error's own context.
+fn error_body(status: StatusCode, code: &str, message: &str, ctx: Map<String, Value>) -> Value {
+    let mut body = Map::new();
+    body.insert("error".into(), json!(code));
+    body.insert("message".into(), json!(message));
+    let detail = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        json!([{"type": code, "loc": ["request"], "msg": message, "input": null}])
+    } else {
+        json!(message)
+    };
+    body.insert("detail".into(), detail);
+    if let Some(reference) = reference_code(code) {
+        body.insert("error_code".into(), json!(reference));
+    }
+    body.extend(ctx);
+    Value::Object(body)
+}
+
+/// The reference product's `error_code` for the same situation (its `DANGO-S…` security
+/// and scheduler, `DANGO-Q…` query, `DANGO-SYNC-…` sync and `DANGO-W…` web codes), so its clients' error handling keeps working.
+pub fn reference_code(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "unauthenticated" | "invalid_token" | "invalid_api_key" | "api_key_expired"
+        | "no_pending_sign_in" => "DANGO-S001",
+        "csrf_failed" | "origin_refused" | "permission_denied" => "DANGO-S002",
+        "schedule_not_found" => "DANGO-S003",
+        "user_exists" => "DANGO-S004",
+        "account_locked" => "DANGO-S006",
+        "job_not_found" => "DANGO-S007",
+        "no_webhooks" => "DANGO-S008",
+        "empty_query" => "DANGO-Q001",
+        "invalid_sql" | "not_read_only" => "DANGO-Q002",
+        "query_timeout" => "DANGO-Q004",
+        "query_failed" => "DANGO-Q005",
+        "unknown_source" => "DANGO-SYNC-001",
+        "invalid_backfill" => "DANGO-SYNC-002",
+        "sync_record_not_found" => "DANGO-SYNC-003",
+        "rate_limited" => "DANGO-W002",
+        _ => return None,
+    })
+}
+
 /// A JSON error response for cases outside a handler (extractor rejections, fallbacks).
 pub fn json_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
     let message = message.into();
     let mut response = (
         status,
-        axum::Json(json!({"error": code, "message": message})),
+        axum::Json(error_body(status, code, &message, Map::new())),
     )
         .into_response();
     response.extensions_mut().insert(ErrorInfo {
@@ -190,6 +263,30 @@ pub fn json_error(status: StatusCode, code: &'static str, message: impl Into<Str
         internal: None,
     });
     response
+}
+
+impl From<crate::sources::sync::SyncError> for AppError {
+    fn from(e: crate::sources::sync::SyncError) -> Self {
+        use crate::sources::sync::SyncError;
+        match e {
+            SyncError::InProgress(s) => Self::Conflict {
+                code: "sync_in_progress",
+                message: format!("source {s} is already syncing; wait for it to finish"),
+            },
+            SyncError::UnknownSource(s) => Self::NotFound(format!("there is no source named {s}")),
+            SyncError::Disabled(s) => Self::bad_request(
+                "source_disabled",
+                format!("source {s} is disabled in project.yml"),
+            ),
+            SyncError::Meta(e) => e.into(),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for AppError {
+    fn from(e: rusqlite::Error) -> Self {
+        crate::db::meta::MetaError::from(e).into()
+    }
 }
 
 impl From<crate::db::meta::MetaError> for AppError {

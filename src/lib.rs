@@ -15,6 +15,9 @@
 //! never runs on tokio workers: databases have their own threads, the rest goes through
 //! [`blocking::run`]. See `docs/ARCHITECTURE.md` for the map.
 
+/// This build's version, as `/api/status` and the logs name it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod app;
 pub mod auth;
 pub mod blocking;
@@ -31,6 +34,7 @@ pub mod schedules;
 pub mod secrets;
 pub mod sources;
 pub mod tasks;
+pub mod time;
 pub mod watcher;
 pub mod web;
 

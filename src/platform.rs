@@ -45,6 +45,65 @@ pub fn count_tables(conn: &duckdb::Connection) -> duckdb::Result<TableCounts> {
     )
 }
 
+/// Bytes of the files under `dir` (0 when it does not exist).
+pub fn folder_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => folder_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// How full the warehouse is against the size this machine handles well: the smaller of
+/// 4× its memory and 80 % of its disk (the reference's rule, so its monitors agree).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Capacity {
+    pub duckdb_size_bytes: u64,
+    pub duckdb_capacity_pct: f64,
+    pub recommended_max_db_size_bytes: u64,
+    /// healthy (up to 50 %), warning (up to 75 %), critical or unknown.
+    pub duckdb_capacity_status: &'static str,
+    pub duckdb_capacity_warning: bool,
+}
+
+pub fn capacity(size: u64, disk_total: Option<u64>, memory_total: Option<u64>) -> Capacity {
+    let recommended = match (disk_total, memory_total) {
+        (Some(d), Some(m)) => Some(m.saturating_mul(4).min(d / 10 * 8)),
+        (Some(d), None) => Some(d / 10 * 8),
+        (None, Some(m)) => Some(m.saturating_mul(4)),
+        (None, None) => None,
+    };
+    let Some(recommended) = recommended.filter(|r| *r > 0) else {
+        return Capacity {
+            duckdb_size_bytes: size,
+            duckdb_capacity_pct: 0.0,
+            recommended_max_db_size_bytes: 0,
+            duckdb_capacity_status: "unknown",
+            duckdb_capacity_warning: false,
+        };
+    };
+    let pct = ((size as f64 / recommended as f64 * 1000.0).round() / 10.0).min(100.0);
+    Capacity {
+        duckdb_size_bytes: size,
+        duckdb_capacity_pct: pct,
+        recommended_max_db_size_bytes: recommended,
+        duckdb_capacity_status: if pct > 75.0 {
+            "critical"
+        } else if pct > 50.0 {
+            "warning"
+        } else {
+            "healthy"
+        },
+        duckdb_capacity_warning: pct > 75.0,
+    }
+}
+
 /// Size in bytes of the warehouse file plus its write-ahead log.
 pub fn warehouse_bytes(path: &Path) -> u64 {
     let wal = path.with_extension("duckdb.wal");
@@ -84,6 +143,20 @@ pub fn disk_status(d: &Disk) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capacity_is_measured_against_memory_and_disk() {
+        const GB: u64 = 1 << 30;
+        // 4 × 2 GB of memory is less than 80 % of 100 GB of disk.
+        let c = capacity(2 * GB, Some(100 * GB), Some(2 * GB));
+        assert_eq!(c.recommended_max_db_size_bytes, 8 * GB);
+        assert_eq!(c.duckdb_capacity_pct, 25.0);
+        assert_eq!(c.duckdb_capacity_status, "healthy");
+        let full = capacity(7 * GB, Some(100 * GB), Some(2 * GB));
+        assert_eq!(full.duckdb_capacity_status, "critical");
+        assert!(full.duckdb_capacity_warning);
+        assert_eq!(capacity(1, None, None).duckdb_capacity_status, "unknown");
+    }
 
     #[test]
     fn disk_status_thresholds() {

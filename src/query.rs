@@ -24,6 +24,8 @@ pub use gate::{FunctionCatalog, Gate};
 /// Why a query was refused or failed; each variant has its own stable `error` code.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QueryError {
+    #[error("the SQL text is empty")]
+    Empty,
     #[error("the SQL text is {size} bytes; the limit is {limit} bytes")]
     TooLarge { size: usize, limit: usize },
     #[error("{message}")]
@@ -61,6 +63,7 @@ impl QueryError {
 
     pub fn code(&self) -> &'static str {
         match self {
+            Self::Empty => "empty_query",
             Self::TooLarge { .. } => "sql_too_large",
             Self::InvalidSql { .. } => "invalid_sql",
             Self::NotReadOnly { .. } => "not_read_only",

@@ -144,6 +144,12 @@ fn table(config: &Config) -> Table {
         )
         .add(
             M::GET,
+            "/api/sources/conflicts",
+            Perm(P::SourceView),
+            src::list_conflicts,
+        )
+        .add(
+            M::GET,
             "/api/sources/{name}/tables/{table}/preview",
             Perm(P::SourceView),
             src::preview_table,
@@ -213,6 +219,12 @@ fn table(config: &Config) -> Table {
         )
         .add(
             M::GET,
+            "/api/schedules/file",
+            Perm(P::SchedulerView),
+            schedules::handlers::show_schedules_file,
+        )
+        .add(
+            M::GET,
             "/api/schedules/history/recent",
             Perm(P::SchedulerView),
             schedules::handlers::recent_history,
@@ -238,7 +250,7 @@ fn table(config: &Config) -> Table {
         .add(
             M::POST,
             "/api/schedules/{name}/trigger",
-            Perm(P::SchedulerManage),
+            Perm(P::SourceSync),
             schedules::handlers::trigger_schedule,
         )
         .add(

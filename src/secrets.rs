@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use axum::extract::{Path as UrlPath, State};
+use crate::web::extract::Path as UrlPath;
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -161,9 +162,15 @@ pub async fn list_secrets(State(state): State<AppState>) -> Result<Json<Value>> 
         .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot read .env: {e}")))?;
     let secrets: Vec<Value> = parse(&text)
         .into_iter()
-        .map(|e| json!({"key": e.key, "masked_value": mask(&e.value), "length": e.value.chars().count()}))
+        .map(|e| json!({"key": e.key, "masked_value": mask(&e.value), "source": "env", "length": e.value.chars().count()}))
         .collect();
-    Ok(Json(json!({ "secrets": secrets })))
+    // `env_vars` and `oauth_credentials` are the reference's keys (Kura keeps no OAuth
+    // tokens); `secrets` is the same list under Kura's earlier name.
+    Ok(Json(json!({
+        "env_vars": secrets,
+        "oauth_credentials": [],
+        "secrets": secrets,
+    })))
 }
 
 #[derive(Deserialize)]
@@ -203,12 +210,15 @@ pub async fn set_secret(
         "secret.create"
     };
     audit::record(&state, Some(&principal), action, Some(&body.key), ip, None).await;
-    let status = if existed {
-        StatusCode::OK
+    let message = if existed {
+        format!("{} replaced", body.key)
     } else {
-        StatusCode::CREATED
+        format!("{} added", body.key)
     };
-    Ok((status, Json(json!({"key": body.key, "created": !existed}))))
+    Ok((
+        StatusCode::OK,
+        Json(json!({"message": message, "key": body.key, "created": !existed})),
+    ))
 }
 
 /// `DELETE /api/secrets/{key}`.
@@ -238,7 +248,9 @@ pub async fn delete_secret(
         None,
     )
     .await;
-    Ok(Json(json!({"key": key, "deleted": true})))
+    Ok(Json(
+        json!({"message": format!("{key} deleted"), "key": key, "deleted": true}),
+    ))
 }
 
 #[cfg(test)]

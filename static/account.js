@@ -70,7 +70,7 @@
   });
 
   async function loadKeys() {
-    const { api_keys } = await kura.api("GET", "/api/auth/api-keys");
+    const api_keys = await kura.api("GET", "/api/auth/api-keys?include_revoked=true");
     $("keys").replaceChildren(...api_keys.map((k) => kura.el("tr", {},
       kura.el("td", {}, k.name), kura.el("td", {}, kura.el("code", {}, k.prefix + "…")),
       kura.el("td", {}, kura.when(k.created_at)), kura.el("td", {}, k.expires_at ? kura.when(k.expires_at) : "never"),
@@ -96,7 +96,7 @@
   });
 
   async function loadSessions() {
-    const { sessions } = await kura.api("GET", "/api/auth/sessions");
+    const sessions = await kura.api("GET", "/api/auth/sessions");
     $("sessions").replaceChildren(...sessions.map((s) => kura.el("tr", {},
       kura.el("td", {}, kura.when(s.created_at)), kura.el("td", {}, kura.when(s.last_seen_at)),
       kura.el("td", {}, s.ip || "—"), kura.el("td", {}, s.user_agent || "—"),

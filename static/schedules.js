@@ -36,7 +36,7 @@
         () => kura.say(`${s.name}: cancelling job ${s.active_job}.`, "ok")) }, "Cancel"));
     }
     const when = [s.description, s.timezone !== "UTC" ? `(${s.timezone})` : ""].join(" ");
-    const status = s.active_job != null ? `running (job ${s.active_job})` : s.last_status ? `${s.last_status}, ${kura.when(s.last_run)}` : "never ran";
+    const status = s.active_job != null ? `running (job ${s.active_job})` : s.last_status ? `${s.last_status}, ${kura.when(s.last_run_at)}` : "never ran";
     const main = kura.el("tr", {},
       kura.el("td", {}, kura.el("strong", {}, s.name), s.enabled ? "" : " (disabled)",
         ...s.warnings.map((w) => kura.el("div", { class: "warning" }, w))),
@@ -49,12 +49,13 @@
   }
 
   async function load() {
-    const [list, unscheduled, notifications] = await Promise.all([
-      kura.api("GET", "/api/schedules"), kura.api("GET", "/api/sources/unscheduled"), kura.api("GET", "/api/notifications/config"),
+    const [list, file, unscheduled, notifications] = await Promise.all([
+      kura.api("GET", "/api/schedules"), kura.api("GET", "/api/schedules/file"),
+      kura.api("GET", "/api/sources/unscheduled"), kura.api("GET", "/api/notifications/config"),
     ]);
-    $("file-error").hidden = list.file.valid;
-    $("file-errors").replaceChildren(...list.file.errors.map((e) => kura.el("li", {}, kura.el("code", {}, e))));
-    $("schedules").replaceChildren(...(list.schedules.length ? list.schedules.flatMap(rows)
+    $("file-error").hidden = file.valid;
+    $("file-errors").replaceChildren(...file.errors.map((e) => kura.el("li", {}, kura.el("code", {}, e))));
+    $("schedules").replaceChildren(...(list.length ? list.flatMap(rows)
       : [kura.el("tr", {}, kura.el("td", { colspan: "6", class: "muted" }, "No schedules: add some to schedules.yml."))]));
     $("unscheduled").textContent = unscheduled.sources.length ? unscheduled.sources.join(", ") : "Every source is scheduled.";
     $("webhooks").replaceChildren(...(notifications.webhooks.length

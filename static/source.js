@@ -42,7 +42,7 @@
       if (open) return;
       slot.replaceChildren(kura.el("p", { class: "muted" }, "Loading…"));
       try {
-        const table = pre.dataset.table.split(".").slice(1).join(".");
+        const table = pre.dataset.table;
         const r = await kura.api("GET", `/api/sources/${enc}/tables/${encodeURIComponent(table)}/preview?limit=100`);
         kuraGrid.render(slot, r);
       } catch (err) { slot.replaceChildren(kura.el("p", { class: "message error" }, err.message)); }

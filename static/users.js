@@ -37,7 +37,7 @@
   }
 
   async function load() {
-    const { users } = await kura.api("GET", "/api/admin/users");
+    const users = await kura.api("GET", "/api/admin/users");
     $("users").replaceChildren(...users.map((u) => kura.el("tr", {},
       kura.el("td", {}, u.email), kura.el("td", {}, u.display_name || "—"), kura.el("td", {}, u.role),
       kura.el("td", {}, u.status + (u.must_change_password ? " (temporary password)" : "")),

@@ -2,7 +2,7 @@
 //! that keep the server administrable: the last active admin cannot be demoted,
 //! deactivated or deleted, and nobody can deactivate or delete themselves.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use rusqlite::params;
 use serde::Deserialize;
@@ -13,11 +13,19 @@ use super::{Principal, Role, audit, password, tokens};
 use crate::app::AppState;
 use crate::db::meta::MetaDb;
 use crate::error::{AppError, Result};
-use crate::web::extract::{ClientIp, Json};
+use crate::web::extract::{ClientIp, Json, JsonOrEmpty, List, Path};
 
-pub async fn list_users(State(state): State<AppState>) -> Result<Json<Value>> {
-    let users = state.meta.read(store::list_users).await?;
-    Ok(Json(json!({ "users": users })))
+/// `GET /api/admin/users`.
+pub async fn list_users(State(state): State<AppState>) -> Result<List<User>> {
+    Ok(List::all(state.meta.read(store::list_users).await?))
+}
+
+/// A user as the reference answers a user change: the user object itself, with `user`
+/// nested as well (Kura's earlier shape).
+fn user_answer(user: &User) -> Value {
+    let mut body = serde_json::to_value(user).unwrap_or_else(|_| json!({}));
+    body["user"] = json!(user);
+    body
 }
 
 fn valid_email(email: &str) -> bool {
@@ -40,13 +48,22 @@ fn parse_role(role: &str) -> Result<Role> {
     })
 }
 
+fn default_role() -> String {
+    "viewer".into()
+}
+
+/// A new user: invited by link, or (`generate_password`) active at once with a temporary
+/// password that must be changed at the first sign-in. The role defaults to viewer.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Invite {
     email: String,
+    #[serde(default = "default_role")]
     role: String,
     #[serde(default)]
     display_name: String,
+    #[serde(default)]
+    generate_password: bool,
 }
 
 /// A fresh invitation token for `user_id` (replacing any earlier one).
@@ -100,31 +117,58 @@ pub async fn invite_user(
     }
     let role = parse_role(&body.role)?;
     let display_name = body.display_name.trim().to_owned();
+    let temporary = body.generate_password.then(password::generate);
+    let hash = match &temporary {
+        Some(t) => Some(password::hash_async(t.clone()).await?),
+        None => None,
+    };
     let e = email.clone();
     let id = state
         .meta
-        .write(move |tx| {
+        .write_with(move |tx| {
             if store::user_by_email(tx, &e)?.is_some() {
-                return Ok(None);
+                return Err(AppError::Conflict {
+                    code: "user_exists",
+                    message: format!("there is already a user {e}"),
+                });
             }
-            store::insert_user(tx, &e, &display_name, role, None, false).map(Some)
+            Ok(store::insert_user(
+                tx,
+                &e,
+                &display_name,
+                role,
+                hash.as_deref(),
+                hash.is_some(),
+            )?)
         })
-        .await?
-        .ok_or_else(|| AppError::Conflict {
-            code: "user_exists",
-            message: format!("there is already a user {email}"),
-        })?;
-    let (token, expires_at) = new_invite(&state, id).await?;
-    let user = load(&state, id).await?;
+        .await?;
+    let action = if temporary.is_some() {
+        "user.create"
+    } else {
+        "user.invite"
+    };
     audit::record(
         &state,
         Some(&principal),
-        "user.invite",
+        action,
         Some(&email),
         ip,
         Some(json!({"role": role})),
     )
     .await;
+    if let Some(temp_password) = temporary {
+        let user = load(&state, id).await?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(json!({
+                "user": user,
+                "temp_password": temp_password,
+                "message": "give this password to the user; they must choose a new one when they sign in",
+            })),
+        ));
+    }
+    let (token, expires_at) = new_invite(&state, id).await?;
+    let user = load(&state, id).await?;
     Ok((
         StatusCode::CREATED,
         Json(invite_answer(&headers, &user, &token, expires_at)),
@@ -146,21 +190,24 @@ fn last_admin() -> AppError {
     }
 }
 
-/// Refuses to leave the server without an active admin when `user` stops being one.
-async fn keep_an_admin(state: &AppState, user: &User) -> Result<()> {
-    if user.role != Role::Admin || !user.is_active() {
-        return Ok(());
+/// The user `id` as the write transaction sees it, refusing to leave the server without
+/// an active admin when `stops_being_admin` and the user is one. Checked inside the same
+/// transaction as the change, so two admins demoting each other at once cannot both pass.
+fn load_keeping_an_admin(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    stops_being_admin: bool,
+) -> Result<User> {
+    let user = store::user_by_id(tx, id)?
+        .ok_or_else(|| AppError::NotFound(format!("there is no user {id}")))?;
+    if stops_being_admin
+        && user.role == Role::Admin
+        && user.is_active()
+        && store::other_active_admins(tx, id)? == 0
+    {
+        return Err(last_admin());
     }
-    let id = user.id;
-    let others = state
-        .meta
-        .read(move |c| store::other_active_admins(c, id))
-        .await?;
-    if others == 0 {
-        Err(last_admin())
-    } else {
-        Ok(())
-    }
+    Ok(user)
 }
 
 fn not_self(principal: &Principal, id: i64, what: &str) -> Result<()> {
@@ -219,17 +266,15 @@ pub async fn change_role(
     Json(body): Json<RoleChange>,
 ) -> Result<Json<Value>> {
     let role = parse_role(&body.role)?;
-    let user = load(&state, id).await?;
-    if role != Role::Admin {
-        keep_an_admin(&state, &user).await?;
-    }
-    state
+    let user = state
         .meta
-        .write(move |tx| {
+        .write_with(move |tx| {
+            let user = load_keeping_an_admin(tx, id, role != Role::Admin)?;
             tx.execute(
                 "UPDATE users SET role = ?2, updated_at = ?3 WHERE id = ?1",
                 params![id, role.as_str(), now_text()],
-            )
+            )?;
+            Ok::<_, AppError>(user)
         })
         .await?;
     state.auth.keys.clear();
@@ -242,7 +287,7 @@ pub async fn change_role(
         Some(json!({"from": user.role, "to": role})),
     )
     .await;
-    Ok(Json(json!({"user": load(&state, id).await?})))
+    Ok(Json(user_answer(&load(&state, id).await?)))
 }
 
 /// `POST /api/admin/users/{id}/reset-password`: a temporary password, shown once, that
@@ -264,6 +309,7 @@ pub async fn reset_password(
     audit::account_changed(&state, &principal, "user.password_reset", &user.email, ip).await;
     Ok(Json(json!({
         "user": load(&state, id).await?,
+        "temp_password": temporary,
         "temporary_password": temporary,
         "message": "give this password to the user; they must choose a new one when they sign in",
     })))
@@ -278,11 +324,10 @@ pub async fn deactivate_user(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>> {
     not_self(&principal, id, "deactivate")?;
-    let user = load(&state, id).await?;
-    keep_an_admin(&state, &user).await?;
-    state
+    let user = state
         .meta
-        .write(move |tx| {
+        .write_with(move |tx| {
+            let user = load_keeping_an_admin(tx, id, true)?;
             tx.execute(
                 "UPDATE users SET status = 'deactivated', updated_at = ?2 WHERE id = ?1",
                 params![id, now_text()],
@@ -293,11 +338,14 @@ pub async fn deactivate_user(
                 "UPDATE api_keys SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
                 params![id, now_text()],
             )?;
-            store::end_sessions(tx, id, None)
+            store::end_sessions(tx, id, None)?;
+            Ok::<_, AppError>(user)
         })
         .await?;
     audit::account_changed(&state, &principal, "user.deactivate", &user.email, ip).await;
-    Ok(Json(json!({"user": load(&state, id).await?})))
+    Ok(Json(
+        json!({"success": true, "user": load(&state, id).await?}),
+    ))
 }
 
 /// `POST /api/admin/users/{id}/reactivate`.
@@ -319,25 +367,49 @@ pub async fn reactivate_user(
         })
         .await?;
     audit::account_changed(&state, &principal, "user.reactivate", &user.email, ip).await;
-    Ok(Json(json!({"user": load(&state, id).await?})))
+    Ok(Json(user_answer(&load(&state, id).await?)))
 }
 
-/// `DELETE /api/admin/users/{id}`: the user, their keys and sessions go.
+/// The reference's confirmation for deleting a user: the user's email, typed again.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteConfirmation {
+    confirm_email: Option<String>,
+}
+
+/// `DELETE /api/admin/users/{id}`: the user, their keys and sessions go. A body's
+/// `confirm_email`, when sent, must be the user's email.
 pub async fn delete_user(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
     Path(id): Path<i64>,
+    JsonOrEmpty(body): JsonOrEmpty<DeleteConfirmation>,
 ) -> Result<Json<Value>> {
     not_self(&principal, id, "delete")?;
-    let user = load(&state, id).await?;
-    keep_an_admin(&state, &user).await?;
-    state
+    let user = state
         .meta
-        .write(move |tx| tx.execute("DELETE FROM users WHERE id = ?1", [id]))
+        .write_with(move |tx| {
+            let user = load_keeping_an_admin(tx, id, true)?;
+            if let Some(typed) = &body.confirm_email
+                && !typed.trim().eq_ignore_ascii_case(&user.email)
+            {
+                return Err(AppError::bad_request(
+                    "confirmation_mismatch",
+                    format!(
+                        "confirm_email must be {}, the email of the user to delete",
+                        user.email
+                    ),
+                ));
+            }
+            tx.execute("DELETE FROM users WHERE id = ?1", [id])?;
+            Ok(user)
+        })
         .await?;
     audit::account_changed(&state, &principal, "user.delete", &user.email, ip).await;
-    Ok(Json(json!({"id": id, "deleted": true})))
+    Ok(Json(
+        json!({"success": true, "id": id.to_string(), "deleted": true}),
+    ))
 }
 
 /// `POST /api/admin/users/{id}/unlock`: lifts a lockout after failed sign-ins.
@@ -362,7 +434,9 @@ pub async fn unlock_user(
         None,
     )
     .await;
-    Ok(Json(json!({"user": user, "unlocked": true})))
+    Ok(Json(
+        json!({"success": true, "user": load(&state, id).await?, "unlocked": true}),
+    ))
 }
 
 /// `POST /api/admin/users/{id}/revoke-sessions`: every session of the user ends now.
@@ -373,9 +447,17 @@ pub async fn revoke_sessions(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>> {
     let user = load(&state, id).await?;
-    state
+    let revoked = state
         .meta
-        .write(move |tx| store::end_sessions(tx, id, None))
+        .write(move |tx| {
+            let n: i64 = tx.query_row(
+                "SELECT count(*) FROM sessions WHERE user_id = ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            store::end_sessions(tx, id, None)?;
+            Ok(n)
+        })
         .await?;
     audit::record(
         &state,
@@ -386,7 +468,12 @@ pub async fn revoke_sessions(
         None,
     )
     .await;
-    Ok(Json(json!({"user": user, "sessions_revoked": true})))
+    Ok(Json(json!({
+        "success": true,
+        "revoked_count": revoked,
+        "user": user,
+        "sessions_revoked": true,
+    })))
 }
 
 /// The first admin, `admin@localhost`, with a random password that must be changed at

@@ -1,7 +1,7 @@
 //! `/api/auth/*`: signing in and out, the second factor, one's own password, sessions
 //! and invitations. (API keys live in `keys.rs`, user administration in `admin.rs`.)
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
@@ -15,7 +15,7 @@ use super::{
 };
 use crate::app::AppState;
 use crate::error::{AppError, Result};
-use crate::web::extract::{ClientIp, Json};
+use crate::web::extract::{ClientIp, Json, List, Path};
 
 const PENDING_SECONDS: i64 = 300;
 const PENDING_TRIES: u32 = 5;
@@ -32,11 +32,15 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
         .map(|s| s.chars().take(200).collect())
 }
 
+/// Both fields are checked by the handler: a sign-in without one is a 400 (as the
+/// reference answers), not a validation 422.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
-    email: String,
-    password: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
 }
 
 /// `POST /api/auth/login`.
@@ -47,7 +51,13 @@ pub async fn login(
     headers: HeaderMap,
     Json(body): Json<Login>,
 ) -> Result<Json<Value>> {
-    let email = body.email.trim().to_owned();
+    let (Some(email), Some(given)) = (body.email, body.password) else {
+        return Err(AppError::bad_request(
+            "invalid_request",
+            "a sign-in needs an email and a password",
+        ));
+    };
+    let email = email.trim().to_owned();
     let e = email.clone();
     let (locked, user) = state
         .meta
@@ -62,7 +72,6 @@ pub async fn login(
         .as_ref()
         .and_then(|u| u.password_hash.clone())
         .unwrap_or_else(|| password::dummy_hash().to_owned());
-    let given = body.password;
     let matches = password::verify_async(given, hash).await;
     let Some(user) = user.filter(|u| matches && u.password_hash.is_some()) else {
         return Err(failed_sign_in(&state, &email, ip).await);
@@ -123,8 +132,9 @@ async fn failed_sign_in(state: &AppState, email: &str, ip: Option<std::net::IpAd
                 retry_after: seconds as u64,
             }
         }
+        // 400, not 401, as the reference answers: 401 means "no credentials" to its clients.
         Ok(None) => {
-            AppError::unauthenticated("invalid_credentials", "the email or the password is wrong")
+            AppError::bad_request("invalid_credentials", "the email or the password is wrong")
         }
         Err(e) => e.into(),
     }
@@ -169,19 +179,26 @@ async fn complete_sign_in(
     Ok(describe(state, user, Some(&csrf), "session"))
 }
 
+/// The signed-in user as `me`, sign-in and password changes answer: the user object at the
+/// top level (the reference's `/api/auth/me` is the user), `user` nested as well (the
+/// reference's sign-in answer), and Kura's session facts beside them.
 fn describe(state: &AppState, user: &User, csrf: Option<&str>, via: &str) -> Value {
-    json!({
-        "auth_enabled": true,
-        "requires_2fa": false,
-        "user": user,
-        "role": user.role,
-        "permissions": user.role.permissions(),
-        "must_change_password": user.must_change_password,
-        "two_factor_enabled": user.totp_enabled,
-        "two_factor_required": state.config.auth.require_2fa && !user.totp_enabled,
-        "csrf_token": csrf,
-        "authenticated_via": via,
-    })
+    let two_factor_required = state.config.auth.require_2fa && !user.totp_enabled;
+    let mut body = serde_json::to_value(user).unwrap_or_else(|_| json!({}));
+    if let Some(m) = body.as_object_mut() {
+        m.extend([
+            ("auth_enabled".into(), json!(true)),
+            ("requires_2fa".into(), json!(false)),
+            ("requires_2fa_setup".into(), json!(two_factor_required)),
+            ("user".into(), json!(user)),
+            ("permissions".into(), json!(user.role.permissions())),
+            ("two_factor_enabled".into(), json!(user.totp_enabled)),
+            ("two_factor_required".into(), json!(two_factor_required)),
+            ("csrf_token".into(), json!(csrf)),
+            ("authenticated_via".into(), json!(via)),
+        ]);
+    }
+    body
 }
 
 /// `POST /api/auth/logout`: ends this session (a no-op without one).
@@ -191,11 +208,16 @@ pub async fn logout(
     principal: Option<Principal>,
     ClientIp(ip): ClientIp,
 ) -> Result<Json<Value>> {
+    let Some(p) = principal.filter(|p| matches!(p.via, Via::Session { .. })) else {
+        session.flush().await.map_err(session_error)?;
+        return Err(AppError::unauthenticated(
+            "unauthenticated",
+            "there is no signed-in session to end",
+        ));
+    };
     session.flush().await.map_err(session_error)?;
-    if let Some(p) = principal.filter(|p| matches!(p.via, Via::Session { .. })) {
-        audit::record(&state, Some(&p), "logout", None, ip, None).await;
-    }
-    Ok(Json(json!({"signed_out": true})))
+    audit::record(&state, Some(&p), "logout", None, ip, None).await;
+    Ok(Json(json!({"success": true, "signed_out": true})))
 }
 
 /// `GET /api/auth/me`.
@@ -236,7 +258,7 @@ async fn confirm_password(state: &AppState, user_id: i64, given: String) -> Resu
     if password::verify_async(given, hash).await {
         Ok(user)
     } else {
-        Err(AppError::forbidden(
+        Err(AppError::bad_request(
             "wrong_password",
             "the password is wrong",
         ))
@@ -261,12 +283,10 @@ pub async fn change_password(
 ) -> Result<Json<Value>> {
     let user_id = principal.require_user()?;
     let user = confirm_password(&state, user_id, body.current_password.clone()).await?;
-    password::check_policy(&body.new_password, &user.email)
-        .map_err(|m| AppError::bad_request("weak_password", m))?;
+    password::check_policy(&body.new_password, &user.email).map_err(weak_password)?;
     if body.new_password == body.current_password {
-        return Err(AppError::bad_request(
-            "weak_password",
-            "the new password must differ from the current one",
+        return Err(weak_password(
+            "the new password must differ from the current one".into(),
         ));
     }
     let new = body.new_password;
@@ -277,19 +297,28 @@ pub async fn change_password(
         .await?;
     audit::account_changed(&state, &principal, "password.change", &user.email, ip).await;
     let user = load_user(&state, user_id).await?;
-    if matches!(principal.via, Via::Session { .. }) {
-        return Ok(Json(
-            complete_sign_in(&state, &session, &user, ip, &headers).await?,
-        ));
+    let mut answer = if matches!(principal.via, Via::Session { .. }) {
+        complete_sign_in(&state, &session, &user, ip, &headers).await?
+    } else {
+        describe(&state, &user, None, "api_key")
+    };
+    answer["success"] = json!(true);
+    Ok(Json(answer))
+}
+
+/// A password the policy refuses: 400 with the reasons as the reference's `issues` list.
+fn weak_password(message: String) -> AppError {
+    AppError::WithContext {
+        error: Box::new(AppError::bad_request("weak_password", message.clone())),
+        context: json!({"issues": [message]}),
     }
-    Ok(Json(describe(&state, &user, None, "api_key")))
 }
 
 /// `GET /api/auth/sessions`: the caller's signed-in sessions.
 pub async fn list_sessions(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Value>> {
+) -> Result<List<Value>> {
     let user_id = principal.require_user()?;
     let current = match &principal.via {
         Via::Session { public_id, .. } => Some(public_id.clone()),
@@ -306,21 +335,26 @@ pub async fn list_sessions(
             )?;
             stmt.query_map(params![user_id, now], |r| {
                 let id: String = r.get(0)?;
+                let is_current = current.as_deref() == Some(id.as_str());
+                let (last_seen, ip) = (r.get::<_, String>(2)?, r.get::<_, Option<String>>(4)?);
                 Ok(json!({
-                    "current": current.as_deref() == Some(id.as_str()),
                     "id": id,
                     "created_at": r.get::<_, String>(1)?,
-                    "last_seen_at": r.get::<_, String>(2)?,
-                    "expires_at": chrono::DateTime::from_timestamp(r.get::<_, i64>(3)?, 0)
-                        .map(|d| d.to_rfc3339()),
-                    "ip": r.get::<_, Option<String>>(4)?,
+                    "last_activity": last_seen,
+                    "ip_address": ip,
                     "user_agent": r.get::<_, Option<String>>(5)?,
+                    "is_current": is_current,
+                    "current": is_current,
+                    "last_seen_at": last_seen,
+                    "ip": ip,
+                    "expires_at": chrono::DateTime::from_timestamp(r.get::<_, i64>(3)?, 0)
+                        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
                 }))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()
         })
         .await?;
-    Ok(Json(json!({ "sessions": sessions })))
+    Ok(List::all(sessions))
 }
 
 /// `DELETE /api/auth/sessions/{id}`: ends one of the caller's sessions.
@@ -353,7 +387,7 @@ pub async fn delete_session(
         None,
     )
     .await;
-    Ok(Json(json!({"id": id, "ended": true})))
+    Ok(Json(json!({"success": true, "id": id, "ended": true})))
 }
 
 #[derive(Deserialize)]
@@ -392,13 +426,12 @@ pub async fn accept_invite(
         })
         .await?
         .ok_or_else(|| {
-            AppError::NotFound(
-                "this invitation is unknown, used or expired; ask an admin to send a new one"
-                    .into(),
+            AppError::bad_request(
+                "invalid_invite",
+                "this invitation is unknown, used or expired; ask an admin to send a new one",
             )
         })?;
-    password::check_policy(&body.password, &user.email)
-        .map_err(|m| AppError::bad_request("weak_password", m))?;
+    password::check_policy(&body.password, &user.email).map_err(weak_password)?;
     let pw = body.password;
     let hash = password::hash_async(pw).await?;
     let display_name = body
@@ -421,9 +454,9 @@ pub async fn accept_invite(
         .await?;
     audit::record(&state, None, "invite.accept", Some(&user.email), ip, None).await;
     let user = load_user(&state, id).await?;
-    Ok(Json(
-        complete_sign_in(&state, &session, &user, ip, &headers).await?,
-    ))
+    let mut answer = complete_sign_in(&state, &session, &user, ip, &headers).await?;
+    answer["message"] = json!("the invitation is accepted; you are signed in");
+    Ok(Json(answer))
 }
 
 // ---- two-factor -------------------------------------------------------------------------
@@ -438,6 +471,16 @@ pub struct PasswordOnly {
 #[serde(deny_unknown_fields)]
 pub struct CodeOnly {
     code: String,
+}
+
+/// The sign-in code; `is_recovery` (the reference's login page sends it) says the code is
+/// a recovery code, so no authenticator code is tried.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignInCode {
+    code: String,
+    #[serde(default)]
+    is_recovery: bool,
 }
 
 #[derive(Deserialize)]
@@ -518,6 +561,7 @@ pub async fn setup_two_factor(
     .await;
     Ok(Json(json!({
         "secret": totp::base32(&secret),
+        "provisioning_uri": uri,
         "otpauth_uri": uri,
         "qr_code": totp::qr_svg_data_uri(&uri)?,
         "recovery_codes": codes,
@@ -618,7 +662,7 @@ pub async fn verify_two_factor_setup(
         })
         .await?;
     audit::account_changed(&state, &principal, "2fa.enabled", &principal.email, ip).await;
-    Ok(Json(json!({"two_factor_enabled": true})))
+    Ok(Json(json!({"success": true, "two_factor_enabled": true})))
 }
 
 /// `POST /api/auth/2fa/verify`: the second sign-in step, with a TOTP or recovery code.
@@ -627,7 +671,7 @@ pub async fn verify_two_factor(
     session: Session,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    Json(body): Json<CodeOnly>,
+    Json(body): Json<SignInCode>,
 ) -> Result<Json<Value>> {
     let Some(pending) = session
         .get::<PendingTwoFactor>(SESSION_PENDING)
@@ -676,9 +720,11 @@ pub async fn verify_two_factor(
     let mut ok = false;
     let mut method = "totp";
     if valid_user && let Some(sealed) = secret {
-        ok = accept_totp(&state, user.id, &sealed, &body.code, last_step)
-            .await?
-            .is_some();
+        if !body.is_recovery {
+            ok = accept_totp(&state, user.id, &sealed, &body.code, last_step)
+                .await?
+                .is_some();
+        }
         if !ok {
             let hash = tokens::sha256_hex(&tokens::normalize_recovery_code(&body.code));
             let id = user.id;
@@ -778,7 +824,7 @@ pub async fn disable_two_factor(
         })
         .await?;
     audit::account_changed(&state, &principal, "2fa.disabled", &user.email, ip).await;
-    Ok(Json(json!({"two_factor_enabled": false})))
+    Ok(Json(json!({"success": true, "two_factor_enabled": false})))
 }
 
 /// `POST /api/auth/2fa/regenerate-recovery`: new codes; the old ones stop working.

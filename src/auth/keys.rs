@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
@@ -19,7 +19,8 @@ use super::store::{now_text, now_unix};
 use super::{Principal, Role, Via, audit, tokens};
 use crate::app::AppState;
 use crate::error::{AppError, Result};
-use crate::web::extract::{ClientIp, Json};
+use crate::time::unix_text;
+use crate::web::extract::{ClientIp, Json, List, Path, Query};
 
 /// How often `last_used_at` is written for a busy key.
 const TOUCH_EVERY_SECONDS: i64 = 60;
@@ -155,6 +156,9 @@ pub struct NewKey {
     /// Days until the key stops working; none means it does not expire.
     #[serde(default)]
     expires_in_days: Option<u32>,
+    /// The reference's way: when the key stops working (RFC 3339).
+    #[serde(default)]
+    expires_at: Option<chrono::DateTime<chrono::FixedOffset>>,
 }
 
 /// `POST /api/auth/api-keys`: the key is in this answer and nowhere else, ever.
@@ -181,9 +185,22 @@ pub async fn create_key(
     let key = tokens::new_api_key();
     let hash = tokens::sha256_hex(&key);
     let prefix = tokens::shown_prefix(&key);
-    let expires_at = body
-        .expires_in_days
-        .map(|d| now_unix() + i64::from(d) * 86_400);
+    let expires_at = match (body.expires_in_days, body.expires_at) {
+        (Some(_), Some(_)) => {
+            return Err(AppError::bad_request(
+                "invalid_expiry",
+                "give expires_in_days or expires_at, not both",
+            ));
+        }
+        (Some(d), None) => Some(now_unix() + i64::from(d) * 86_400),
+        (None, Some(at)) if at.timestamp() <= now_unix() => {
+            return Err(AppError::bad_request(
+                "invalid_expiry",
+                "expires_at is in the past",
+            ));
+        }
+        (None, at) => at.map(|a| a.timestamp()),
+    };
     let created_at = now_text();
     let (n, p, c) = (name.clone(), prefix.clone(), created_at.clone());
     let id = state
@@ -208,28 +225,35 @@ pub async fn create_key(
     )
     .await;
     Ok((
-        StatusCode::CREATED,
+        StatusCode::OK,
         Json(json!({
-            "id": id,
+            "id": id.to_string(),
             "name": name,
             "key": key,
+            "key_prefix": prefix,
+            "last_used_at": None::<String>,
             "prefix": prefix,
             "role": principal.role,
             "created_at": created_at,
-            "expires_at": expires_at.map(unix_text),
+            "expires_at": expires_at.and_then(unix_text),
             "message": "store this key now: Kura keeps only a hash and cannot show it again",
         })),
     ))
 }
 
-fn unix_text(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
+#[derive(Deserialize)]
+pub struct ListKeys {
+    /// Revoked keys too (the reference lists only the usable ones).
+    #[serde(default)]
+    include_revoked: bool,
 }
 
-/// `GET /api/auth/api-keys`: the caller's keys (prefix only).
-pub async fn list_keys(State(state): State<AppState>, principal: Principal) -> Result<Json<Value>> {
+/// `GET /api/auth/api-keys`: the caller's keys (prefix only), revoked ones on request.
+pub async fn list_keys(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<ListKeys>,
+) -> Result<List<Value>> {
     let user_id = principal.require_user()?;
     let now = now_unix();
     let keys = state
@@ -237,9 +261,9 @@ pub async fn list_keys(State(state): State<AppState>, principal: Principal) -> R
         .read(move |c| {
             let mut stmt = c.prepare(
                 "SELECT id, name, prefix, created_at, expires_at, last_used_at, revoked_at \
-                 FROM api_keys WHERE user_id = ?1 ORDER BY id",
+                 FROM api_keys WHERE user_id = ?1 AND (revoked_at IS NULL OR ?2) ORDER BY id",
             )?;
-            stmt.query_map([user_id], |r| {
+            stmt.query_map(params![user_id, q.include_revoked], |r| {
                 let expires_at: Option<i64> = r.get(4)?;
                 let revoked_at: Option<String> = r.get(6)?;
                 let status = if revoked_at.is_some() {
@@ -249,12 +273,14 @@ pub async fn list_keys(State(state): State<AppState>, principal: Principal) -> R
                 } else {
                     "active"
                 };
+                let prefix: String = r.get(2)?;
                 Ok(json!({
-                    "id": r.get::<_, i64>(0)?,
+                    "id": r.get::<_, i64>(0)?.to_string(),
                     "name": r.get::<_, String>(1)?,
-                    "prefix": r.get::<_, String>(2)?,
+                    "key_prefix": prefix,
+                    "prefix": prefix,
                     "created_at": r.get::<_, String>(3)?,
-                    "expires_at": expires_at.map(unix_text),
+                    "expires_at": expires_at.and_then(unix_text),
                     "last_used_at": r.get::<_, Option<String>>(5)?,
                     "revoked_at": revoked_at,
                     "status": status,
@@ -264,7 +290,7 @@ pub async fn list_keys(State(state): State<AppState>, principal: Principal) -> R
         })
         .await
         .map_err(|e| AppError::Internal(e.into()))?;
-    Ok(Json(json!({ "api_keys": keys })))
+    Ok(List::all(keys))
 }
 
 /// `DELETE /api/auth/api-keys/{id}`: revokes one of the caller's keys (admins: anyone's).
@@ -302,5 +328,7 @@ pub async fn revoke_key(
         None,
     )
     .await;
-    Ok(Json(json!({"id": id, "revoked": true})))
+    Ok(Json(
+        json!({"success": true, "id": id.to_string(), "revoked": true}),
+    ))
 }

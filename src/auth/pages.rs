@@ -2,8 +2,9 @@
 //! settings pages. Each is a server-rendered shell whose script talks to the same JSON API
 //! that scripts use (with the session's CSRF token from the page's `<meta>`).
 
+use crate::web::extract::Path;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use rusqlite::params;
 

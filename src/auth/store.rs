@@ -6,15 +6,17 @@ use serde::Serialize;
 
 use super::permissions::Role;
 
-pub fn now_text() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use crate::time::now_text;
 
 pub fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// An account. Serialised in the reference product's user shape (`id` as a string,
+/// `is_active`, `last_login`, `has_pending_invite`, ...) with Kura's own keys beside it
+/// (`status`, `display_name`, `last_login_at`): one serializer for every route that
+/// answers with a user.
+#[derive(Debug, Clone)]
 pub struct User {
     pub id: i64,
     pub email: String,
@@ -24,10 +26,15 @@ pub struct User {
     pub must_change_password: bool,
     pub totp_enabled: bool,
     pub created_at: String,
+    pub updated_at: String,
     pub last_login_at: Option<String>,
-    #[serde(skip)]
+    /// Failed sign-ins counted against this email since the last success.
+    pub failed_login_attempts: i64,
+    /// Unix seconds until which sign-in is refused (0: not locked).
+    pub locked_until: i64,
+    /// Unix seconds at which the newest open invitation expires.
+    pub invite_expires_at: Option<i64>,
     pub password_hash: Option<String>,
-    #[serde(skip)]
     pub session_epoch: i64,
 }
 
@@ -37,8 +44,45 @@ impl User {
     }
 }
 
-const USER_COLUMNS: &str = "id, email, display_name, role, status, must_change_password, \
-     totp_secret IS NOT NULL, created_at, last_login_at, password_hash, session_epoch";
+use crate::time::unix_text;
+
+impl Serialize for User {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let locked = (self.locked_until > now_unix()).then_some(self.locked_until);
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", &self.id.to_string())?;
+        m.serialize_entry("email", &self.email)?;
+        m.serialize_entry("role", &self.role)?;
+        m.serialize_entry("is_active", &self.is_active())?;
+        m.serialize_entry("totp_enabled", &self.totp_enabled)?;
+        m.serialize_entry("oauth_provider", &None::<String>)?;
+        m.serialize_entry("failed_login_attempts", &self.failed_login_attempts)?;
+        m.serialize_entry("locked_until", &locked.and_then(unix_text))?;
+        m.serialize_entry("must_change_password", &self.must_change_password)?;
+        m.serialize_entry("last_login", &self.last_login_at)?;
+        m.serialize_entry(
+            "invite_expires_at",
+            &self.invite_expires_at.and_then(unix_text),
+        )?;
+        m.serialize_entry("created_at", &self.created_at)?;
+        m.serialize_entry("updated_at", &self.updated_at)?;
+        m.serialize_entry("has_pending_invite", &(self.status == "invited"))?;
+        m.serialize_entry("status", &self.status)?;
+        m.serialize_entry("display_name", &self.display_name)?;
+        m.serialize_entry("last_login_at", &self.last_login_at)?;
+        m.end()
+    }
+}
+
+const USER_COLUMNS: &str = "u.id, u.email, u.display_name, u.role, u.status, \
+     u.must_change_password, u.totp_secret IS NOT NULL, u.created_at, u.last_login_at, \
+     u.password_hash, u.session_epoch, u.updated_at, coalesce(t.failures, 0), \
+     coalesce(t.locked_until, 0), \
+     (SELECT max(i.expires_at) FROM invites i WHERE i.user_id = u.id)";
+
+/// `FROM` clause for [`USER_COLUMNS`].
+const USER_FROM: &str = "users u LEFT JOIN login_throttle t ON t.email = u.email";
 
 fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = r.get(3)?;
@@ -54,12 +98,16 @@ fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
         last_login_at: r.get(8)?,
         password_hash: r.get(9)?,
         session_epoch: r.get(10)?,
+        updated_at: r.get(11)?,
+        failed_login_attempts: r.get(12)?,
+        locked_until: r.get(13)?,
+        invite_expires_at: r.get(14)?,
     })
 }
 
 pub fn user_by_email(c: &Connection, email: &str) -> rusqlite::Result<Option<User>> {
     c.query_row(
-        &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
+        &format!("SELECT {USER_COLUMNS} FROM {USER_FROM} WHERE u.email = ?1"),
         [email.trim()],
         user_row,
     )
@@ -67,13 +115,17 @@ pub fn user_by_email(c: &Connection, email: &str) -> rusqlite::Result<Option<Use
 }
 
 pub fn user_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<User>> {
-    c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
-        .query_row([id], user_row)
-        .optional()
+    c.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM {USER_FROM} WHERE u.id = ?1"
+    ))?
+    .query_row([id], user_row)
+    .optional()
 }
 
 pub fn list_users(c: &Connection) -> rusqlite::Result<Vec<User>> {
-    let mut stmt = c.prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"))?;
+    let mut stmt = c.prepare(&format!(
+        "SELECT {USER_COLUMNS} FROM {USER_FROM} ORDER BY u.id"
+    ))?;
     stmt.query_map([], user_row)?.collect()
 }
 

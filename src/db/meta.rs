@@ -132,6 +132,28 @@ impl MetaDb {
         rx.await.map_err(|_| MetaError::Closed)?
     }
 
+    /// Like [`MetaDb::write`], for closures that decide as well as write: a domain rule
+    /// checked inside the transaction (the last admin stays an admin) returns the caller's
+    /// error, and nothing is committed. The check and the write cannot be raced.
+    pub async fn write_with<F, R, E>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<rusqlite::Error> + From<MetaError> + Send + 'static,
+    {
+        let rx = self
+            .inner
+            .writer
+            .submit(move |c: &mut Connection| -> Result<R, E> {
+                let tx = c.transaction()?;
+                let value = f(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            })
+            .map_err(MetaError::from)?;
+        rx.await.map_err(|_| MetaError::Closed)?
+    }
+
     pub fn path(&self) -> &Path {
         &self.inner.path
     }

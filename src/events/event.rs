@@ -196,13 +196,59 @@ impl EventKind {
 
 /// An event with its time, and its level and message as the activity log shows them (so
 /// a live view shows the same words as the log).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+///
+/// Serialised with the reference's keys beside Kura's: the discriminator as `type` (its
+/// document) and as `event` (its server and pages, which call an upload `file_uploaded`);
+/// `rows_loaded` and `duration_seconds` on `sync_completed`; on file events `file` is the
+/// file's name and `path` its project-relative path.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub timestamp: String,
     pub level: &'static str,
     pub message: String,
-    #[serde(flatten)]
     pub kind: EventKind,
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let serde_json::Value::Object(mut m) =
+            serde_json::to_value(&self.kind).map_err(S::Error::custom)?
+        else {
+            return Err(S::Error::custom("an event kind serialises to an object"));
+        };
+        let kind = m
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let event = if kind == "csv_uploaded" {
+            "file_uploaded".to_owned()
+        } else {
+            kind
+        };
+        m.insert("event".into(), event.into());
+        if let EventKind::SyncCompleted {
+            rows, duration_ms, ..
+        } = &self.kind
+        {
+            m.insert("rows_loaded".into(), (*rows).into());
+            m.insert(
+                "duration_seconds".into(),
+                (*duration_ms as f64 / 1000.0).into(),
+            );
+        }
+        if let EventKind::CsvUploaded { file, .. } | EventKind::CsvDeleted { file, .. } = &self.kind
+        {
+            let name = file.rsplit('/').next().unwrap_or(file).to_owned();
+            m.insert("path".into(), file.clone().into());
+            m.insert("file".into(), name.into());
+        }
+        m.insert("timestamp".into(), self.timestamp.clone().into());
+        m.insert("level".into(), self.level.into());
+        m.insert("message".into(), self.message.clone().into());
+        m.serialize(s)
+    }
 }
 
 impl Event {
@@ -240,5 +286,44 @@ mod tests {
         assert_eq!(v["file"], "a.csv");
         assert_eq!(v["level"], "info");
         assert_eq!(v["message"], "a.csv uploaded to sales (3 bytes)");
+    }
+
+    #[test]
+    fn frames_carry_the_reference_servers_keys_beside_the_documents() {
+        let at = Utc::now();
+        let upload = serde_json::to_value(Event::new(
+            EventKind::CsvUploaded {
+                source: "sales".into(),
+                file: "data/uploads/sales/a.csv".into(),
+                bytes: 3,
+            },
+            at,
+        ))
+        .unwrap();
+        assert_eq!(
+            (&upload["type"], &upload["event"]),
+            (&"csv_uploaded".into(), &"file_uploaded".into())
+        );
+        assert_eq!(upload["file"], "a.csv");
+        assert_eq!(upload["path"], "data/uploads/sales/a.csv");
+        let done = serde_json::to_value(Event::new(
+            EventKind::SyncCompleted {
+                source: "sales".into(),
+                record_id: 1,
+                rows: 10,
+                files_loaded: 1,
+                files_failed: 0,
+                duration_ms: 1500,
+            },
+            at,
+        ))
+        .unwrap();
+        assert_eq!(done["event"], "sync_completed");
+        assert_eq!(
+            (&done["rows"], &done["rows_loaded"]),
+            (&10.into(), &10.into())
+        );
+        assert_eq!(done["duration_seconds"], 1.5);
+        assert_eq!(done["duration_ms"], 1500);
     }
 }

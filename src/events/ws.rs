@@ -126,6 +126,7 @@ async fn stream(state: AppState, principal: Principal, address: SocketAddr, mut 
     let token = state.tasks.token();
     let hello = json!({
         "type": "connected",
+        "event": "connected",
         "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         "user": principal.email,
         "role": principal.role,
@@ -155,6 +156,7 @@ async fn stream(state: AppState, principal: Principal, address: SocketAddr, mut 
                 // The client fell behind the bus: tell it to reload what it shows, go on.
                 Err(RecvError::Lagged(missed)) => Message::Text(json!({
                     "type": "resync",
+                    "event": "resync",
                     "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
                     "missed": missed,
                 }).to_string().into()),

@@ -1,7 +1,7 @@
 //! HTTP handlers of the platform endpoints.
 
 use axum::extract::State;
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use serde_json::{Value, json};
 
 use serde::Serialize;
@@ -13,10 +13,21 @@ use crate::config::masked_json;
 use crate::error::{AppError, Result};
 use crate::web::extract::Json;
 
-/// What the warehouse reports about itself: table counts and failed ledger files.
+/// What the warehouse reports about itself: table counts, failed ledger files, and the
+/// share of the data each schema holds.
 struct WarehouseFacts {
     counts: TableCounts,
-    sync_failures: u64,
+    failed_files: Vec<SyncFailure>,
+    /// schema → estimated rows × columns, for splitting the file's size by schema.
+    schema_cells: Vec<(String, f64)>,
+}
+
+/// A file that failed to load, as `/api/health/platform` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncFailure {
+    pub source: String,
+    pub file: String,
+    pub error: Option<String>,
 }
 
 async fn warehouse_facts(state: &AppState) -> Result<WarehouseFacts> {
@@ -25,18 +36,35 @@ async fn warehouse_facts(state: &AppState) -> Result<WarehouseFacts> {
         .internal(|conn| {
             let counts = count_tables(conn)?;
             // The load ledger exists once something was loaded.
-            let sync_failures = if crate::sources::repo::ledger_exists(conn)? {
-                conn.query_row(
-                    "SELECT count(*) FROM _kura.files WHERE status = 'failed'",
-                    [],
-                    |r| r.get(0),
-                )?
+            let failed_files = if crate::sources::repo::ledger_exists(conn)? {
+                let mut stmt = conn.prepare(
+                    "SELECT source, path, error FROM _kura.files WHERE status = 'failed' \
+                     ORDER BY source, path LIMIT 100",
+                )?;
+                stmt.query_map([], |r| {
+                    Ok(SyncFailure {
+                        source: r.get(0)?,
+                        file: r.get(1)?,
+                        error: r.get(2)?,
+                    })
+                })?
+                .collect::<duckdb::Result<Vec<_>>>()?
             } else {
-                0
+                Vec::new()
             };
+            let mut stmt = conn.prepare(
+                "SELECT schema_name, sum(estimated_size * column_count)::DOUBLE \
+                 FROM duckdb_tables() WHERE NOT internal GROUP BY schema_name ORDER BY 1",
+            )?;
+            let schema_cells = stmt
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get::<_, Option<f64>>(1)?.unwrap_or(0.0)))
+                })?
+                .collect::<duckdb::Result<Vec<_>>>()?;
             Ok::<_, duckdb::Error>(WarehouseFacts {
                 counts,
-                sync_failures,
+                failed_files,
+                schema_cells,
             })
         })
         .await
@@ -45,7 +73,21 @@ async fn warehouse_facts(state: &AppState) -> Result<WarehouseFacts> {
 }
 
 fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+    crate::time::now_text()
+}
+
+/// "3h 12m" as the reference writes an uptime.
+fn uptime_text(seconds: i64) -> String {
+    let (d, h, m) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3600,
+        seconds % 3600 / 60,
+    );
+    match (d, h) {
+        (0, 0) => format!("{m}m"),
+        (0, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h {m}m"),
+    }
 }
 
 /// `GET /api/status`: each component and its state.
@@ -65,13 +107,24 @@ pub async fn show_status(State(state): State<AppState>) -> Result<Json<Value>> {
         .iter()
         .map(|(k, v)| (k.clone(), json!(v)))
         .collect();
+    let uptime = (Utc::now() - state.started_at).num_seconds();
+    // `services` in the reference's vocabulary: what Kura runs in-process is `running`;
+    // Metabase and dbt docs are not part of Kura.
     Ok(Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
+        "status": "healthy",
+        "dango_version": crate::VERSION,
+        "services": {
+            "api": "running",
+            "duckdb": "running",
+            "metabase": "not_included",
+            "dbt_docs": "not_included",
+        },
+        "uptime": uptime_text(uptime),
+        "version": crate::VERSION,
         "project": state.config.project.name,
         "timestamp": now(),
-        "started_at": state.started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-        "uptime_seconds": (Utc::now() - state.started_at).num_seconds(),
+        "started_at": crate::time::text(state.started_at),
+        "uptime_seconds": uptime,
         "warehouse": {
             "status": "ok",
             "path": state.warehouse.path(),
@@ -99,6 +152,13 @@ pub async fn show_config(State(state): State<AppState>) -> Json<Value> {
     };
     let web = format!("http://{host}:{}", c.platform.port);
     Json(json!({
+        "web_port": c.platform.port,
+        "web_url": web,
+        "api_url": format!("{web}/api"),
+        "metabase_url": None::<String>,
+        "dbt_docs_url": None::<String>,
+        "project_name": c.project.name,
+        "organization": None::<String>,
         "project": masked_json(c),
         "project_dir": c.root,
         "services": {
@@ -110,6 +170,7 @@ pub async fn show_config(State(state): State<AppState>) -> Json<Value> {
 
 #[derive(Debug, Serialize)]
 pub struct DatabaseHealth {
+    pub size_gb: f64,
     pub size_mb: f64,
     pub tables: u64,
     pub status: &'static str,
@@ -120,9 +181,25 @@ pub struct DatabaseHealth {
 
 #[derive(Debug, Serialize)]
 pub struct DiskHealth {
+    /// healthy, warning, critical or unknown.
     pub status: &'static str,
     pub free_gb: Option<f64>,
     pub total_gb: Option<f64>,
+    pub used_gb: Option<f64>,
+    pub used_pct: Option<f64>,
+}
+
+/// Where the project's disk space goes (the reference's `disk_breakdown`). Kura keeps no
+/// backups, dbt artifacts, dlt pipelines or Metabase data: those are 0 (Metabase null).
+#[derive(Debug, Serialize)]
+pub struct DiskBreakdown {
+    pub duckdb: Value,
+    pub csv_uploads: Value,
+    pub backups: Value,
+    pub dbt_artifacts: Value,
+    pub dlt_pipelines: Value,
+    pub metabase: Value,
+    pub total_mb: f64,
 }
 
 /// `/api/health/platform` in the reference product's shape (plus `memory`); the health
@@ -135,11 +212,21 @@ pub struct PlatformHealth {
     pub database: DatabaseHealth,
     pub disk: DiskHealth,
     pub memory: Memory,
-    pub sync_failures: u64,
+    pub disk_breakdown: DiskBreakdown,
+    pub duckdb_capacity: super::Capacity,
+    /// Files that failed to load (the first 100).
+    pub sync_failures: Vec<SyncFailure>,
+    pub sync_failure_count: usize,
+    /// Failed model builds (none until models run in Kura).
+    pub dbt_failures: Vec<Value>,
     pub total_sources: usize,
     pub enabled_sources: usize,
     pub critical_issues: Vec<String>,
     pub warnings: Vec<String>,
+    pub scheduler: Value,
+    /// Kura connects to no OAuth services.
+    pub oauth_health: Vec<Value>,
+    pub credential_health: Value,
 }
 
 pub async fn platform_health(state: &AppState) -> PlatformHealth {
@@ -152,11 +239,24 @@ pub async fn platform_health(state: &AppState) -> PlatformHealth {
     };
     let counts = facts.as_ref().map(|f| f.counts).unwrap_or_default();
     let sources = state.sources();
-    let sync_failures = facts.as_ref().map_or(0, |f| f.sync_failures);
+    let failures = facts
+        .as_ref()
+        .map(|f| f.failed_files.clone())
+        .unwrap_or_default();
     let root = state.config.root.clone();
     let wh_path = state.warehouse.path().to_path_buf();
-    let (size, disk, memory) =
-        blocking::run(move || (warehouse_bytes(&wh_path), disk(&root), memory())).await;
+    let folders: Vec<(String, std::path::PathBuf)> = sources
+        .values()
+        .map(|s| (s.name.clone(), s.directory.clone()))
+        .collect();
+    let (size, disk, memory, by_source) = blocking::run(move || {
+        let by_source: Vec<(String, u64)> = folders
+            .iter()
+            .map(|(n, d)| (n.clone(), super::folder_bytes(d)))
+            .collect();
+        (warehouse_bytes(&wh_path), disk(&root), memory(), by_source)
+    })
+    .await;
     let mut critical = Vec::new();
     let mut warnings = Vec::new();
     if facts.is_none() {
@@ -171,10 +271,15 @@ pub async fn platform_health(state: &AppState) -> PlatformHealth {
                 "warning" => warnings.push(format!("disk space is low: {free_gb:.1} GB free")),
                 _ => {}
             }
+            let gb = f64::from(1u32 << 30);
+            let used = d.total_bytes.saturating_sub(d.free_bytes) as f64;
             DiskHealth {
-                status,
+                status: if status == "ok" { "healthy" } else { status },
                 free_gb: Some(round2(free_gb)),
-                total_gb: Some(round2(d.total_bytes as f64 / f64::from(1u32 << 30))),
+                total_gb: Some(round2(d.total_bytes as f64 / gb)),
+                used_gb: Some(round2(used / gb)),
+                used_pct: (d.total_bytes > 0)
+                    .then(|| (used / d.total_bytes as f64 * 1000.0).round() / 10.0),
             }
         }
         Err(e) => {
@@ -183,12 +288,63 @@ pub async fn platform_health(state: &AppState) -> PlatformHealth {
                 status: "unknown",
                 free_gb: None,
                 total_gb: None,
+                used_gb: None,
+                used_pct: None,
             }
         }
     };
-    if sync_failures > 0 {
-        warnings.push(format!("{sync_failures} file(s) failed to load"));
+    if !failures.is_empty() {
+        warnings.push(format!("{} file(s) failed to load", failures.len()));
     }
+    let capacity = super::capacity(
+        size,
+        disk.total_gb.map(|g| (g * f64::from(1u32 << 30)) as u64),
+        memory.system_total_mb.map(|m| (m * 1_048_576.0) as u64),
+    );
+    if capacity.duckdb_capacity_warning {
+        warnings.push(format!(
+            "the warehouse holds {:.0} % of the size recommended for this machine",
+            capacity.duckdb_capacity_pct
+        ));
+    }
+    let mb = |b: u64| round2(b as f64 / 1_048_576.0);
+    let size_mb = mb(size);
+    let cells: f64 = facts
+        .as_ref()
+        .map_or(0.0, |f| f.schema_cells.iter().map(|(_, c)| c).sum());
+    let schema_sizes: serde_json::Map<String, Value> = facts
+        .as_ref()
+        .map(|f| {
+            f.schema_cells
+                .iter()
+                .map(|(schema, c)| {
+                    let share = if cells > 0.0 { c / cells } else { 0.0 };
+                    (schema.clone(), json!(round2(size_mb * share)))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let uploads_mb = mb(by_source.iter().map(|(_, b)| b).sum());
+    let disk_breakdown = DiskBreakdown {
+        duckdb: json!({"file_size_mb": size_mb, "schema_sizes": schema_sizes}),
+        csv_uploads: json!({
+            "total_mb": uploads_mb,
+            "by_source": by_source.iter().map(|(n, b)| (n.clone(), json!(mb(*b)))).collect::<serde_json::Map<_, _>>(),
+        }),
+        backups: json!({"size_mb": 0.0}),
+        dbt_artifacts: json!({"size_mb": 0.0}),
+        dlt_pipelines: json!({"size_mb": 0.0}),
+        metabase: json!({"size_mb": null}),
+        total_mb: round2(size_mb + uploads_mb),
+    };
+    let current = state.schedules.current();
+    let next_run_time = current
+        .schedules
+        .schedules
+        .iter()
+        .filter_map(|s| state.schedules.next_run(&s.def.name))
+        .min()
+        .map(crate::time::text);
     let status = if !critical.is_empty() {
         "unhealthy"
     } else if !warnings.is_empty() {
@@ -200,7 +356,8 @@ pub async fn platform_health(state: &AppState) -> PlatformHealth {
         status,
         timestamp: now(),
         database: DatabaseHealth {
-            size_mb: round2(size as f64 / 1_048_576.0),
+            size_gb: round2(size as f64 / f64::from(1u32 << 30)),
+            size_mb,
             tables: counts.tables,
             status: db_status,
             raw_tables: counts.raw_tables,
@@ -209,11 +366,22 @@ pub async fn platform_health(state: &AppState) -> PlatformHealth {
         },
         disk,
         memory,
-        sync_failures,
+        disk_breakdown,
+        duckdb_capacity: capacity,
+        sync_failure_count: failures.len(),
+        sync_failures: failures,
+        dbt_failures: Vec::new(),
         total_sources: sources.len(),
         enabled_sources: sources.values().filter(|s| s.enabled).count(),
         critical_issues: critical,
         warnings,
+        scheduler: json!({
+            "running": true,
+            "job_count": current.schedules.schedules.iter().filter(|s| s.def.enabled).count(),
+            "next_run_time": next_run_time,
+        }),
+        oauth_health: Vec::new(),
+        credential_health: json!({"status": "healthy", "issues": [], "total_sources": sources.len()}),
     }
 }
 

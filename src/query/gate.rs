@@ -202,10 +202,7 @@ impl Gate {
             });
         }
         if sql.trim().is_empty() {
-            return Err(QueryError::InvalidSql {
-                message: "the SQL text is empty".into(),
-                position: None,
-            });
+            return Err(QueryError::Empty);
         }
         Ok(())
     }

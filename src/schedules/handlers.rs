@@ -1,7 +1,7 @@
 //! `/api/schedules/...`: the schedules in force with their next and last runs, history,
 //! triggering, reloading the file, and the sources no schedule covers.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use rusqlite::params;
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use super::runner::TriggerError;
 use crate::app::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{AppError, Result};
-use crate::web::extract::{Json, Query};
+use crate::web::extract::{Json, List, Path, Query};
 use crate::web::page::{Nav, render};
 
 /// Warnings about a schedule: its recent jobs take longer than the gap between its ticks.
@@ -31,13 +31,30 @@ fn warnings(s: &Schedule, typical_ms: Option<f64>) -> Vec<String> {
     out
 }
 
+/// A schedule in the reference's shape (`type`, `next_run_time`, `last_run` as the last
+/// run's object, `run_on`, `script_path`, `source_errors`) with Kura's keys beside it
+/// (`next_run`, `last_run_at`, `last_status`, `active_job`, `warnings`, ...).
 fn describe(
     state: &AppState,
     s: &Schedule,
     last: Option<&Value>,
     typical_ms: Option<f64>,
 ) -> Value {
+    let next_run = state.schedules.next_run(&s.def.name).map(crate::time::text);
+    let known = state.sources();
+    let unknown: Vec<&String> = s
+        .def
+        .sources
+        .iter()
+        .filter(|n| !known.contains_key(*n))
+        .collect();
     json!({
+        "type": "sync",
+        "next_run_time": next_run,
+        "run_on": "both",
+        "script_path": None::<String>,
+        "source_errors": (!unknown.is_empty())
+            .then(|| unknown.iter().map(|n| format!("there is no source named {n}")).collect::<Vec<_>>()),
         "warnings": warnings(s, typical_ms),
         "name": s.def.name,
         "cron": s.def.cron,
@@ -50,8 +67,9 @@ fn describe(
         "timeout_minutes": s.def.timeout_minutes,
         "retries": s.def.retries,
         "notify_on": s.def.notify_on,
-        "next_run": state.schedules.next_run(&s.def.name).map(|t| t.to_rfc3339()),
-        "last_run": last.map(|l| l["started_at"].clone()),
+        "next_run": next_run,
+        "last_run": last,
+        "last_run_at": last.map(|l| l["started_at"].clone()),
         "last_status": last.map(|l| l["status"].clone()),
         "active_job": state.schedules.active_job(&s.def.name),
     })
@@ -59,20 +77,37 @@ fn describe(
 
 const RUN_COLUMNS: &str = "id, schedule, trigger, started_at, ended_at, status, error, rows, duration_ms, attempts, sync_records";
 
+/// One job of a schedule: the reference's run (`id`, `schedule_name`, `sources`,
+/// `duration_seconds`, `rows_processed`) and Kura's keys.
 fn run_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
-    let records: String = r.get(10)?;
+    let records: Value = serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or(Value::Null);
+    let sources: Vec<Value> = records
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|rec| rec.get("source").cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (id, schedule): (i64, String) = (r.get(0)?, r.get(1)?);
+    let (rows, duration_ms): (Option<i64>, Option<i64>) = (r.get(7)?, r.get(8)?);
     Ok(json!({
-        "job_id": r.get::<_, i64>(0)?,
-        "schedule": r.get::<_, String>(1)?,
+        "id": id,
+        "schedule_name": schedule,
+        "sources": sources,
+        "duration_seconds": duration_ms.map(|ms| ms as f64 / 1000.0),
+        "rows_processed": rows,
+        "job_id": id,
+        "schedule": schedule,
         "trigger": r.get::<_, String>(2)?,
         "started_at": r.get::<_, String>(3)?,
         "ended_at": r.get::<_, Option<String>>(4)?,
         "status": r.get::<_, String>(5)?,
         "error": r.get::<_, Option<String>>(6)?,
-        "rows": r.get::<_, Option<i64>>(7)?,
-        "duration_ms": r.get::<_, Option<i64>>(8)?,
+        "rows": rows,
+        "duration_ms": duration_ms,
         "attempts": r.get::<_, i64>(9)?,
-        "sync_records": serde_json::from_str::<Value>(&records).unwrap_or(Value::Null),
+        "sync_records": records,
     }))
 }
 
@@ -109,8 +144,8 @@ async fn last_runs(state: &AppState) -> Result<std::collections::HashMap<String,
         .await?)
 }
 
-/// `GET /api/schedules`.
-pub async fn list_schedules(State(state): State<AppState>) -> Result<Json<Value>> {
+/// `GET /api/schedules`: the schedules in force, as a plain list.
+pub async fn list_schedules(State(state): State<AppState>) -> Result<List<Value>> {
     let current = state.schedules.current();
     let last = last_runs(&state).await?;
     let typical = typical_durations(&state).await?;
@@ -127,15 +162,20 @@ pub async fn list_schedules(State(state): State<AppState>) -> Result<Json<Value>
             )
         })
         .collect();
-    Ok(Json(json!({
-        "schedules": schedules,
-        "file": {
-            "path": super::file_path(&state.config),
-            "valid": current.errors.is_empty(),
-            "errors": current.errors,
-            "loaded_at": current.loaded_at.to_rfc3339(),
-        },
-    })))
+    Ok(List::all(schedules))
+}
+
+/// `GET /api/schedules/file`: `schedules.yml` itself: where, whether it is valid as it is
+/// on disk now (its problems when not: the previous schedules stay in force), and when
+/// the schedules in force were read.
+pub async fn show_schedules_file(State(state): State<AppState>) -> Json<Value> {
+    let current = state.schedules.current();
+    Json(json!({
+        "path": super::file_path(&state.config),
+        "valid": current.errors.is_empty(),
+        "errors": current.errors,
+        "loaded_at": crate::time::text(current.loaded_at),
+    }))
 }
 
 fn find(state: &AppState, name: &str) -> Result<Schedule> {
@@ -147,7 +187,43 @@ fn find(state: &AppState, name: &str) -> Result<Schedule> {
         .iter()
         .find(|s| s.def.name == name)
         .cloned()
-        .ok_or_else(|| AppError::NotFound(format!("there is no schedule {name:?}")))
+        .ok_or_else(|| unknown_schedule(name))
+}
+
+fn unknown_schedule(name: &str) -> AppError {
+    AppError::Missing {
+        code: "schedule_not_found",
+        message: format!("there is no schedule {name:?}"),
+    }
+}
+
+/// The latest jobs of one schedule (`None`: of every schedule), newest first.
+async fn runs(
+    state: &AppState,
+    schedule: Option<String>,
+    status: Option<String>,
+    limit: u32,
+    offset: u32,
+) -> Result<(Vec<Value>, i64)> {
+    Ok(state
+        .meta
+        .read(move |c| {
+            let filter = "(?1 IS NULL OR schedule = ?1) AND (?2 IS NULL OR status = ?2)";
+            let mut stmt = c.prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM schedule_runs WHERE {filter} \
+                 ORDER BY id DESC LIMIT ?3 OFFSET ?4"
+            ))?;
+            let runs = stmt
+                .query_map(params![schedule, status, limit, offset], run_json)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let total = c.query_row(
+                &format!("SELECT count(*) FROM schedule_runs WHERE {filter}"),
+                params![schedule, status],
+                |r| r.get(0),
+            )?;
+            Ok((runs, total))
+        })
+        .await?)
 }
 
 /// `GET /api/schedules/{name}`.
@@ -158,12 +234,15 @@ pub async fn show_schedule(
     let schedule = find(&state, &name)?;
     let last = last_runs(&state).await?;
     let typical = typical_durations(&state).await?;
-    Ok(Json(describe(
+    let (recent, _) = runs(&state, Some(name.clone()), None, 10, 0).await?;
+    let mut body = describe(
         &state,
         &schedule,
         last.get(&name),
         typical.get(&name).copied(),
-    )))
+    );
+    body["recent_history"] = json!(recent);
+    Ok(Json(body))
 }
 
 #[derive(Deserialize)]
@@ -182,36 +261,25 @@ pub async fn schedule_history(
 ) -> Result<Json<Value>> {
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let offset = q.offset.unwrap_or(0);
-    let n = name.clone();
-    let runs = state
-        .meta
-        .read(move |c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {RUN_COLUMNS} FROM schedule_runs WHERE schedule = ?1 \
-                 AND (?2 IS NULL OR status = ?2) ORDER BY id DESC LIMIT ?3 OFFSET ?4"
-            ))?;
-            stmt.query_map(params![n, q.status, limit, offset], run_json)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .await?;
-    Ok(Json(
-        json!({"schedule": name, "runs": runs, "limit": limit, "offset": offset}),
-    ))
+    let (items, total) = runs(&state, Some(name.clone()), q.status, limit, offset).await?;
+    Ok(Json(json!({
+        "schedule_name": name,
+        "items": items,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "schedule": name,
+        "runs": items,
+    })))
 }
 
-/// `GET /api/schedules/history/recent`: the latest jobs of every schedule.
-pub async fn recent_history(State(state): State<AppState>) -> Result<Json<Value>> {
-    let runs = state
-        .meta
-        .read(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {RUN_COLUMNS} FROM schedule_runs ORDER BY id DESC LIMIT 50"
-            ))?;
-            stmt.query_map([], run_json)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .await?;
-    Ok(Json(json!({ "runs": runs })))
+/// `GET /api/schedules/history/recent`: the latest 50 jobs of every schedule.
+pub async fn recent_history(State(state): State<AppState>) -> Result<List<Value>> {
+    let (items, total) = runs(&state, None, None, 50, 0).await?;
+    Ok(List {
+        items,
+        total: usize::try_from(total).unwrap_or(0),
+    })
 }
 
 /// `POST /api/schedules/{name}/trigger`: runs the schedule now.
@@ -220,13 +288,18 @@ pub async fn trigger_schedule(
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<Value>)> {
     match state.schedules.trigger(&state, &name, "api").await {
+        // The reference's job ids are strings; Kura's job id reads as one.
         Ok(job_id) => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"schedule": name, "job_id": job_id, "status": "running"})),
+            StatusCode::OK,
+            Json(json!({
+                "status": "triggered",
+                "name": name,
+                "job_id": job_id.to_string(),
+                "schedule": name,
+                "running": true,
+            })),
         )),
-        Err(TriggerError::Unknown(_)) => {
-            Err(AppError::NotFound(format!("there is no schedule {name:?}")))
-        }
+        Err(TriggerError::Unknown(_)) => Err(unknown_schedule(&name)),
         Err(e @ TriggerError::Running { .. }) => Err(AppError::Conflict {
             code: "job_running",
             message: e.to_string(),
@@ -238,8 +311,30 @@ pub async fn trigger_schedule(
 /// `POST /api/schedules/reload`: reads `schedules.yml` again. An invalid file is
 /// answered with its problems and leaves the previous schedules in force.
 pub async fn reload_schedules(State(state): State<AppState>) -> Result<Json<Value>> {
+    let before = state.schedules.current().schedules;
     Ok(Json(match state.schedules.reload(&state).await {
-        Ok(n) => json!({"valid": true, "schedules": n}),
+        Ok(n) => {
+            let after = state.schedules.current().schedules;
+            let names = |list: &super::file::Schedules| {
+                list.schedules
+                    .iter()
+                    .map(|s| (s.def.name.clone(), s.def.clone()))
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            };
+            let (old, new) = (names(&before), names(&after));
+            let pick = |f: &dyn Fn(&String) -> bool,
+                        from: &std::collections::BTreeMap<String, _>| {
+                from.keys().filter(|k| f(k)).cloned().collect::<Vec<_>>()
+            };
+            json!({
+                "added": pick(&|k| !old.contains_key(k), &new),
+                "updated": pick(&|k| old.get(k).is_some_and(|d| Some(d) != new.get(k)), &new),
+                "removed": pick(&|k| !new.contains_key(k), &old),
+                "unchanged": pick(&|k| old.get(k) == new.get(k), &new),
+                "valid": true,
+                "schedules": n,
+            })
+        }
         Err(errors) => json!({
             "valid": false,
             "errors": errors,
@@ -275,9 +370,15 @@ pub async fn notifications_config(State(state): State<AppState>) -> Result<Json<
         .iter()
         .map(|h| json!({"name": h.name, "url": mask_url(&h.url), "format": h.format}))
         .collect();
-    Ok(Json(
-        json!({"webhooks": hooks, "stale_threshold_hours": n.stale_threshold_hours}),
-    ))
+    // Kura has no global switches: each schedule's notify_on decides what is sent, so
+    // the reference's on_* flags are all on.
+    Ok(Json(json!({
+        "webhooks": hooks,
+        "on_failure": true,
+        "on_success": true,
+        "on_stale": true,
+        "stale_threshold_hours": n.stale_threshold_hours,
+    })))
 }
 
 /// `POST /api/notifications/test`: sends a test notice to every webhook and answers with
@@ -309,23 +410,29 @@ pub async fn test_notifications(State(state): State<AppState>) -> Result<Json<Va
             Err(e) => json!({"name": hook.name, "url": mask_url(&hook.url), "delivered": false, "error": e}),
         });
     }
-    Ok(Json(json!({ "results": results })))
+    let all = results.iter().all(|r| r["delivered"] == true);
+    Ok(Json(json!({
+        "status": if all { "sent" } else { "failed" },
+        "results": results,
+    })))
 }
 
 /// `POST /api/schedules/jobs/{job_id}/cancel`.
 pub async fn cancel_job(
     State(state): State<AppState>,
     Path(job_id): Path<i64>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<Json<Value>> {
     if state.schedules.cancel(&state, job_id) {
-        Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"job_id": job_id, "cancelling": true})),
-        ))
+        Ok(Json(json!({
+            "success": true,
+            "job_id": job_id.to_string(),
+            "cancelling": true,
+        })))
     } else {
-        Err(AppError::NotFound(format!(
-            "there is no running job {job_id}"
-        )))
+        Err(AppError::Missing {
+            code: "job_not_found",
+            message: format!("there is no running job {job_id}"),
+        })
     }
 }
 

@@ -17,24 +17,7 @@ use crate::app::AppState;
 use crate::blocking;
 use crate::error::{AppError, Result};
 use crate::events::EventKind;
-use crate::web::extract::{Json, JsonOrEmpty, Query};
-
-type Path1 = axum::extract::Path<String>;
-
-fn sync_err(e: SyncError) -> AppError {
-    match e {
-        SyncError::InProgress(s) => AppError::Conflict {
-            code: "sync_in_progress",
-            message: format!("source {s} is already syncing; wait for it to finish"),
-        },
-        SyncError::UnknownSource(s) => AppError::NotFound(format!("there is no source named {s}")),
-        SyncError::Disabled(s) => AppError::bad_request(
-            "source_disabled",
-            format!("source {s} is disabled in project.yml"),
-        ),
-        SyncError::Meta(e) => e.into(),
-    }
-}
+use crate::web::extract::{Json, JsonOrEmpty, List, Path as UrlPath, Query};
 
 pub fn source_of(state: &AppState, name: &str) -> Result<Source> {
     state
@@ -43,23 +26,29 @@ pub fn source_of(state: &AppState, name: &str) -> Result<Source> {
         .ok_or_else(|| AppError::NotFound(format!("there is no source named {name}")))
 }
 
-/// `GET /api/sources`
-pub async fn list_sources(State(state): State<AppState>) -> Result<Json<Value>> {
-    let sources = views::summaries(&state, None).await?;
-    let conflicts = registry::conflicts(&state.config, &state.sources());
-    Ok(Json(
-        json!({"total": sources.len(), "sources": sources, "conflicts": conflicts}),
-    ))
+/// `GET /api/sources`: every source, as a plain list.
+pub async fn list_sources(State(state): State<AppState>) -> Result<List<views::SourceSummary>> {
+    Ok(List::all(views::summaries(&state, None).await?))
 }
 
-/// Everything `/api/sources/{name}/details` and the source page show.
+/// `GET /api/sources/conflicts`: folders and declared sources that claim the same name
+/// or files (what `/api/sources` listed beside the sources before it became a list).
+pub async fn list_conflicts(State(state): State<AppState>) -> List<Value> {
+    let conflicts = registry::conflicts(&state.config, &state.sources());
+    List::all(conflicts.into_iter().map(|c| json!(c)).collect())
+}
+
+/// Everything `/api/sources/{name}/details` and the source page show. `history` is the
+/// reference's name for the sync history (`sync_history`, Kura's, is the same list).
 #[derive(Serialize)]
 pub struct SourceDetails {
     #[serde(flatten)]
     pub summary: views::SourceSummary,
     pub files: Vec<views::FileEntry>,
+    pub history: Vec<repo::SyncRun>,
     pub sync_history: Vec<repo::SyncRun>,
-    pub sync_mode: crate::config::Mode,
+    /// Kura's load mode of changed files (`replace` or `append`).
+    pub mode: crate::config::Mode,
     pub config: Value,
 }
 
@@ -74,10 +63,15 @@ pub async fn source_details(state: &AppState, name: &str) -> Result<SourceDetail
     Ok(SourceDetails {
         summary,
         files: views::file_listing(state, &source).await?,
+        history: sync_history.clone(),
         sync_history,
-        sync_mode: source.mode,
+        mode: source.mode,
         config: json!({
-            "type": source.kind,
+            "name": source.name,
+            "type": "local_files",
+            "kind": source.kind,
+            "description": None::<String>,
+            "local_files": {"directory": source.directory, "file_pattern": source.pattern},
             "directory": source.directory,
             "pattern": source.pattern,
             "layout": source.layout,
@@ -91,40 +85,53 @@ pub async fn source_details(state: &AppState, name: &str) -> Result<SourceDetail
 /// `GET /api/sources/{name}/details`
 pub async fn show_source(
     State(state): State<AppState>,
-    axum::extract::Path(name): Path1,
+    UrlPath(name): UrlPath<String>,
 ) -> Result<Json<SourceDetails>> {
     Ok(Json(source_details(&state, &name).await?))
 }
 
+/// A sync request. `start_date`/`end_date` (a date range, for the reference's API
+/// sources) are accepted and ignored: a folder's files have no range to ask for.
+/// `allow_empty_replace` is the reference's name for `allow_empty`.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SyncRequest {
     #[serde(default)]
     full_refresh: bool,
+    #[serde(default, alias = "allow_empty_replace")]
+    allow_empty: Option<bool>,
     #[serde(default)]
-    allow_empty: bool,
+    start_date: Option<String>,
+    #[serde(default)]
+    end_date: Option<String>,
 }
 
-/// `POST /api/sources/{name}/sync` → 202 with the record id, 409 while it syncs.
+/// `POST /api/sources/{name}/sync` → 200 with the record id, 409 while it syncs.
 pub async fn sync_source(
     State(state): State<AppState>,
-    axum::extract::Path(name): Path1,
+    UrlPath(name): UrlPath<String>,
     JsonOrEmpty(req): JsonOrEmpty<SyncRequest>,
-) -> Result<Response> {
+) -> Result<Json<Value>> {
+    let _ignored = (req.start_date, req.end_date);
     let options = SyncOptions {
         full_refresh: req.full_refresh,
-        allow_empty: req.allow_empty,
+        allow_empty: req.allow_empty.unwrap_or(false),
     };
-    let id = sync::start(&state, &name, options, Trigger::Api, false)
-        .await
-        .map_err(sync_err)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"record_id": id, "source": name, "status": "started", "full_refresh": options.full_refresh})),
-    )
-        .into_response())
+    let id = sync::start(&state, &name, options, Trigger::Api, false).await?;
+    Ok(Json(json!({
+        "success": true,
+        "message": format!("sync of {name} started"),
+        "source_name": name,
+        "started_at": crate::time::now_text(),
+        "record_id": id,
+        "source": name,
+        "status": "started",
+        "full_refresh": options.full_refresh,
+    })))
 }
 
+/// A sync of several sources. `backfill` (the reference's "7d"-style window for API
+/// sources) is accepted and ignored, like the date range of a single sync.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerRequest {
@@ -132,13 +139,27 @@ pub struct TriggerRequest {
     sources: Option<Vec<String>>,
     #[serde(default)]
     full_refresh: bool,
+    #[serde(default)]
+    backfill: Option<String>,
+    #[serde(default, alias = "allow_empty_replace")]
+    allow_empty: Option<bool>,
 }
 
-/// `POST /api/sync/trigger` → 202 with a record per started source.
+/// `POST /api/sync/trigger` → 200 with a record per started source; `job_id` is the
+/// first record's id (for `/api/sync/status/{id}`). A source that does not exist is a
+/// 404 and nothing starts.
 pub async fn trigger_sync(
     State(state): State<AppState>,
     JsonOrEmpty(req): JsonOrEmpty<TriggerRequest>,
-) -> Result<Response> {
+) -> Result<Json<Value>> {
+    if let Some(b) = &req.backfill
+        && !valid_backfill(b)
+    {
+        return Err(AppError::invalid(
+            "invalid_backfill",
+            format!("backfill {b:?} is not a window like 7d, 2w or 1m"),
+        ));
+    }
     let all = state.sources();
     let names: Vec<String> = match req.sources {
         Some(list) if !list.is_empty() => list,
@@ -148,34 +169,56 @@ pub async fn trigger_sync(
             .map(|s| s.name.clone())
             .collect(),
     };
+    let unknown: Vec<&str> = names
+        .iter()
+        .filter(|n| !all.contains_key(*n))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(AppError::Missing {
+            code: "unknown_source",
+            message: format!("there is no source named {}", unknown.join(", ")),
+        });
+    }
     let options = SyncOptions {
         full_refresh: req.full_refresh,
-        allow_empty: false,
+        allow_empty: req.allow_empty.unwrap_or(false),
     };
     let mut started = Vec::new();
     let mut skipped = Vec::new();
     for name in names {
         match sync::start(&state, &name, options, Trigger::Api, false).await {
-            Ok(id) => started.push(json!({"source": name, "record_id": id})),
+            Ok(id) => started.push((name, id)),
             Err(SyncError::Meta(e)) => return Err(e.into()),
             Err(e) => skipped.push(json!({"source": name, "reason": e.to_string()})),
         }
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"started": started, "skipped": skipped})),
-    )
-        .into_response())
+    Ok(Json(json!({
+        "job_id": started.first().and_then(|(_, id)| *id),
+        "sources": started.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        "status": if started.is_empty() { "skipped" } else { "started" },
+        "started": started.iter().map(|(n, id)| json!({"source": n, "record_id": id})).collect::<Vec<_>>(),
+        "skipped": skipped,
+    })))
+}
+
+/// A backfill window as the reference writes it: a count and d, w or m.
+fn valid_backfill(window: &str) -> bool {
+    window
+        .strip_suffix(['d', 'w', 'm'])
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `GET /api/sync/status/{record_id}`
 pub async fn show_sync_status(
     State(state): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<i64>,
+    UrlPath(id): UrlPath<i64>,
 ) -> Result<Json<repo::SyncRun>> {
     let run = state.meta.read(move |c| repo::run_by_id(c, id)).await?;
-    run.map(Json)
-        .ok_or_else(|| AppError::NotFound(format!("there is no sync record {id}")))
+    run.map(Json).ok_or_else(|| AppError::Missing {
+        code: "sync_record_not_found",
+        message: format!("there is no sync record {id}"),
+    })
 }
 
 #[derive(Deserialize)]
@@ -183,19 +226,19 @@ pub struct LimitQuery {
     limit: Option<i64>,
 }
 
-/// `GET /api/sources/{name}/logs?limit=100`
+/// `GET /api/sources/{name}/logs?limit=100`: the source's log lines, newest first (an
+/// unknown name has none, as the reference answers).
 pub async fn list_source_logs(
     State(state): State<AppState>,
-    axum::extract::Path(name): Path1,
+    UrlPath(name): UrlPath<String>,
     Query(q): Query<LimitQuery>,
-) -> Result<Json<Value>> {
-    source_of(&state, &name)?;
+) -> Result<List<repo::LogEntry>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let logs = state
         .meta
         .read(move |c| repo::activity(c, &repo::LogFilter::newest(Some(&name), limit)))
         .await?;
-    Ok(Json(json!({"logs": logs})))
+    Ok(List::all(logs))
 }
 
 /// `GET /api/logs?limit=1000&level=&source=&q=&since=&until=`: the activity log, newest
@@ -203,9 +246,8 @@ pub async fn list_source_logs(
 pub async fn list_logs(
     State(state): State<AppState>,
     Query(filter): Query<repo::LogFilter>,
-) -> Result<Json<Value>> {
-    let logs = logs(&state, filter).await?;
-    Ok(Json(json!({"count": logs.len(), "logs": logs})))
+) -> Result<List<repo::LogEntry>> {
+    Ok(List::all(logs(&state, filter).await?))
 }
 
 pub async fn logs(state: &AppState, filter: repo::LogFilter) -> Result<Vec<repo::LogEntry>> {
@@ -225,7 +267,7 @@ pub struct PreviewQuery {
 /// source's tables, in `/api/query`'s shape.
 pub async fn preview_table(
     State(state): State<AppState>,
-    axum::extract::Path((name, table)): axum::extract::Path<(String, String)>,
+    UrlPath((name, table)): UrlPath<(String, String)>,
     Query(q): Query<PreviewQuery>,
 ) -> Result<Response> {
     let source = source_of(&state, &name)?;
@@ -245,13 +287,20 @@ pub async fn preview_table(
 /// `GET /api/sources/{name}/csv-files`
 pub async fn list_files(
     State(state): State<AppState>,
-    axum::extract::Path(name): Path1,
+    UrlPath(name): UrlPath<String>,
 ) -> Result<Json<Value>> {
     let source = source_of(&state, &name)?;
     let files = views::file_listing(&state, &source).await?;
-    Ok(Json(
-        json!({"source": name, "directory": source.directory, "files": files}),
-    ))
+    Ok(Json(json!({
+        "source_name": name,
+        "source": name,
+        "directory": source.directory,
+        "file_pattern": source.pattern,
+        "total_files": files.len(),
+        "files_on_disk": files.iter().filter(|f| f.on_disk).count(),
+        "files_loaded": files.iter().filter(|f| f.loaded).count(),
+        "files": files,
+    })))
 }
 
 #[derive(Deserialize)]
@@ -262,7 +311,7 @@ pub struct DeleteQuery {
 /// `DELETE /api/sources/{name}/csv-files?file_path=`: only files inside the source folder.
 pub async fn delete_file(
     State(state): State<AppState>,
-    axum::extract::Path(name): Path1,
+    UrlPath(name): UrlPath<String>,
     Query(q): Query<DeleteQuery>,
 ) -> Result<Json<Value>> {
     let source = source_of(&state, &name)?;
@@ -274,7 +323,10 @@ pub async fn delete_file(
     let t = target.clone();
     blocking::run(move || std::fs::remove_file(&t))
         .await
-        .map_err(|e| AppError::bad_request("delete_failed", format!("cannot delete {rel}: {e}")))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => AppError::NotFound(format!("{rel} is already gone")),
+            _ => AppError::bad_request("delete_failed", format!("cannot delete {rel}: {e}")),
+        })?;
     state
         .events
         .publish(EventKind::CsvDeleted {
@@ -286,15 +338,22 @@ pub async fn delete_file(
         .await
         .ok()
         .flatten();
-    Ok(Json(
-        json!({"deleted": rel, "source": name, "record_id": record_id}),
-    ))
+    Ok(Json(json!({
+        "success": true,
+        "message": format!("{rel} deleted; its rows leave the warehouse with the sync that follows"),
+        "file_path": target,
+        "source_name": name,
+        "background_sync": record_id.is_some(),
+        "deleted": rel,
+        "source": name,
+        "record_id": record_id,
+    })))
 }
 
 /// Resolves a user-given path to a file inside `dir`, refusing anything outside it.
 fn resolve_inside(root: &Path, dir: &Path, requested: &str) -> Result<PathBuf> {
     let outside = || {
-        AppError::bad_request(
+        AppError::forbidden(
             "path_outside_source",
             format!(
                 "{requested:?} is not a file inside the source folder {}",
@@ -320,11 +379,16 @@ fn resolve_inside(root: &Path, dir: &Path, requested: &str) -> Result<PathBuf> {
             return Ok(c);
         }
     }
-    if Path::new(requested)
+    // A path that does not exist: outside only if it names a place outside the folder
+    // (a missing file of the folder, absolute or not, is a 404).
+    let requested_path = Path::new(requested);
+    let inside_lexically = !requested_path
         .components()
         .any(|c| matches!(c, std::path::Component::ParentDir))
-        || Path::new(requested).is_absolute()
-    {
+        && (!requested_path.is_absolute()
+            || requested_path.starts_with(&canonical_dir)
+            || requested_path.starts_with(dir));
+    if !inside_lexically {
         return Err(outside());
     }
     Err(AppError::NotFound(format!(
@@ -356,7 +420,7 @@ fn safe_name(raw: &str) -> Option<String> {
 /// half a file.
 pub async fn upload_file(
     State(state): State<AppState>,
-    axum::extract::Path(name): Path1,
+    UrlPath(name): UrlPath<String>,
     Query(q): Query<UploadQuery>,
     headers: HeaderMap,
     mut multipart: Multipart,
@@ -473,18 +537,25 @@ pub async fn upload_file(
             bytes,
         })
         .await;
-    let record_id = if q.trigger_sync.unwrap_or(true) {
-        sync::start(&state, &name, SyncOptions::default(), Trigger::Upload, true)
-            .await
-            .map_err(sync_err)?
+    let auto_sync = q.trigger_sync.unwrap_or(true);
+    let record_id = if auto_sync {
+        sync::start(&state, &name, SyncOptions::default(), Trigger::Upload, true).await?
     } else {
         None
     };
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"source": name, "file": rel, "bytes": bytes, "overwritten": exists, "record_id": record_id})),
-    )
-        .into_response())
+    Ok(Json(json!({
+        "success": true,
+        "message": format!("{file_name} uploaded to {name}"),
+        "source_name": name,
+        "file_name": file_name,
+        "auto_sync": auto_sync,
+        "source": name,
+        "file": rel,
+        "bytes": bytes,
+        "overwritten": exists,
+        "record_id": record_id,
+    }))
+    .into_response())
 }
 
 enum UploadError {
@@ -527,9 +598,24 @@ async fn stream_to(
     Ok(total)
 }
 
-/// `GET /api/watcher/status`
+/// `GET /api/watcher/status`: the watcher in Kura's terms and the reference's (`pid`,
+/// `auto_sync_enabled`, `debounce_seconds`, project-relative `watch_directories`, ...).
+/// The watcher runs inside this process, which logs to its standard output: no log file.
 pub async fn show_watcher_status(State(state): State<AppState>) -> Json<Value> {
-    let mut body = serde_json::to_value(state.watcher_status()).unwrap_or(Value::Null);
+    let status = state.watcher_status();
+    let relative: Vec<String> = status
+        .directories
+        .iter()
+        .map(|d| registry::relative(&state.config.root, d))
+        .collect();
+    let mut body = serde_json::to_value(&status).unwrap_or(Value::Null);
+    body["pid"] = json!(std::process::id());
+    body["auto_sync_enabled"] = json!(status.running);
+    body["auto_dbt_enabled"] = json!(false);
+    body["debounce_seconds"] = json!(status.debounce_ms as f64 / 1000.0);
+    body["watch_patterns"] = json!(status.patterns);
+    body["watch_directories"] = json!(relative);
+    body["log_file"] = Value::Null;
     body["syncing"] = json!(state.syncs.running());
     Json(body)
 }
@@ -551,5 +637,15 @@ mod tests {
         assert_eq!(safe_name(".hidden.csv"), None);
         assert_eq!(safe_name("x.csv.part"), None);
         assert_eq!(safe_name(""), None);
+    }
+
+    #[test]
+    fn backfill_windows_are_counts_of_days_weeks_or_months() {
+        for ok in ["7d", "2w", "1m", "30d"] {
+            assert!(valid_backfill(ok), "{ok}");
+        }
+        for bad in ["", "d", "7", "7y", "-1d", "1.5w"] {
+            assert!(!valid_backfill(bad), "{bad}");
+        }
     }
 }

@@ -4,8 +4,9 @@
 //! part that live events change with `id="live"`; its script fetches the page again and
 //! swaps that element, so the first view and every update come from one template.
 
+use crate::web::extract::Path;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use chrono::{Duration, Utc};
 use serde::Serialize;

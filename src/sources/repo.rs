@@ -62,8 +62,10 @@ pub async fn finish_run(
     .await
 }
 
-/// One sync record, as `/api/sync/status/{id}` and the history show it.
-#[derive(Debug, Clone, Serialize)]
+/// One sync record, as `/api/sync/status/{id}` and the history show it. Serialised with
+/// the reference's keys (`id`, `schedule_name`, `sources`, `duration_seconds`,
+/// `rows_processed`; `timestamp` and `error_message` of its source history) beside Kura's.
+#[derive(Debug, Clone)]
 pub struct SyncRun {
     pub record_id: i64,
     pub source: String,
@@ -78,6 +80,49 @@ pub struct SyncRun {
     pub files_failed: Option<i64>,
     pub error: Option<String>,
     pub files: serde_json::Value,
+}
+
+impl SyncRun {
+    /// The reference's `schedule_name`: `manual` for a sync a person or the watcher
+    /// started, `schedule` for one a schedule started (its runs name the schedule).
+    pub fn schedule_name(&self) -> &'static str {
+        if self.trigger == "schedule" {
+            "schedule"
+        } else {
+            "manual"
+        }
+    }
+}
+
+impl Serialize for SyncRun {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let seconds = self.duration_ms.map(|ms| ms as f64 / 1000.0);
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", &self.record_id)?;
+        m.serialize_entry("schedule_name", self.schedule_name())?;
+        m.serialize_entry("sources", &[&self.source])?;
+        m.serialize_entry("started_at", &self.started_at)?;
+        m.serialize_entry("ended_at", &self.ended_at)?;
+        m.serialize_entry("status", &self.status)?;
+        m.serialize_entry("error", &self.error)?;
+        m.serialize_entry("duration_seconds", &seconds)?;
+        m.serialize_entry("rows_processed", &self.rows)?;
+        m.serialize_entry("timestamp", &self.started_at)?;
+        m.serialize_entry("error_message", &self.error)?;
+        m.serialize_entry("total_row_count", &None::<i64>)?;
+        m.serialize_entry("start_date", &None::<String>)?;
+        m.serialize_entry("record_id", &self.record_id)?;
+        m.serialize_entry("source", &self.source)?;
+        m.serialize_entry("trigger", &self.trigger)?;
+        m.serialize_entry("full_refresh", &self.full_refresh)?;
+        m.serialize_entry("duration_ms", &self.duration_ms)?;
+        m.serialize_entry("rows", &self.rows)?;
+        m.serialize_entry("files_loaded", &self.files_loaded)?;
+        m.serialize_entry("files_failed", &self.files_failed)?;
+        m.serialize_entry("files", &self.files)?;
+        m.end()
+    }
 }
 
 const RUN_COLUMNS: &str = "id, source, trigger, full_refresh, status, started_at, ended_at, duration_ms, rows, \
@@ -147,6 +192,11 @@ pub struct LogEntry {
     pub source: Option<String>,
     pub message: String,
     pub event: serde_json::Value,
+    /// The reference's grouping of log lines: `sync`, `schedule`, `auth`, ... (the part of
+    /// the event type before its first `_`).
+    pub category: String,
+    /// The reference names its version on every line; Kura's, here.
+    pub dango_version: &'static str,
 }
 
 /// Which activity-log rows to read; every field narrows.
@@ -208,10 +258,13 @@ pub fn activity(c: &rusqlite::Connection, f: &LogFilter) -> rusqlite::Result<Vec
     ];
     let rows = stmt.query_map(params, |r| {
         let payload: Option<String> = r.get(6)?;
+        let kind: String = r.get(2)?;
         Ok(LogEntry {
             id: r.get(0)?,
             timestamp: r.get(1)?,
-            kind: r.get(2)?,
+            category: kind.split('_').next().unwrap_or_default().to_owned(),
+            dango_version: crate::VERSION,
+            kind,
             level: r.get(3)?,
             source: r.get(4)?,
             message: r.get(5)?,

@@ -27,13 +27,21 @@ pub struct ColumnInfo {
     pub data_type: String,
 }
 
-/// A table of a source: `raw_<source>.<table>`.
+/// A table of a source: `raw_<source>.<table>`, as the reference names it (`name` the
+/// table, `schema` the schema), with its columns.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableSummary {
-    /// Qualified: `raw_sales.orders`.
     pub name: String,
     pub row_count: u64,
-    pub schema: Vec<ColumnInfo>,
+    pub schema: String,
+    pub columns: Vec<ColumnInfo>,
+}
+
+impl TableSummary {
+    /// `raw_sales.orders`.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -53,10 +61,9 @@ pub struct WarehouseView {
 impl WarehouseView {
     /// Whether `schema.table` is a table the view knows.
     pub fn has_table(&self, schema: &str, table: &str) -> bool {
-        let qualified = format!("{schema}.{table}");
         self.tables
             .get(schema)
-            .is_some_and(|list| list.iter().any(|t| t.name == qualified))
+            .is_some_and(|list| list.iter().any(|t| t.name == table))
     }
 }
 
@@ -103,30 +110,26 @@ fn read_view(c: &duckdb::Connection) -> duckdb::Result<WarehouseView> {
     })?;
     for row in rows {
         let (schema, table, column, ty) = row?;
-        let name = format!("{schema}.{table}");
-        let list = tables.entry(schema).or_default();
-        if list.last().is_none_or(|t| t.name != name) {
+        let list = tables.entry(schema.clone()).or_default();
+        if list.last().is_none_or(|t| t.name != table) {
             list.push(TableSummary {
-                name,
+                name: table,
                 row_count: 0,
-                schema: Vec::new(),
+                schema,
+                columns: Vec::new(),
             });
         }
         if let Some(t) = list.last_mut() {
-            t.schema.push(ColumnInfo {
+            t.columns.push(ColumnInfo {
                 name: column,
                 data_type: ty,
             });
         }
     }
     let names: Vec<(&str, &str)> = tables
-        .iter()
-        .flat_map(|(schema, list)| {
-            list.iter().map(move |t| {
-                let table = t.name.split_once('.').map_or(t.name.as_str(), |(_, n)| n);
-                (schema.as_str(), table)
-            })
-        })
+        .values()
+        .flatten()
+        .map(|t| (t.schema.as_str(), t.name.as_str()))
         .collect();
     let counts = row_counts(c, &names)?;
     for (t, n) in tables.values_mut().flatten().zip(counts) {
@@ -200,17 +203,28 @@ pub async fn warehouse_view(state: &AppState) -> Result<Arc<WarehouseView>> {
     Ok(view)
 }
 
+/// How recent a source's data is, in both of the reference's dialects: its document's
+/// (`last_update`, `days_old`) and its server's (`status`, `hours_since_sync`,
+/// `last_sync_time`, `last_sync_status`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Freshness {
     pub last_update: Option<String>,
     pub days_old: Option<f64>,
+    /// fresh, stale (older than the notifications' stale threshold) or never_synced.
+    pub status: &'static str,
+    pub hours_since_sync: Option<f64>,
+    pub last_sync_time: Option<String>,
+    pub last_sync_status: Option<String>,
 }
 
 /// One source as `/api/sources` lists it and the overview card shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceSummary {
     pub name: String,
+    /// The reference's source type: every Kura source is a folder of local files.
     #[serde(rename = "type")]
+    pub source_type: &'static str,
+    /// `local_files` (declared in project.yml) or `folder` (found in a watched folder).
     pub kind: &'static str,
     pub enabled: bool,
     pub directory: std::path::PathBuf,
@@ -222,6 +236,21 @@ pub struct SourceSummary {
     pub failed_files: u64,
     pub freshness: Freshness,
     pub tables: Vec<TableSummary>,
+    pub has_schedule: bool,
+    /// The names of the enabled schedules that sync it, or "Manual".
+    pub schedule_display: String,
+    /// Only changed files are loaded on a sync.
+    pub supports_incremental: bool,
+    /// Files carry no date range to ask for: `start_date`/`end_date` are ignored.
+    pub supports_date_range: bool,
+    /// `incremental`: each sync loads the files that changed.
+    pub sync_mode: &'static str,
+    pub lookback_days: Option<u32>,
+    /// `replace` (a changed file's rows replace its earlier rows) or `append`.
+    pub write_disposition: &'static str,
+    pub needs_attention: bool,
+    pub attention_reason: Option<String>,
+    pub last_sync_duration_seconds: Option<f64>,
 }
 
 impl SourceSummary {
@@ -241,6 +270,7 @@ fn summary(
     source: &Source,
     view: &WarehouseView,
     last_runs: &BTreeMap<String, repo::SyncRun>,
+    schedules: &[String],
 ) -> SourceSummary {
     let tables = view
         .tables
@@ -261,12 +291,37 @@ fn summary(
     } else {
         "synced"
     };
-    let days_old = ledger.last_loaded.map(|t| {
-        let days = (Utc::now() - t).num_seconds() as f64 / 86_400.0;
-        (days * 100.0).round() / 100.0
-    });
+    let age_seconds = ledger
+        .last_loaded
+        .map(|t| (Utc::now() - t).num_seconds() as f64);
+    let days_old = age_seconds.map(|s| (s / 86_400.0 * 100.0).round() / 100.0);
+    let hours_since_sync = age_seconds.map(|s| (s / 3600.0 * 100.0).round() / 100.0);
+    let stale_hours = state
+        .schedules
+        .current()
+        .schedules
+        .notifications
+        .stale_threshold_hours;
+    let freshness_status = match hours_since_sync {
+        None => "never_synced",
+        Some(h) if h > stale_hours as f64 => "stale",
+        Some(_) => "fresh",
+    };
+    let attention_reason = if ledger.failed > 0 {
+        Some(format!("{} file(s) failed to load", ledger.failed))
+    } else if last.is_some_and(|r| r.status == "failed") {
+        Some("the last sync failed".to_owned())
+    } else {
+        None
+    };
+    let schedule_display = if schedules.is_empty() {
+        "Manual".to_owned()
+    } else {
+        schedules.join(", ")
+    };
     SourceSummary {
         name: source.name.clone(),
+        source_type: "local_files",
         kind: source.kind,
         enabled: source.enabled,
         directory: source.directory.clone(),
@@ -280,30 +335,72 @@ fn summary(
                 .last_loaded
                 .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
             days_old,
+            status: freshness_status,
+            hours_since_sync,
+            last_sync_time: last.and_then(|r| r.ended_at.clone()),
+            last_sync_status: last.map(|r| r.status.clone()),
         },
         tables,
+        has_schedule: !schedules.is_empty(),
+        schedule_display,
+        supports_incremental: true,
+        supports_date_range: false,
+        sync_mode: "incremental",
+        lookback_days: None,
+        write_disposition: match source.mode {
+            crate::config::Mode::Replace => "replace",
+            crate::config::Mode::Append => "append",
+        },
+        needs_attention: attention_reason.is_some(),
+        attention_reason,
+        last_sync_duration_seconds: last
+            .and_then(|r| r.duration_ms)
+            .map(|ms| ms as f64 / 1000.0),
     }
+}
+
+/// The enabled schedules that sync each source, by source name.
+fn schedules_by_source(state: &AppState) -> BTreeMap<String, Vec<String>> {
+    let current = state.schedules.current();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in current.schedules.schedules.iter().filter(|s| s.def.enabled) {
+        for source in &s.def.sources {
+            out.entry(source.clone())
+                .or_default()
+                .push(s.def.name.clone());
+        }
+    }
+    out
 }
 
 /// Every source (or only `only`), in name order.
 pub async fn summaries(state: &AppState, only: Option<&Source>) -> Result<Vec<SourceSummary>> {
     let view = warehouse_view(state).await?;
     let last_runs = state.meta.read(repo::last_runs).await?;
+    let schedules = schedules_by_source(state);
+    let of = |s: &Source| schedules.get(&s.name).map_or(&[][..], Vec::as_slice);
     Ok(match only {
-        Some(s) => vec![summary(state, s, &view, &last_runs)],
+        Some(s) => vec![summary(state, s, &view, &last_runs, of(s))],
         None => state
             .sources()
             .values()
-            .map(|s| summary(state, s, &view, &last_runs))
+            .map(|s| summary(state, s, &view, &last_runs, of(s)))
             .collect(),
     })
 }
 
-/// A file of a source: on disk, in the ledger, or both.
+/// A file of a source: on disk, in the ledger, or both. `path` is absolute, as the
+/// reference answers (and as `DELETE .../csv-files?file_path=` takes it);
+/// `relative_path` is the project-relative one.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileEntry {
     pub path: String,
+    pub relative_path: String,
     pub name: Option<String>,
+    pub filename: Option<String>,
+    /// In the warehouse now.
+    pub loaded: bool,
+    pub rows_loaded: Option<i64>,
     pub size: Option<u64>,
     pub modified: Option<String>,
     pub on_disk: bool,
@@ -341,7 +438,11 @@ pub async fn file_listing(state: &AppState, source: &Source) -> Result<Vec<FileE
             f.rel.clone(),
             FileEntry {
                 path: f.rel.clone(),
+                relative_path: f.rel.clone(),
                 name: f.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                filename: None,
+                loaded: false,
+                rows_loaded: None,
                 size: Some(f.size),
                 modified: Some(f.mtime.to_rfc3339_opts(SecondsFormat::Secs, true)),
                 on_disk: true,
@@ -359,6 +460,10 @@ pub async fn file_listing(state: &AppState, source: &Source) -> Result<Vec<FileE
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned()),
             path: l.path.clone(),
+            relative_path: l.path.clone(),
+            filename: None,
+            loaded: false,
+            rows_loaded: None,
             size: l.size.map(i64::unsigned_abs),
             modified: None,
             on_disk: false,
@@ -376,5 +481,15 @@ pub async fn file_listing(state: &AppState, source: &Source) -> Result<Vec<FileE
         entry.loaded_at = l.loaded_at;
         entry.table = Some(l.table);
     }
-    Ok(by_path.into_values().collect())
+    let root = &state.config.root;
+    Ok(by_path
+        .into_values()
+        .map(|mut e| {
+            e.path = root.join(&e.relative_path).display().to_string();
+            e.filename = e.name.clone();
+            e.loaded = matches!(e.status.as_str(), "loaded" | "empty");
+            e.rows_loaded = e.rows;
+            e
+        })
+        .collect())
 }

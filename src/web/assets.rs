@@ -46,7 +46,7 @@ const SVG: &str = "image/svg+xml";
 
 /// `GET /static/{name}`.
 pub async fn serve_asset(
-    axum::extract::Path(name): axum::extract::Path<String>,
+    crate::web::extract::Path(name): crate::web::extract::Path<String>,
 ) -> Result<Response, AppError> {
     let (_, content_type, bytes) = ASSETS
         .iter()

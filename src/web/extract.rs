@@ -40,6 +40,32 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// A list answer: a plain JSON array (as the reference product answers) with the number
+/// of items matching the request in `X-Total-Count`, so a page of a longer list still
+/// tells its total without wrapping the array.
+pub struct List<T> {
+    pub items: Vec<T>,
+    pub total: usize,
+}
+
+impl<T> List<T> {
+    /// The whole list: its total is its length.
+    pub fn all(items: Vec<T>) -> Self {
+        let total = items.len();
+        Self { items, total }
+    }
+}
+
+impl<T: Serialize> IntoResponse for List<T> {
+    fn into_response(self) -> Response {
+        let mut response = axum::Json(self.items).into_response();
+        response
+            .headers_mut()
+            .insert("x-total-count", axum::http::HeaderValue::from(self.total));
+        response
+    }
+}
+
 /// A query string, refused with the JSON error shape (`invalid_query`) when it does not fit.
 pub struct Query<T>(pub T);
 
@@ -61,8 +87,38 @@ where
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_error(
-                StatusCode::BAD_REQUEST,
+                StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_query",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+/// Path parameters, refused with the JSON error shape (422 `invalid_path`, as FastAPI
+/// answers a record id that is not a number) instead of axum's plain text.
+pub struct Path<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    #[expect(
+        clippy::disallowed_types,
+        reason = "the one place that wraps axum's Path"
+    )]
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_path",
                 rejection.body_text(),
             )),
         }
@@ -74,9 +130,10 @@ fn json_rejection(rejection: JsonRejection) -> Response {
         JsonRejection::MissingJsonContentType(_) => {
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
         }
-        JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
-            (StatusCode::BAD_REQUEST, "invalid_json")
-        }
+        // Well-formed JSON whose fields do not fit is FastAPI's 422; JSON that does not
+        // parse stays a 400.
+        JsonRejection::JsonDataError(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+        JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
         _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
         }
@@ -104,9 +161,14 @@ where
             return Ok(Self(T::default()));
         }
         serde_json::from_slice(&bytes).map(Self).map_err(|e| {
+            let (status, code) = if e.is_data() {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+            } else {
+                (StatusCode::BAD_REQUEST, "invalid_json")
+            };
             json_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
+                status,
+                code,
                 format!("the body is not valid JSON for this route: {e}"),
             )
         })

@@ -8,6 +8,7 @@
 mod accounts;
 mod browser;
 mod cli;
+mod contract;
 mod corpus;
 mod harness;
 mod ingest;

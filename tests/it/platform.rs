@@ -9,7 +9,7 @@ async fn status_reports_each_component() {
     let app = TestApp::with_fixtures().await;
     let (status, body) = app.get_json("/api/status").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["status"], "ok");
+    assert_eq!(body["status"], "healthy");
     assert_eq!(body["warehouse"]["status"], "ok");
     assert_eq!(body["warehouse"]["tables"], 3);
     assert_eq!(body["warehouse"]["query_workers"], 2);

@@ -151,8 +151,12 @@ async fn bad_request_bodies_get_the_json_error_shape() {
     let (status, body) = app
         .post_json("/api/query", json!({"query": "SELECT 1"}))
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"], "invalid_json");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"], "invalid_request");
+    assert!(
+        body["detail"][0]["msg"].as_str().unwrap().contains("sql"),
+        "{body}"
+    );
     assert!(body["message"].as_str().unwrap().contains("sql"), "{body}");
     let r = app
         .client

@@ -481,7 +481,7 @@ async fn turning_two_factor_off_needs_a_current_code() {
     let (status, _) = b
         .post("/api/auth/2fa/disable", json!({"password": PASSWORD}))
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, body) = b
         .post(
             "/api/auth/2fa/disable",
