@@ -4,11 +4,12 @@
 //! saved as a screenshot (see `webdriver::artifacts_dir`).
 
 use std::path::Path;
+use std::time::Duration;
 
 use kura::auth::Role;
 use serde_json::json;
 
-use crate::harness::TestApp;
+use crate::harness::{TestApp, eventually};
 use crate::webdriver::Driver;
 
 use crate::accounts::PASSWORD;
@@ -123,6 +124,42 @@ async fn an_analyst_loads_queries_charts_and_exports_in_the_browser() {
     .await;
     d.screenshot("source").await;
 
+    // The Delete button of a file: the file goes from disk and its rows from the table.
+    let gone = upload.path().join("gone.csv");
+    std::fs::write(&gone, "sku,price\nZ-9,1.00\nY-8,2.00\n").unwrap();
+    d.type_into("#upload-input", gone.to_str().unwrap()).await;
+    d.wait_for(
+        "the second upload to load",
+        "const r = document.querySelector('#files tr[data-path$=\"gone.csv\"]'); return r && r.dataset.status === 'loaded'",
+        json!([]),
+    )
+    .await;
+    d.js("window.confirm = () => true; return true", json!([]))
+        .await;
+    d.click("#files tr[data-path$=\"gone.csv\"] .delete-file")
+        .await;
+    let mut api = app.browser();
+    api.login("ana@example.com", PASSWORD).await;
+    let api = &tokio::sync::Mutex::new(api);
+    let emptied = eventually(Duration::from_secs(10), || async move {
+        let (_, body) = api
+            .lock()
+            .await
+            .post(
+                "/api/query",
+                json!({"sql": "SELECT count(*) FROM raw_uploads.gone"}),
+            )
+            .await;
+        (body["rows"][0][0] == 0).then_some(())
+    })
+    .await;
+    assert!(emptied.is_some(), "the deleted file's rows left the table");
+    assert!(!app.dir.path().join("data/uploads/gone.csv").exists());
+    assert!(
+        !d.text("main").await.contains("Failed to deserialize"),
+        "the page shows no raw error"
+    );
+
     // A query: the grid pages through 10,000 rows, an error is placed, a chart, an export.
     d.goto(&app.url("/query")).await;
     let set_sql = "const t = document.getElementById('sql'); t.value = arguments[0]; t.dispatchEvent(new Event('input'));";
@@ -219,8 +256,11 @@ async fn an_analyst_loads_queries_charts_and_exports_in_the_browser() {
             json!([]),
         )
         .await;
-        if name == "logs" {
-            assert!(d.text("#log-rows").await.contains("prices.csv"));
+        match name {
+            "logs" => assert!(d.text("#log-rows").await.contains("prices.csv")),
+            "users" => assert!(d.text("#users").await.contains("ana@example.com")),
+            "schedules" => assert!(!d.text("#schedules").await.is_empty()),
+            _ => {}
         }
         d.screenshot(name).await;
     }
