@@ -212,7 +212,8 @@ pub struct AuthSection {
     /// Failed sign-ins for one email before it is locked.
     pub lockout_attempts: u32,
     pub lockout_minutes: u64,
-    /// Credential-bearing requests (`POST /api/auth/*`) per client address.
+    /// Requests that test a credential (sign-in, 2FA code, invitation, password change)
+    /// per client address.
     pub rate_limit_per_minute: u32,
     pub rate_limit_burst: u32,
     /// How long an invitation link stays valid.
@@ -228,8 +229,8 @@ impl Default for AuthSection {
             session_max_hours: 7 * 24,
             lockout_attempts: 5,
             lockout_minutes: 15,
-            rate_limit_per_minute: 10,
-            rate_limit_burst: 5,
+            rate_limit_per_minute: 300,
+            rate_limit_burst: 10,
             invite_hours: 72,
         }
     }

@@ -26,11 +26,10 @@ pub fn unauthenticated() -> AppError {
 /// Presented credentials that do not hold are refused here (401); no credentials at all
 /// pass on without a principal, for the route's guard to decide.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    if req.method() == Method::POST && req.uri().path().starts_with("/api/auth/") {
-        let ip = client_ip(req.extensions());
-        if let Err(retry_after) = state.auth.limiter.check(ip) {
-            return AppError::RateLimited { retry_after }.into_response();
-        }
+    let ip = client_ip(req.extensions());
+    let limited = req.method() == Method::POST && tests_a_credential(req.uri().path());
+    if limited && let Err(retry_after) = state.auth.limiter.check(ip) {
+        return AppError::RateLimited { retry_after }.into_response();
     }
     if !state.config.auth.enabled
         && let Err(e) = check_local_request(req.method(), req.headers())
@@ -46,7 +45,27 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Ok(None) => {}
         Err(e) => return e.into_response(),
     }
-    next.run(req).await
+    let response = next.run(req).await;
+    // A credential that held was no guess: it gives its token back, so an office signing
+    // in from one address is never slowed down; failures keep theirs.
+    if limited && response.status().is_success() {
+        state.auth.limiter.refund(ip);
+    }
+    response
+}
+
+/// The routes where a guess of a password, code or token is tried: only these are rate
+/// limited, and only their failures count (per address; one email's guesses also end at
+/// its lockout). Creating keys,
+/// enrolling 2FA or signing out is what signed-in users do, and is never limited.
+fn tests_a_credential(path: &str) -> bool {
+    matches!(
+        path,
+        "/api/auth/login"
+            | "/api/auth/2fa/verify"
+            | "/api/auth/accept-invite"
+            | "/api/auth/change-password"
+    )
 }
 
 async fn resolve(

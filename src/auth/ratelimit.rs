@@ -1,4 +1,4 @@
-//! A token bucket per client address for credential-bearing requests.
+//! A token bucket per client address for the requests that test a credential.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -31,6 +31,17 @@ impl RateLimiter {
     /// Takes one token for `ip`; `Err(seconds)` says when the next one is available.
     pub fn check(&self, ip: Option<IpAddr>) -> Result<(), u64> {
         self.check_at(ip, Instant::now())
+    }
+
+    /// Gives back the token of a request that turned out not to be a guess.
+    pub fn refund(&self, ip: Option<IpAddr>) {
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(b) = buckets.get_mut(&ip) {
+            b.tokens = (b.tokens + 1.0).min(self.burst);
+        }
     }
 
     fn check_at(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), u64> {
@@ -81,5 +92,8 @@ mod tests {
         // 10 per minute: one token every 6 s.
         assert!(limiter.check_at(a, t0 + Duration::from_secs(6)).is_ok());
         assert!(limiter.check_at(a, t0 + Duration::from_secs(7)).is_err());
+        // A refunded token (a sign-in that succeeded) can be taken again.
+        limiter.refund(a);
+        assert!(limiter.check_at(a, t0 + Duration::from_secs(7)).is_ok());
     }
 }

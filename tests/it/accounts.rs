@@ -412,22 +412,57 @@ async fn five_failures_lock_an_account_until_an_admin_unlocks_it() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn sign_in_requests_are_rate_limited_per_address() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_office_signs_in_from_one_address_and_guessing_is_still_stopped() {
+    // The default limits, as a project gets them.
     let app = TestApp::with_config(|c| c.auth.enabled = true).await;
-    let mut b = app.browser();
-    for i in 0..5 {
-        let email = format!("x{i}@example.com");
-        assert_eq!(
-            b.login(&email, "wrong-password-1").await.0,
-            StatusCode::BAD_REQUEST
-        );
+    let emails: Vec<String> = (0..20)
+        .map(|i| format!("colleague{i}@example.com"))
+        .collect();
+    for email in &emails {
+        app.add_user(email, Role::Editor).await;
     }
-    let (status, answer) = b.login("y@example.com", "wrong-password-1").await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
-    assert!(answer["retry_after"].as_u64().unwrap() >= 1);
-    // Other routes are not limited.
-    assert_eq!(b.get("/api/status").await.0, StatusCode::UNAUTHORIZED);
+    // Twenty colleagues behind one address sign in one after another.
+    let mut first = None;
+    for email in &emails {
+        let mut b = app.browser();
+        let (status, answer) = b.login(email, PASSWORD).await;
+        assert_eq!(status, StatusCode::OK, "{email}: {answer}");
+        first.get_or_insert(b);
+    }
+    // What a signed-in user does is never limited: a script making 15 keys in a row.
+    let mut b = first.unwrap();
+    for i in 0..15 {
+        let (status, answer) = b
+            .post("/api/auth/api-keys", json!({"name": format!("k{i}")}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    // Thirty guesses at once from one address: the burst passes, the rest wait.
+    let guesses = (0..30).map(|i| {
+        let mut g = app.browser();
+        async move {
+            g.login(&format!("x{i}@example.com"), "wrong-password-1")
+                .await
+        }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let limited: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .map(|(_, a)| a)
+        .collect();
+    assert!(
+        limited.len() >= 10,
+        "{} of 30 guesses were limited",
+        limited.len()
+    );
+    assert!(limited[0]["retry_after"].as_u64().unwrap() >= 1);
+    assert!(
+        answers
+            .iter()
+            .all(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS || *s == StatusCode::BAD_REQUEST)
+    );
     app.stop().await;
 }
 
