@@ -51,6 +51,8 @@ pub struct Inner {
     /// The live `/ws` connections.
     pub clients: Arc<crate::events::ws::Clients>,
     pub source_views: crate::sources::views::ViewCache,
+    /// The project's `.env` secrets file and its writers' lock.
+    pub env_file: Arc<crate::secrets::EnvFile>,
     /// Exports running now: at most `query_workers - 1`, so queries always have a worker.
     pub exports: Arc<tokio::sync::Semaphore>,
     pub started_at: DateTime<Utc>,
@@ -111,6 +113,9 @@ impl AppState {
         let exports = Arc::new(tokio::sync::Semaphore::new(
             config.api.query_workers.saturating_sub(1).max(1),
         ));
+        let env_file = Arc::new(crate::secrets::EnvFile::new(crate::secrets::env_path(
+            &config.root,
+        )));
         Ok(Self(Arc::new(Inner {
             config,
             meta,
@@ -123,6 +128,7 @@ impl AppState {
             schedules: ScheduleService::new(clock),
             clients: Arc::default(),
             source_views: crate::sources::views::ViewCache::default(),
+            env_file,
             exports,
             started_at: Utc::now(),
             watcher: Mutex::new(WatcherStatus::default()),

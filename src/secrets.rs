@@ -19,8 +19,35 @@ use crate::blocking;
 use crate::error::{AppError, Result};
 use crate::web::extract::{ClientIp, Json};
 
-/// Writers of `.env` take turns (read, change, replace must not interleave).
-static WRITE_LOCK: Mutex<()> = Mutex::new(());
+/// The project's `.env`, with the lock its writers take turns on (read, change, replace
+/// must not interleave). One per `AppState`, so apps in one process do not share it.
+#[derive(Debug)]
+pub struct EnvFile {
+    path: std::path::PathBuf,
+    write_lock: Mutex<()>,
+}
+
+impl EnvFile {
+    pub fn new(path: std::path::PathBuf) -> Self {
+        Self {
+            path,
+            write_lock: Mutex::new(()),
+        }
+    }
+
+    /// Changes one key in the file, atomically; returns whether the key existed.
+    pub fn change(&self, key: &str, value: Option<&str>) -> std::io::Result<bool> {
+        let _turn = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (text, found) = edit(&read_file(&self.path)?, key, value);
+        if value.is_some() || found {
+            crate::project::write_private(&self.path, text.as_bytes())?;
+        }
+        Ok(found)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -142,18 +169,6 @@ fn read_file(path: &Path) -> std::io::Result<String> {
     }
 }
 
-/// Changes one key in the file, atomically; returns whether the key existed.
-pub fn change(path: &Path, key: &str, value: Option<&str>) -> std::io::Result<bool> {
-    let _turn = WRITE_LOCK
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let (text, found) = edit(&read_file(path)?, key, value);
-    if value.is_some() || found {
-        crate::project::write_private(path, text.as_bytes())?;
-    }
-    Ok(found)
-}
-
 /// `GET /api/secrets`: names and masked values.
 pub async fn list_secrets(State(state): State<AppState>) -> Result<Json<Value>> {
     let path = env_path(&state.config.root);
@@ -199,9 +214,9 @@ pub async fn set_secret(
             "a secret's value must be text of at most 64 KiB",
         ));
     }
-    let path = env_path(&state.config.root);
     let (key, value) = (body.key.clone(), body.value);
-    let existed = blocking::run(move || change(&path, &key, Some(&value)))
+    let file = state.env_file.clone();
+    let existed = blocking::run(move || file.change(&key, Some(&value)))
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot write .env: {e}")))?;
     let action = if existed {
@@ -231,9 +246,9 @@ pub async fn delete_secret(
     if !valid_key(&key) {
         return Err(AppError::NotFound(format!("there is no secret {key:?}")));
     }
-    let path = env_path(&state.config.root);
     let k = key.clone();
-    let existed = blocking::run(move || change(&path, &k, None))
+    let file = state.env_file.clone();
+    let existed = blocking::run(move || file.change(&k, None))
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot write .env: {e}")))?;
     if !existed {
@@ -300,8 +315,9 @@ mod tests {
     fn the_file_is_private_and_replaced_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".env");
-        assert!(!change(&path, "A", Some("1")).unwrap());
-        assert!(change(&path, "A", Some("2")).unwrap());
+        let file = EnvFile::new(path.clone());
+        assert!(!file.change("A", Some("1")).unwrap());
+        assert!(file.change("A", Some("2")).unwrap());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "A=2\n");
         #[cfg(unix)]
         {

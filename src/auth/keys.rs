@@ -126,7 +126,7 @@ pub async fn authenticate(state: &AppState, presented: &str) -> Result<Principal
             .is_ok()
     {
         let (meta, id, at) = (state.meta.clone(), cached.key_id, now_text());
-        tokio::spawn(async move {
+        state.tasks.spawn("api_key:touch", async move {
             let _ = meta
                 .write(move |tx| {
                     tx.execute(

@@ -78,7 +78,7 @@ pub async fn run_query(
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
             error: result.as_ref().err().map(ToString::to_string),
         };
-        history::remember(&state.meta, &principal.email, &sql, outcome);
+        history::remember(&state, &principal.email, &sql, outcome);
     }
     Ok(json_response(result?.0))
 }

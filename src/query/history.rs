@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::db::meta::MetaDb;
 use crate::error::Result;
 use crate::web::extract::{Json, Query};
 
@@ -26,10 +25,11 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
-/// Appends a query to `email`'s history, in the background: the answer never waits for it.
-pub fn remember(meta: &MetaDb, email: &str, sql: &str, outcome: Outcome) {
-    let (meta, email, sql) = (meta.clone(), email.to_owned(), sql.to_owned());
-    tokio::spawn(async move {
+/// Appends a query to `email`'s history, in the background (a tracked task): the answer
+/// never waits for it.
+pub fn remember(state: &AppState, email: &str, sql: &str, outcome: Outcome) {
+    let (meta, email, sql) = (state.meta.clone(), email.to_owned(), sql.to_owned());
+    state.tasks.spawn("query_history", async move {
         let written = meta
             .write(move |tx| {
                 tx.execute(

@@ -89,12 +89,13 @@ pub async fn deliver(
     Err(format!("{last} (after {} attempts)", RETRY_AFTER.len() + 1))
 }
 
-/// Delivers to every target in the background, logging each outcome.
-pub fn send_all(hooks: Vec<Webhook>, notice: Notice) {
+/// Delivers to every target in the background (a tracked task: shutdown waits for it),
+/// logging each outcome.
+pub fn send_all(tasks: &crate::tasks::Tasks, hooks: Vec<Webhook>, notice: Notice) {
     if hooks.is_empty() {
         return;
     }
-    tokio::spawn(async move {
+    tasks.spawn("notify", async move {
         let client = reqwest::Client::new();
         for hook in hooks {
             match deliver(&client, &hook, &notice).await {

@@ -588,6 +588,7 @@ pub async fn check_stale(state: &AppState) {
         });
         if wanted {
             super::notify::send_all(
+                &state.tasks,
                 current.schedules.notifications.webhooks.clone(),
                 super::notify::Notice {
                     event: "sync_stale".into(),
@@ -629,6 +630,7 @@ fn notify_end(
     }
     let hooks = state.schedules.webhooks();
     super::notify::send_all(
+        &state.tasks,
         hooks,
         super::notify::Notice {
             event: if status == "success" {

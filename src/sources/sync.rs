@@ -14,7 +14,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -356,8 +355,6 @@ pub fn schema_rows(conn: &duckdb::Connection, schema: &str) -> duckdb::Result<u6
     let names: Vec<(&str, &str)> = tables.iter().map(|t| (schema, t.as_str())).collect();
     Ok(super::views::row_counts(conn, &names)?.into_iter().sum())
 }
-
-static STAGE_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 async fn sync_files(
     state: &AppState,
@@ -710,7 +707,8 @@ async fn load_one(
 /// Puts a file in the staging folder under a name Kura chose: a hard link when possible
 /// (no copy), else a copy; Excel workbooks become CSV there.
 fn stage(original: &Path, staging: &Path, kind: Kind) -> std::io::Result<PathBuf> {
-    let n = STAGE_COUNTER.fetch_add(1, Ordering::Relaxed);
+    // A random number keeps staged names apart without state shared across apps.
+    let n = rand::random::<u64>();
     let name = original
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
