@@ -672,6 +672,74 @@ async fn expired_and_revoked_keys_are_refused() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
+    let app = auth_app().await;
+    let (one, two) = (
+        app.add_user("one@example.com", Role::Admin).await,
+        app.add_user("two@example.com", Role::Admin).await,
+    );
+    let mut a = app.browser();
+    a.bearer = Some(app.key_for(one).await);
+    let mut b = app.browser();
+    b.bearer = Some(app.key_for(two).await);
+    // The first admin (admin@localhost) leaves the admins, so one and two are the last two.
+    let first = app
+        .state
+        .meta
+        .read(|c| store::user_by_email(c, "admin@localhost"))
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, _) = a
+        .send(
+            Method::PUT,
+            &format!("/api/admin/users/{}/role", first.id),
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for _ in 0..10 {
+        let body = Some(json!({"role": "editor"}));
+        let (path_two, path_one) = (
+            format!("/api/admin/users/{two}/role"),
+            format!("/api/admin/users/{one}/role"),
+        );
+        let (x, y) = tokio::join!(
+            a.send(Method::PUT, &path_two, body.clone()),
+            b.send(Method::PUT, &path_one, body),
+        );
+        let admins = app
+            .state
+            .meta
+            .read(store::list_users)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|u| u.role == Role::Admin && u.is_active())
+            .count();
+        assert_eq!(admins, 1, "{x:?} {y:?}");
+        let statuses = [x.0, y.0];
+        assert!(statuses.contains(&StatusCode::CONFLICT), "{x:?} {y:?}");
+        // Make both admins again for the next round (the one left does it).
+        let survivor = if x.0 == StatusCode::OK {
+            &mut a
+        } else {
+            &mut b
+        };
+        for id in [one, two] {
+            survivor
+                .send(
+                    Method::PUT,
+                    &format!("/api/admin/users/{id}/role"),
+                    Some(json!({"role": "admin"})),
+                )
+                .await;
+        }
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn the_last_admin_stays_and_nobody_removes_themselves() {
     let app = auth_app().await;
