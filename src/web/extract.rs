@@ -89,7 +89,7 @@ where
             Err(rejection) => Err(json_error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_query",
-                rejection.body_text(),
+                plain("the query string", &rejection.body_text()),
             )),
         }
     }
@@ -119,7 +119,7 @@ where
             Err(rejection) => Err(json_error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_path",
-                rejection.body_text(),
+                plain("the path", &rejection.body_text()),
             )),
         }
     }
@@ -139,7 +139,18 @@ fn json_rejection(rejection: JsonRejection) -> Response {
         }
         _ => (StatusCode::BAD_REQUEST, "invalid_request"),
     };
-    json_error(status, code, rejection.body_text())
+    json_error(status, code, plain("the JSON body", &rejection.body_text()))
+}
+
+/// axum's rejection text in words a person reads on a page: "the query string does not
+/// fit this route: missing field `file_path`" rather than "Failed to deserialize query
+/// string: missing field `file_path`".
+fn plain(what: &str, text: &str) -> String {
+    let detail = text
+        .split_once(": ")
+        .filter(|(head, _)| head.starts_with("Failed to") || head.starts_with("Invalid URL"))
+        .map_or(text, |(_, rest)| rest);
+    format!("{what} does not fit this route: {detail}")
 }
 
 /// A JSON body that may be absent: an empty body gives `T::default()` (so
@@ -194,4 +205,22 @@ pub fn client_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr
     extensions
         .get::<axum::extract::ConnectInfo<super::conn::PeerAddr>>()
         .map(|c| c.0.0.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rejections_read_as_sentences() {
+        assert_eq!(
+            super::plain(
+                "the query string",
+                "Failed to deserialize query string: missing field `file_path`"
+            ),
+            "the query string does not fit this route: missing field `file_path`"
+        );
+        assert_eq!(
+            super::plain("the JSON body", "expected value at line 1"),
+            "the JSON body does not fit this route: expected value at line 1"
+        );
+    }
 }

@@ -51,6 +51,19 @@ async fn sign_in(d: &Driver, app: &TestApp, email: &str) {
     .await;
 }
 
+/// Uploads a file through the source page's file input and waits until it is loaded.
+async fn upload_from_page(d: &Driver, dir: &Path, name: &str, content: &str) {
+    let file = dir.join(name);
+    std::fs::write(&file, content).unwrap();
+    d.type_into("#upload-input", file.to_str().unwrap()).await;
+    d.wait_for(
+        &format!("{name} to load"),
+        "const r = document.querySelector(`#files tr[data-path$=\"${arguments[0]}\"]`); return r && r.dataset.status === 'loaded'",
+        json!([name]),
+    )
+    .await;
+}
+
 fn write(path: &Path, content: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let tmp = path.with_extension("tmp-write");
@@ -103,14 +116,12 @@ async fn an_analyst_loads_queries_charts_and_exports_in_the_browser() {
 
     // An upload through the source page's file input.
     let upload = tempfile::tempdir().unwrap();
-    let prices = upload.path().join("prices.csv");
-    std::fs::write(&prices, "sku,price\nA-1,9.50\nB-2,12.00\nC-3,3.25\n").unwrap();
     d.goto(&app.url("/sources/uploads")).await;
-    d.type_into("#upload-input", prices.to_str().unwrap()).await;
-    d.wait_for(
-        "the uploaded file to load",
-        "const r = document.querySelector('#files tr[data-path$=\"prices.csv\"]'); return r && r.dataset.status === 'loaded'",
-        json!([]),
+    upload_from_page(
+        &d,
+        upload.path(),
+        "prices.csv",
+        "sku,price\nA-1,9.50\nB-2,12.00\nC-3,3.25\n",
     )
     .await;
     assert_eq!(d.text("#source-rows").await.trim(), "3");
@@ -125,13 +136,11 @@ async fn an_analyst_loads_queries_charts_and_exports_in_the_browser() {
     d.screenshot("source").await;
 
     // The Delete button of a file: the file goes from disk and its rows from the table.
-    let gone = upload.path().join("gone.csv");
-    std::fs::write(&gone, "sku,price\nZ-9,1.00\nY-8,2.00\n").unwrap();
-    d.type_into("#upload-input", gone.to_str().unwrap()).await;
-    d.wait_for(
-        "the second upload to load",
-        "const r = document.querySelector('#files tr[data-path$=\"gone.csv\"]'); return r && r.dataset.status === 'loaded'",
-        json!([]),
+    upload_from_page(
+        &d,
+        upload.path(),
+        "gone.csv",
+        "sku,price\nZ-9,1.00\nY-8,2.00\n",
     )
     .await;
     d.js("window.confirm = () => true; return true", json!([]))
