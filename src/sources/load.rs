@@ -407,13 +407,16 @@ impl<'a> Attempt<'a> {
     fn refill(&self, existing: &ExistingTable) -> Result<Loaded, LoadError> {
         let (conn, f, table) = (self.conn, self.f, &self.table);
         let file_columns = file_columns(conn, &self.source)?;
-        let (added_columns, has_rows) = match reconcile_columns(&file_columns, &existing.columns) {
-            Ok(added) => (added, true),
-            // A file without rows has no columns worth comparing (an empty JSON file reads
-            // as one `json` column): it is an empty replacement, not a conflict.
-            Err(conflict) if has_rows(conn, &self.source)? => return Err(conflict),
-            Err(_) => (Vec::new(), false),
-        };
+        // A folder's files are unioned by name: one that lacks a column another file added
+        // loads it as NULL. A table of its own refuses a replacement that drops a column.
+        let (added_columns, has_rows) =
+            match reconcile_columns(&file_columns, &existing.columns, !f.own_table) {
+                Ok(added) => (added, true),
+                // A file without rows has no columns worth comparing (an empty JSON file reads
+                // as one `json` column): it is an empty replacement, not a conflict.
+                Err(conflict) if has_rows(conn, &self.source)? => return Err(conflict),
+                Err(_) => (Vec::new(), false),
+            };
         let mut loaded = Loaded {
             added_columns,
             ..Loaded::default()
@@ -587,14 +590,17 @@ fn insert(
     .map(|n| n as u64)
 }
 
-/// Which file columns are new; errors if a table column is missing or retyped.
+/// Which file columns are new; errors if a table column is retyped, or missing from the
+/// file when `missing_is_null` is false (a table of the file's own).
 fn reconcile_columns(
     file: &[(String, String)],
     table: &[(String, String)],
+    missing_is_null: bool,
 ) -> Result<Vec<String>, LoadError> {
     let mut problems = Vec::new();
     for (name, table_ty) in table {
         match file.iter().find(|(n, _)| n == name) {
+            None if missing_is_null => {}
             None => problems.push(format!(
                 "column {name} ({table_ty}) is missing from the file"
             )),
@@ -760,18 +766,25 @@ mod tests {
         assert_eq!(
             reconcile_columns(
                 &t(&[("id", "BIGINT"), ("amount", "DOUBLE"), ("note", "VARCHAR")]),
-                &table
+                &table,
+                false
             )
             .unwrap(),
             vec!["note".to_owned()]
         );
-        let err = reconcile_columns(&t(&[("id", "BIGINT")]), &table).unwrap_err();
+        let err = reconcile_columns(&t(&[("id", "BIGINT")]), &table, false).unwrap_err();
         assert!(
             err.to_string().contains("amount (DOUBLE) is missing"),
             "{err}"
         );
-        let err =
-            reconcile_columns(&t(&[("id", "DOUBLE"), ("amount", "DOUBLE")]), &table).unwrap_err();
+        // In a folder's union a missing column is NULL; a retyped one still conflicts.
+        assert_eq!(
+            reconcile_columns(&t(&[("id", "BIGINT")]), &table, true).unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(reconcile_columns(&t(&[("id", "DOUBLE")]), &table, true).is_err());
+        let err = reconcile_columns(&t(&[("id", "DOUBLE"), ("amount", "DOUBLE")]), &table, false)
+            .unwrap_err();
         assert!(
             err.to_string()
                 .contains("id is BIGINT in the table but DOUBLE"),

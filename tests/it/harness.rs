@@ -135,12 +135,22 @@ impl TestApp {
 
     /// Uploads `content` as `name` into the `uploads` source (multipart field `file`).
     pub(crate) async fn upload(&self, name: &str, content: Vec<u8>) -> reqwest::Response {
+        self.upload_to("uploads", name, content).await
+    }
+
+    /// Uploads `name` to the source `source` (its sync starts at once).
+    pub(crate) async fn upload_to(
+        &self,
+        source: &str,
+        name: &str,
+        content: Vec<u8>,
+    ) -> reqwest::Response {
         let form = reqwest::multipart::Form::new().part(
             "file",
             reqwest::multipart::Part::bytes(content).file_name(name.to_owned()),
         );
         self.client
-            .post(self.url("/api/sources/uploads/upload-csv"))
+            .post(self.url(&format!("/api/sources/{source}/upload-csv")))
             .multipart(form)
             .send()
             .await

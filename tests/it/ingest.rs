@@ -340,7 +340,7 @@ async fn an_excel_workbook_loads_its_first_sheet() {
 }
 
 #[tokio::test]
-async fn a_new_column_widens_the_table_and_a_missing_one_is_refused() {
+async fn a_folder_unions_files_by_name_and_only_a_retyped_column_conflicts() {
     let app = TestApp::new().await;
     let dir = uploads(&app).join("m");
     drop_file(&dir, "1.csv", b"id,a\n1,x\n");
@@ -349,21 +349,48 @@ async fn a_new_column_widens_the_table_and_a_missing_one_is_refused() {
     wait_for_value(&app, "SELECT count(*) FROM raw_m.m", json!(2)).await;
     let (_, body) = app.query("SELECT b FROM raw_m.m ORDER BY id").await;
     assert_eq!(body["rows"], json!([[null], [7]]));
-    drop_file(&dir, "3.csv", b"id\n3\n");
-    let failed = eventually(Duration::from_secs(20), || async {
-        settled_files(&app, "m")
-            .await
-            .into_iter()
-            .find(|f| f["relative_path"] == "data/uploads/m/3.csv" && f["status"] == "failed")
-    })
-    .await
-    .expect("a file missing a column is refused");
+    // Next month's export has lost a column again: uploaded, it loads, the column NULL.
+    let r = app.upload_to("m", "3.csv", b"id,a\n3,z\n".to_vec()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer: Value = r.json().await.unwrap();
+    let run = wait_run(&app, &answer["record_id"]).await;
+    assert_eq!(run["status"], "success", "{run}");
+    let (_, body) = app.query("SELECT id, a, b FROM raw_m.m ORDER BY id").await;
+    assert_eq!(
+        body["rows"],
+        json!([[1, "x", null], [2, "y", 7], [3, "z", null]])
+    );
+    // A column with another type still conflicts, and the sync says which file and why.
+    let r = app.upload_to("m", "4.csv", b"id,a\n4.5,w\n".to_vec()).await;
+    let answer: Value = r.json().await.unwrap();
+    let run = wait_run(&app, &answer["record_id"]).await;
+    assert_ne!(run["status"], "success", "{run}");
+    assert!(run["files"].to_string().contains("4.csv"), "{run}");
     assert!(
-        failed["error"].as_str().unwrap().contains("column a"),
-        "{failed}"
+        run["files"].to_string().contains("column id is BIGINT"),
+        "{run}"
     );
     let (_, body) = app.query("SELECT count(*) FROM raw_m.m").await;
-    assert_eq!(body["rows"][0][0], 2);
+    assert_eq!(body["rows"][0][0], 3);
+    // A table of its own refuses a replacement that drops a column.
+    let own = uploads(&app);
+    drop_file(&own, "prices.csv", b"sku,price\nA,1\n");
+    wait_for_value(&app, "SELECT count(*) FROM raw_uploads.prices", json!(1)).await;
+    drop_file(&own, "prices.csv", b"sku\nB\n");
+    let failed = eventually(Duration::from_secs(20), || async {
+        settled_files(&app, "uploads")
+            .await
+            .into_iter()
+            .find(|f| f["relative_path"] == "data/uploads/prices.csv" && f["status"] == "failed")
+    })
+    .await
+    .expect("a replacement dropping a column is refused");
+    assert!(
+        failed["error"].as_str().unwrap().contains("column price"),
+        "{failed}"
+    );
+    let (_, body) = app.query("SELECT sku FROM raw_uploads.prices").await;
+    assert_eq!(body["rows"], json!([["A"]]));
     app.stop().await;
 }
 
