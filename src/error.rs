@@ -265,6 +265,39 @@ pub fn json_error(status: StatusCode, code: &'static str, message: impl Into<Str
     response
 }
 
+/// One mapping of the warehouse's refusals, so a busy warehouse is a 503 on every route.
+impl From<crate::db::warehouse::WarehouseError> for AppError {
+    fn from(e: crate::db::warehouse::WarehouseError) -> Self {
+        use crate::db::warehouse::WarehouseError;
+        match e {
+            WarehouseError::Busy => Self::Busy { retry_after: 1 },
+            WarehouseError::Timeout(limit) => QueryError::Timeout {
+                seconds: limit.as_secs(),
+            }
+            .into(),
+            WarehouseError::MemoryCeiling { limit_mb } => {
+                QueryError::MemoryLimit { limit_mb }.into()
+            }
+            WarehouseError::Closed | WarehouseError::Cancelled => Self::ShuttingDown,
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<crate::schedules::runner::TriggerError> for AppError {
+    fn from(e: crate::schedules::runner::TriggerError) -> Self {
+        use crate::schedules::runner::TriggerError;
+        match e {
+            TriggerError::Unknown(name) => crate::schedules::handlers::unknown_schedule(&name),
+            e @ TriggerError::Running { .. } => Self::Conflict {
+                code: "job_running",
+                message: e.to_string(),
+            },
+            TriggerError::Meta(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::sources::sync::SyncError> for AppError {
     fn from(e: crate::sources::sync::SyncError) -> Self {
         use crate::sources::sync::SyncError;

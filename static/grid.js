@@ -7,8 +7,15 @@ const kuraGrid = {
   cell(v) {
     if (v === null || v === undefined) return kura.el("td", { class: "null" }, "NULL");
     if (typeof v === "object") return kura.el("td", {}, JSON.stringify(v));
-    if (typeof v === "number") return kura.el("td", { class: "num" }, String(v));
+    if (typeof v === "number") return kura.el("td", { class: "num", title: String(v) }, kuraGrid.number(v));
     return kura.el("td", {}, String(v));
+  },
+
+  // A number as DuckDB's shell shows it: at most 15 significant digits, so a double's
+  // float noise (19032.549999999996) reads 19032.55; the exact value is the cell's title
+  // and stays in the JSON and the exports.
+  number(v) {
+    return Number.isInteger(v) || !Number.isFinite(v) ? String(v) : String(Number(v.toPrecision(15)));
   },
 
   // Renders `result` ({columns, column_types, rows}) into `slot`, with pager buttons.

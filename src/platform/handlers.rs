@@ -67,8 +67,7 @@ async fn warehouse_facts(state: &AppState) -> Result<WarehouseFacts> {
                 schema_cells,
             })
         })
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?
+        .await?
         .map_err(|e| AppError::Internal(e.into()))
 }
 

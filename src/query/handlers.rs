@@ -47,20 +47,6 @@ fn default_format() -> String {
     "csv".into()
 }
 
-/// Maps the warehouse's refusals to what the client sees.
-fn warehouse_error(e: WarehouseError, timeout: Duration) -> AppError {
-    match e {
-        WarehouseError::Busy => AppError::Busy { retry_after: 1 },
-        WarehouseError::Timeout(_) => QueryError::Timeout {
-            seconds: timeout.as_secs(),
-        }
-        .into(),
-        WarehouseError::MemoryCeiling { limit_mb } => QueryError::MemoryLimit { limit_mb }.into(),
-        WarehouseError::Closed | WarehouseError::Cancelled => AppError::ShuttingDown,
-        other => AppError::Internal(other.into()),
-    }
-}
-
 /// Runs one read-only statement and answers with at most `api.max_query_rows` rows.
 #[tracing::instrument(skip_all)]
 pub async fn run_query(
@@ -99,7 +85,7 @@ async fn run_user_sql(
             run_to_json(qc, control, &gate, &sql, max_rows, &owner)
         })
         .await
-        .map_err(|e| warehouse_error(e, timeout))??)
+        .map_err(AppError::from)??)
 }
 
 fn json_response(body: Vec<u8>) -> Response {
@@ -135,7 +121,7 @@ pub async fn run_internal_select(
             run_trusted_to_json(qc, control, &sql, limit)
         })
         .await
-        .map_err(|e| warehouse_error(e, timeout))??;
+        .map_err(AppError::from)??;
     Ok(json_response(body))
 }
 
@@ -193,7 +179,7 @@ pub async fn export_query(
         // The job never started: the queue was full, the server is stopping, or it timed out.
         Ok(Err(_)) => {
             return Err(match job.await {
-                Ok(Err(e)) => warehouse_error(e, timeout),
+                Ok(Err(e)) => AppError::from(e),
                 Ok(Ok(())) => AppError::Internal(anyhow::anyhow!("export ended before it started")),
                 Err(e) => AppError::Internal(e.into()),
             });

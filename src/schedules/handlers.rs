@@ -8,7 +8,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::file::{Schedule, mask_url};
-use super::runner::TriggerError;
 use crate::app::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{AppError, Result};
@@ -190,7 +189,7 @@ fn find(state: &AppState, name: &str) -> Result<Schedule> {
         .ok_or_else(|| unknown_schedule(name))
 }
 
-fn unknown_schedule(name: &str) -> AppError {
+pub(crate) fn unknown_schedule(name: &str) -> AppError {
     AppError::Missing {
         code: "schedule_not_found",
         message: format!("there is no schedule {name:?}"),
@@ -287,25 +286,18 @@ pub async fn trigger_schedule(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    match state.schedules.trigger(&state, &name, "api").await {
-        // The reference's job ids are strings; Kura's job id reads as one.
-        Ok(job_id) => Ok((
-            StatusCode::OK,
-            Json(json!({
-                "status": "triggered",
-                "name": name,
-                "job_id": job_id.to_string(),
-                "schedule": name,
-                "running": true,
-            })),
-        )),
-        Err(TriggerError::Unknown(_)) => Err(unknown_schedule(&name)),
-        Err(e @ TriggerError::Running { .. }) => Err(AppError::Conflict {
-            code: "job_running",
-            message: e.to_string(),
-        }),
-        Err(TriggerError::Meta(e)) => Err(e.into()),
-    }
+    let job_id = state.schedules.trigger(&state, &name, "api").await?;
+    // The reference's job ids are strings; Kura's job id reads as one.
+    Ok((
+        StatusCode::OK,
+        Json(json!({
+            "status": "triggered",
+            "name": name,
+            "job_id": job_id.to_string(),
+            "schedule": name,
+            "running": true,
+        })),
+    ))
 }
 
 /// `POST /api/schedules/reload`: reads `schedules.yml` again. An invalid file is

@@ -195,8 +195,7 @@ pub async fn warehouse_view(state: &AppState) -> Result<Arc<WarehouseView>> {
     let view = state
         .warehouse
         .internal(read_view)
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?
+        .await?
         .map_err(|e| AppError::Internal(e.into()))?;
     let view = Arc::new(view);
     state.source_views.put(generation, view.clone());
@@ -423,8 +422,7 @@ pub async fn file_listing(state: &AppState, source: &Source) -> Result<Vec<FileE
     let ledger = state
         .warehouse
         .internal(move |c| repo::ledger_files(c, &name))
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?
+        .await?
         .map_err(|e| AppError::Internal(e.into()))?;
     let syncing = state.syncs.is_running(&source.name);
     let mut by_path: BTreeMap<String, FileEntry> = BTreeMap::new();

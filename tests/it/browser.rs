@@ -194,6 +194,49 @@ async fn an_analyst_loads_queries_charts_and_exports_in_the_browser() {
         "100",
         "page 2 starts at row 101"
     );
+    // Doubles read as DuckDB's shell shows them; the exact value stays in the title.
+    d.js(
+        set_sql,
+        json!(["SELECT 19032.549999999996::DOUBLE AS total"]),
+    )
+    .await;
+    d.click("#run").await;
+    d.wait_for(
+        "the one-row result",
+        "return document.getElementById('result-info').textContent.startsWith('1 row')",
+        json!([]),
+    )
+    .await;
+    assert_eq!(d.text("#result tbody tr td").await, "19032.55");
+    // A long query in the recent list does not make the page scroll sideways at 1400 px.
+    let wide = Driver::start(1400, 900).await;
+    sign_in(&wide, &app, "ana@example.com").await;
+    wide.goto(&app.url("/query")).await;
+    let long_sql = format!(
+        "SELECT {}",
+        (0..80)
+            .map(|i| format!("{i} AS column_{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    wide.js(set_sql, json!([long_sql])).await;
+    wide.click("#run").await;
+    wide.wait_for(
+        "the long query in the recent list",
+        "return document.querySelectorAll('#recent li').length >= 3",
+        json!([]),
+    )
+    .await;
+    let overflow = wide
+        .js(
+            "return document.documentElement.scrollWidth > window.innerWidth + 1",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        overflow, false,
+        "the query page scrolls sideways at 1400 px"
+    );
 
     d.js(set_sql, json!(["SELECT region, FROM raw_sales.nosuch"]))
         .await;
