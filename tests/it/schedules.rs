@@ -152,7 +152,17 @@ async fn a_failing_job_is_retried_after_waiting_on_the_clock() {
     assert_eq!(status, StatusCode::OK, "{started}");
     // The first attempt fails, then the job waits 30 s of scheduler time: nothing ends
     // until the clock moves.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(Duration::from_secs(10), || async {
+        let (_, details) = app.get_json("/api/sources/uploads/details").await;
+        let failed = details["history"].as_array().is_some_and(|h| {
+            h.iter().any(|r| {
+                r["trigger"] == "schedule" && r["status"] != "running" && r["status"] != "success"
+            })
+        });
+        failed.then_some(())
+    })
+    .await
+    .expect("the first attempt fails");
     let runs = history(&app, "flaky").await;
     assert_eq!(
         runs[0]["status"], "running",
@@ -286,8 +296,14 @@ async fn a_scheduled_source_without_a_recent_success_is_reported_stale_once() {
             l.iter().filter(|e| e["type"] == "sync_stale").count()
         })
     };
-    // The startup sync just succeeded: fresh.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the startup sync has succeeded, a check finds the source fresh.
+    eventually(Duration::from_secs(10), || async {
+        let (_, details) = app.get_json("/api/sources/uploads/details").await;
+        (details["last_sync_status"] == "success").then_some(())
+    })
+    .await
+    .expect("the startup sync succeeds");
+    kura::schedules::runner::check_stale(&app.state).await;
     let (_, logs) = app.get_json("/api/logs?limit=500").await;
     assert_eq!(stale_events(&logs), 0, "{logs}");
     // A day and a bit later, with no sync since: stale, reported once.
@@ -299,8 +315,10 @@ async fn a_scheduled_source_without_a_recent_success_is_reported_stale_once() {
     .await
     .expect("no sync_stale event");
     assert!(logs.to_string().contains("uploads is stale"), "{logs}");
+    // Later checks of the same stale episode say nothing more.
     clock.set(Utc::now() + chrono::Duration::hours(26));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    kura::schedules::runner::check_stale(&app.state).await;
+    kura::schedules::runner::check_stale(&app.state).await;
     let (_, logs) = app.get_json("/api/logs?limit=500").await;
     assert_eq!(stale_events(&logs), 1, "one notice per stale episode");
     app.stop().await;
