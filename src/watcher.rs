@@ -30,7 +30,7 @@ pub struct WatcherStatus {
     pub running: bool,
     pub directories: Vec<PathBuf>,
     pub patterns: Vec<String>,
-    pub ignored: Vec<&'static str>,
+    pub ignored: Vec<String>,
     pub debounce_ms: u64,
     pub pending_files: Vec<String>,
     pub last_event: Option<String>,
@@ -74,16 +74,7 @@ pub fn start(state: &AppState) {
     let mut status = state.watcher_status();
     status.directories = dirs.clone();
     status.debounce_ms = state.config.platform.debounce_ms;
-    status.ignored = vec![
-        ".*",
-        "~*",
-        "*~",
-        "*.part",
-        "*.crdownload",
-        "*.tmp",
-        "*.swp",
-        "*.partial",
-    ];
+    status.ignored = crate::sources::formats::ignored_patterns();
     status.patterns = state
         .sources()
         .values()

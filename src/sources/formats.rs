@@ -33,6 +33,17 @@ pub fn detect(name: &str) -> Option<Kind> {
     }
 }
 
+/// Endings (case-insensitive) of partial downloads and temp files.
+const IGNORED_ENDINGS: &[&str] = &[
+    ".part",
+    ".crdownload",
+    ".tmp",
+    ".temp",
+    ".swp",
+    ".partial",
+    ".download",
+];
+
 /// Names the watcher and the loader never touch: hidden files, editor backups, partial
 /// downloads and temp files (including Kura's own upload temp files).
 pub fn is_ignored(name: &str) -> bool {
@@ -40,22 +51,35 @@ pub fn is_ignored(name: &str) -> bool {
     name.starts_with('.')
         || name.starts_with('~')
         || name.ends_with('~')
-        || name.starts_with("#")
-        || [
-            ".part",
-            ".crdownload",
-            ".tmp",
-            ".temp",
-            ".swp",
-            ".partial",
-            ".download",
-        ]
-        .iter()
-        .any(|s| lower.ends_with(s))
+        || name.starts_with('#')
+        || IGNORED_ENDINGS.iter().any(|s| lower.ends_with(s))
 }
+
+/// [`is_ignored`]'s rules as glob patterns, for the watcher's status.
+pub fn ignored_patterns() -> Vec<String> {
+    [".*", "~*", "*~", "#*"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(IGNORED_ENDINGS.iter().map(|e| format!("*{e}")))
+        .collect()
+}
+
+/// What `detect` accepts, in words (one sentence for every message that says it).
+pub const SUPPORTED: &str =
+    "csv, tsv, txt, json, jsonl, ndjson, parquet, xlsx, and .gz of the text formats";
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_reported_patterns_are_the_rules() {
+        // Every reported pattern, made concrete, is ignored; and a plain name is not.
+        for pattern in super::ignored_patterns() {
+            let name = pattern.replace('*', "x");
+            assert!(super::is_ignored(&name), "{pattern} → {name}");
+        }
+        assert!(!super::is_ignored("sales.csv"));
+    }
+
     use super::*;
 
     #[test]

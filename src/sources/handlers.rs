@@ -475,9 +475,7 @@ pub async fn upload_file(
     if detect(&file_name).is_none() {
         return Err(AppError::bad_request(
             "unsupported_file_type",
-            format!(
-                "{file_name}: Kura loads .csv, .tsv, .txt, .json, .jsonl, .ndjson, .parquet, .xlsx (and .gz of the text formats)"
-            ),
+            format!("{file_name}: Kura loads {}", super::formats::SUPPORTED),
         ));
     }
     let target = source.directory.join(&file_name);

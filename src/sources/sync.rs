@@ -392,7 +392,10 @@ async fn sync_files(
                 path: file.rel.clone(),
                 outcome: "unsupported",
                 rows: 0,
-                error: Some("not a file type Kura loads (csv, tsv, txt, json, jsonl, ndjson, parquet, xlsx, and .gz)".into()),
+                error: Some(format!(
+                    "not a file type Kura loads ({})",
+                    super::formats::SUPPORTED
+                )),
             });
             continue;
         };
