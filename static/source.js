@@ -6,7 +6,27 @@
   const name = $("live").dataset.source;
   const enc = encodeURIComponent(name);
 
-  const refresh = kura.debounce(() => kura.refresh("live", location.pathname).catch(() => {}), 150);
+  // A live update re-renders the page's data; the table previews that were open stay open.
+  const refresh = kura.debounce(async () => {
+    const open = [...document.querySelectorAll('.preview[aria-expanded="true"]')].map((b) => b.dataset.table);
+    try { await kura.refresh("live", location.pathname); } catch { return; }
+    for (const table of open) {
+      const button = document.querySelector(`.preview[data-table="${CSS.escape(table)}"]`);
+      if (button) showPreview(button);
+    }
+  }, 150);
+
+  // Opens a table's preview under its button: the first 100 rows in the result grid.
+  async function showPreview(pre) {
+    const slot = pre.closest(".table-block").querySelector(".preview-slot");
+    pre.setAttribute("aria-expanded", "true");
+    slot.hidden = false;
+    slot.replaceChildren(kura.el("p", { class: "muted" }, "Loading…"));
+    try {
+      const r = await kura.api("GET", `/api/sources/${enc}/tables/${encodeURIComponent(pre.dataset.table)}/preview?limit=100`);
+      kuraGrid.render(slot, r);
+    } catch (err) { slot.replaceChildren(kura.el("p", { class: "message error" }, err.message)); }
+  }
   kura.on("*", (e) => { if (e.source === name) refresh(); });
   kura.on("resync", refresh);
 
@@ -35,17 +55,12 @@
     }
     const pre = e.target.closest(".preview");
     if (pre) {
-      const slot = pre.closest(".table-block").querySelector(".preview-slot");
-      const open = pre.getAttribute("aria-expanded") === "true";
-      pre.setAttribute("aria-expanded", String(!open));
-      slot.hidden = open;
-      if (open) return;
-      slot.replaceChildren(kura.el("p", { class: "muted" }, "Loading…"));
-      try {
-        const table = pre.dataset.table;
-        const r = await kura.api("GET", `/api/sources/${enc}/tables/${encodeURIComponent(table)}/preview?limit=100`);
-        kuraGrid.render(slot, r);
-      } catch (err) { slot.replaceChildren(kura.el("p", { class: "message error" }, err.message)); }
+      if (pre.getAttribute("aria-expanded") === "true") {
+        pre.setAttribute("aria-expanded", "false");
+        pre.closest(".table-block").querySelector(".preview-slot").hidden = true;
+      } else {
+        showPreview(pre);
+      }
     }
   });
 

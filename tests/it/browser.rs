@@ -134,6 +134,19 @@ async fn an_analyst_loads_queries_charts_and_exports_in_the_browser() {
     )
     .await;
     d.screenshot("source").await;
+    // A live update of the page (a sync of this source) keeps the open preview open.
+    d.js(
+        "document.getElementById('live').dataset.before = '1'; return true",
+        json!([]),
+    )
+    .await;
+    d.click("#sync").await;
+    d.wait_for(
+        "the page's live update, with the preview still open",
+        "return !document.getElementById('live').dataset.before && document.querySelectorAll('.preview-slot .data-grid tbody tr').length === 3",
+        json!([]),
+    )
+    .await;
 
     // The Delete button of a file: the file goes from disk and its rows from the table.
     upload_from_page(
