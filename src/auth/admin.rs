@@ -8,6 +8,7 @@ use rusqlite::params;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::handlers::load_user as load;
 use super::store::{self, User, now_text, now_unix};
 use super::{Principal, Role, audit, password, tokens};
 use crate::app::AppState;
@@ -18,14 +19,6 @@ use crate::web::extract::{ClientIp, Json, JsonOrEmpty, List, Path};
 /// `GET /api/admin/users`.
 pub async fn list_users(State(state): State<AppState>) -> Result<List<User>> {
     Ok(List::all(state.meta.read(store::list_users).await?))
-}
-
-/// A user as the reference answers a user change: the user object itself, with `user`
-/// nested as well (Kura's earlier shape).
-fn user_answer(user: &User) -> Value {
-    let mut body = serde_json::to_value(user).unwrap_or_else(|_| json!({}));
-    body["user"] = json!(user);
-    body
 }
 
 fn valid_email(email: &str) -> bool {
@@ -175,14 +168,6 @@ pub async fn invite_user(
     ))
 }
 
-async fn load(state: &AppState, id: i64) -> Result<User> {
-    state
-        .meta
-        .read(move |c| store::user_by_id(c, id))
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("there is no user {id}")))
-}
-
 fn last_admin() -> AppError {
     AppError::Conflict {
         code: "last_admin",
@@ -287,7 +272,7 @@ pub async fn change_role(
         Some(json!({"from": user.role, "to": role})),
     )
     .await;
-    Ok(Json(user_answer(&load(&state, id).await?)))
+    Ok(Json(load(&state, id).await?.answer()))
 }
 
 /// `POST /api/admin/users/{id}/reset-password`: a temporary password, shown once, that
@@ -367,7 +352,7 @@ pub async fn reactivate_user(
         })
         .await?;
     audit::account_changed(&state, &principal, "user.reactivate", &user.email, ip).await;
-    Ok(Json(user_answer(&load(&state, id).await?)))
+    Ok(Json(load(&state, id).await?.answer()))
 }
 
 /// The reference's confirmation for deleting a user: the user's email, typed again.

@@ -184,13 +184,12 @@ async fn complete_sign_in(
 /// reference's sign-in answer), and Kura's session facts beside them.
 fn describe(state: &AppState, user: &User, csrf: Option<&str>, via: &str) -> Value {
     let two_factor_required = state.config.auth.require_2fa && !user.totp_enabled;
-    let mut body = serde_json::to_value(user).unwrap_or_else(|_| json!({}));
+    let mut body = user.answer();
     if let Some(m) = body.as_object_mut() {
         m.extend([
             ("auth_enabled".into(), json!(true)),
             ("requires_2fa".into(), json!(false)),
             ("requires_2fa_setup".into(), json!(two_factor_required)),
-            ("user".into(), json!(user)),
             ("permissions".into(), json!(user.role.permissions())),
             ("two_factor_enabled".into(), json!(user.totp_enabled)),
             ("two_factor_required".into(), json!(two_factor_required)),
@@ -240,7 +239,7 @@ pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<J
     Ok(Json(describe(&state, &user, csrf, via)))
 }
 
-async fn load_user(state: &AppState, id: i64) -> Result<User> {
+pub(crate) async fn load_user(state: &AppState, id: i64) -> Result<User> {
     state
         .meta
         .read(move |c| store::user_by_id(c, id))

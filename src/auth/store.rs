@@ -42,6 +42,14 @@ impl User {
     pub fn is_active(&self) -> bool {
         self.status == "active"
     }
+
+    /// The user as the reference answers a user: the user object itself, with `user`
+    /// nested as well (its sign-in answer's shape, and Kura's earlier one).
+    pub fn answer(&self) -> serde_json::Value {
+        let mut body = serde_json::to_value(self).unwrap_or_else(|_| serde_json::json!({}));
+        body["user"] = serde_json::json!(self);
+        body
+    }
 }
 
 use crate::time::unix_text;

@@ -36,11 +36,11 @@ fn warnings(s: &Schedule, typical_ms: Option<f64>) -> Vec<String> {
 fn describe(
     state: &AppState,
     s: &Schedule,
+    known: &std::collections::BTreeMap<String, crate::sources::registry::Source>,
     last: Option<&Value>,
     typical_ms: Option<f64>,
 ) -> Value {
     let next_run = state.schedules.next_run(&s.def.name).map(crate::time::text);
-    let known = state.sources();
     let unknown: Vec<&String> = s
         .def
         .sources
@@ -148,6 +148,8 @@ pub async fn list_schedules(State(state): State<AppState>) -> Result<List<Value>
     let current = state.schedules.current();
     let last = last_runs(&state).await?;
     let typical = typical_durations(&state).await?;
+    // The sources are discovered once for the list, not once per schedule.
+    let known = state.sources();
     let schedules: Vec<Value> = current
         .schedules
         .schedules
@@ -156,6 +158,7 @@ pub async fn list_schedules(State(state): State<AppState>) -> Result<List<Value>
             describe(
                 &state,
                 s,
+                &known,
                 last.get(&s.def.name),
                 typical.get(&s.def.name).copied(),
             )
@@ -237,6 +240,7 @@ pub async fn show_schedule(
     let mut body = describe(
         &state,
         &schedule,
+        &state.sources(),
         last.get(&name),
         typical.get(&name).copied(),
     );
