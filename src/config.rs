@@ -35,6 +35,9 @@ pub struct ProjectSection {
     /// Shown in the UI and in `/api/config`.
     pub name: String,
     pub description: String,
+    /// The time zone of SQL sessions (an IANA name such as `Europe/Berlin`): what
+    /// `current_date`, `::DATE` of a `TIMESTAMP WITH TIME ZONE` and `date_trunc` use.
+    pub timezone: String,
 }
 
 impl Default for ProjectSection {
@@ -42,6 +45,7 @@ impl Default for ProjectSection {
         Self {
             name: "kura-project".into(),
             description: String::new(),
+            timezone: "UTC".into(),
         }
     }
 }

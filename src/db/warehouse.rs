@@ -276,6 +276,7 @@ impl Warehouse {
         // accepts the arrow only when told to, and only before the configuration is locked.
         db.execute_batch("SET GLOBAL lambda_syntax = 'ENABLE_SINGLE_ARROW'")
             .map_err(|e| WarehouseError::Lockdown(format!("lambda_syntax: {e}")))?;
+        set_time_zone(&db, &path, &config.project.timezone)?;
         let settings = lock_down(&db, config, &staging)?;
         let writer_interrupt = db.interrupt_handle();
 
@@ -598,6 +599,12 @@ fn open_instance(
     if w.threads > 0 {
         options.push(("threads", w.threads.to_string()));
     }
+    // Time zones come from DuckDB's ICU extension, compiled into the binary (duckdb-icu):
+    // registered before the instance opens, it is loaded with the built-in ones.
+    duckdb_icu::register().map_err(|message| WarehouseError::Open {
+        path: path.to_path_buf(),
+        message,
+    })?;
     duckdb_guard::Database::open(path, &options).map_err(|message| {
         if message.contains("Could not set lock") || message.contains("Conflicting lock") {
             WarehouseError::Locked {
@@ -611,6 +618,27 @@ fn open_instance(
             }
         }
     })
+}
+
+/// Sets the instance's time zone to `project.timezone` (before the configuration is locked).
+fn set_time_zone(db: &Connection, path: &Path, zone: &str) -> Result<(), WarehouseError> {
+    let known: bool = db
+        .query_row(
+            "SELECT count(*) > 0 FROM pg_timezone_names() WHERE name = ?",
+            [zone],
+            |r| r.get(0),
+        )
+        .map_err(|e| WarehouseError::Lockdown(format!("reading the time zones: {e}")))?;
+    if !known {
+        return Err(WarehouseError::Open {
+            path: path.to_path_buf(),
+            message: format!(
+                "project.timezone: '{zone}' is not a time zone name (use an IANA name such as 'UTC' or 'Europe/Berlin')"
+            ),
+        });
+    }
+    db.execute_batch(&format!("SET GLOBAL TimeZone = {}", sql_string(zone)))
+        .map_err(|e| WarehouseError::Lockdown(format!("TimeZone: {e}")))
 }
 
 /// Applies the lockdown in the order DESIGN.md §3 gives, then reads every setting back.

@@ -157,6 +157,7 @@ pub async fn show_config(State(state): State<AppState>) -> Json<Value> {
         "metabase_url": None::<String>,
         "dbt_docs_url": None::<String>,
         "project_name": c.project.name,
+        "timezone": c.project.timezone,
         "organization": None::<String>,
         "project": masked_json(c),
         "project_dir": c.root,

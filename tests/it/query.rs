@@ -387,3 +387,63 @@ async fn an_export_that_fails_mid_stream_aborts_the_response() {
     assert_eq!(status, StatusCode::OK);
     app.stop().await;
 }
+
+/// DuckDB SQL as analysts write it: dates and time zones (DuckDB's ICU extension is compiled
+/// in) and the arrow lambda, through `/api/query`, on a table Kura loaded itself.
+#[tokio::test]
+async fn dates_time_zones_and_arrow_lambdas_work_as_analysts_write_them() {
+    let app = TestApp::with_config(|c| c.project.timezone = "Europe/Berlin".into()).await;
+    crate::ingest::drop_file(
+        &crate::ingest::uploads(&app),
+        "visits.csv",
+        b"id,day\n1,2024-01-01\n",
+    );
+    crate::ingest::wait_for_value(&app, "SELECT count(*) FROM raw_uploads.visits", json!(1)).await;
+    let today = |sql: &str| format!("SELECT ({sql})::VARCHAR AS v");
+    for sql in [
+        "SELECT current_date",
+        "SELECT today()",
+        "SELECT now() - INTERVAL 1 DAY",
+        "SELECT date_trunc('day', now())",
+        "SELECT _kura_loaded_at::DATE FROM raw_uploads.visits",
+        "SELECT extract(year FROM _kura_loaded_at) FROM raw_uploads.visits",
+        "SELECT count(*) FROM raw_uploads.visits WHERE _kura_loaded_at::DATE = current_date",
+        "SELECT list_transform([1, 2, 3], x -> x * 2)",
+        "SELECT list_transform([1, 2, 3], lambda x: x * 2)",
+    ] {
+        let (status, body) = app.query(&today(sql)).await;
+        assert_eq!(status, StatusCode::OK, "{sql}: {body}");
+        assert!(!body["rows"][0][0].is_null(), "{sql}: {body}");
+    }
+    // The project's zone is the session's: midnight UTC is 01:00 in Berlin in winter.
+    let (status, body) = app
+        .query(
+            "SELECT (TIMESTAMPTZ '2024-01-15 00:00:00+00')::VARCHAR AS local, \
+             (TIMESTAMPTZ '2024-07-01 12:00:00+00' AT TIME ZONE 'America/New_York')::VARCHAR AS ny, \
+             date_trunc('day', TIMESTAMPTZ '2024-01-15 23:30:00+00')::VARCHAR AS trunc",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"][0][0], "2024-01-15 01:00:00+01");
+    assert_eq!(body["rows"][0][1], "2024-07-01 08:00:00");
+    assert_eq!(body["rows"][0][2], "2024-01-16 00:00:00+01");
+    let (status, config) = app.get_json("/api/config").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(config["timezone"], "Europe/Berlin");
+    app.stop().await;
+}
+
+/// A zone name DuckDB does not know stops the start with the setting named.
+#[tokio::test]
+async fn an_unknown_time_zone_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    kura::project::init(dir.path(), false).unwrap();
+    let mut config = kura::Config::load_with_env(dir.path(), Vec::new()).unwrap();
+    config.project.timezone = "Mars/Olympus_Mons".into();
+    let error = kura::AppState::new(config).await.err().expect("refused");
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("project.timezone") && text.contains("Mars/Olympus_Mons"),
+        "{text}"
+    );
+}

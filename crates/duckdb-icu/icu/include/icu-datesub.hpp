@@ -1,0 +1,17 @@
+//===----------------------------------------------------------------------===//
+//                         DuckDB
+//
+// icu-datediff.hpp
+//
+//
+//===----------------------------------------------------------------------===//
+
+#pragma once
+
+namespace duckdb {
+
+class ExtensionLoader;
+
+void RegisterICUDateSubFunctions(ExtensionLoader &loader);
+
+} // namespace duckdb
