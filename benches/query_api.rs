@@ -7,10 +7,13 @@
 //! 2. `SELECT 1` requests/s at 16 connections with p50/p99 (baseline: a static file, the
 //!    HTTP stack alone)
 //! 3. a 10,000-row × 8-column result: server time vs DuckDB producing the same rows
-//!    in-process (duckdb-rs, every value read)
-//! 4. CSV export of 5 million rows: MB/s and the server's peak RSS (baseline: DuckDB's own
+//!    in-process (duckdb-rs, every value read), with the result cache off (every query
+//!    runs) and on (repeats are answered from the cache)
+//! 4. the result cache under load: `SELECT 1` repeated (hits) and `SELECT <n>` with a
+//!    literal no other request has (misses), each against the cache switched off
+//! 5. CSV export of 5 million rows: MB/s and the server's peak RSS (baseline: DuckDB's own
 //!    `COPY ... TO '/dev/null'` in-process)
-//! 5. a runaway query: how long after the limit it stops, while other requests go on
+//! 6. a runaway query: how long after the limit it stops, while other requests go on
 //!
 //! Timings are printed, never asserted: these machines are shared and noisy.
 
@@ -29,7 +32,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 mod support;
-use support::{load, wrk};
+use support::{Bodies, load, load_bodies, wrk};
 
 const KURA: &str = env!("CARGO_BIN_EXE_kura");
 
@@ -163,7 +166,7 @@ fn main() {
         ready_ms / 2000.0
     );
     println!(
-        "[startup] idle RSS after start: {:.1} MB (target < 60 MB)\n",
+        "[startup] idle RSS after start: {:.1} MB (target < 45 MB)\n",
         idle_rss as f64 / 1024.0
     );
 
@@ -172,10 +175,13 @@ fn main() {
     rt.block_on(export_bench(&server));
     server.stop();
 
-    let (server, _) = Server::start(&[]);
-    rt.block_on(throughput_bench(&server));
-    rt.block_on(wide_result_bench(&server));
-    server.stop();
+    let (cached, _) = Server::start(&[]);
+    let (uncached, _) = Server::start(&[("KURA__API__RESULT_CACHE_MB", "0")]);
+    rt.block_on(throughput_bench(&cached));
+    rt.block_on(cache_bench(&cached, &uncached));
+    rt.block_on(wide_result_bench(&cached, &uncached));
+    cached.stop();
+    uncached.stop();
 
     let (server, _) = Server::start(&[("KURA__API__QUERY_TIMEOUT_SECONDS", "1")]);
     rt.block_on(runaway_bench(&server));
@@ -189,7 +195,7 @@ async fn throughput_bench(server: &Server) {
         wrk(&server.url("/api/query"), Some(body), &[], 16, 5),
     ) {
         println!(
-            "[select1] (load from wrk) POST /api/query SELECT 1, 16 connections: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms (target >= 5000 req/s, p99 < 10 ms)",
+            "[select1] (load from wrk) POST /api/query SELECT 1 (repeated: result cache), 16 connections: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms (target >= 10000 req/s, p99 < 10 ms)",
             q.0, q.1, q.2
         );
         println!(
@@ -217,7 +223,7 @@ async fn throughput_bench(server: &Server) {
     )
     .await;
     println!(
-        "[select1] (load from reqwest, in-process) POST /api/query SELECT 1, 16 connections: {rps:.0} req/s, p50 {:.2} ms, p99 {:.2} ms (target >= 5000 req/s, p99 < 10 ms)",
+        "[select1] (load from reqwest, in-process) POST /api/query SELECT 1 (repeated: result cache), 16 connections: {rps:.0} req/s, p50 {:.2} ms, p99 {:.2} ms (target >= 10000 req/s, p99 < 10 ms)",
         h.value_at_quantile(0.5) as f64 / 1000.0,
         h.value_at_quantile(0.99) as f64 / 1000.0
     );
@@ -232,10 +238,13 @@ async fn throughput_bench(server: &Server) {
     );
 }
 
-async fn wide_result_bench(server: &Server) {
+/// Server time (`elapsed_ms`) and HTTP round trip, medians over 30 repeats after one
+/// warm-up; also whether the repeats were answered from the cache.
+async fn repeat_wide(server: &Server) -> (f64, f64, bool) {
     let client = support::client();
     let mut server_ms = Vec::new();
     let mut http_ms = Vec::new();
+    let mut all_cached = true;
     for i in 0..31 {
         let t = Instant::now();
         let r = client
@@ -250,20 +259,61 @@ async fn wide_result_bench(server: &Server) {
         if i > 0 {
             server_ms.push(body["elapsed_ms"].as_f64().unwrap());
             http_ms.push(total);
+            all_cached &= body["cached"] == true;
         }
     }
+    (median(server_ms), median(http_ms), all_cached)
+}
+
+async fn wide_result_bench(cached: &Server, uncached: &Server) {
+    let (s, h, _) = repeat_wide(uncached).await;
     let base_ms = in_process_baseline(WIDE_SQL, 30);
-    let (s, h) = (median(server_ms), median(http_ms));
     println!(
-        "[wide] 10,000 rows x 8 columns: server time median {s:.2} ms, HTTP round trip incl. client JSON parse {h:.2} ms"
+        "[wide] 10,000 rows x 8 columns, result cache off: server time median {s:.2} ms, HTTP round trip incl. client JSON parse {h:.2} ms"
     );
     println!(
         "[wide] baseline: DuckDB in-process, same SQL, every value read (duckdb-rs): median {base_ms:.2} ms"
     );
     println!(
-        "[wide] ratio server/baseline {:.2} (target <= 1.5); round trip/baseline {:.2}\n",
+        "[wide] ratio server/baseline {:.2} (target <= 1.5); round trip/baseline {:.2}",
         s / base_ms,
         h / base_ms
+    );
+    let (cs, ch, all_cached) = repeat_wide(cached).await;
+    assert!(all_cached, "the repeats were not answered from the cache");
+    println!(
+        "[wide] repeated, from the result cache: server time median {cs:.3} ms (target < 1 ms), HTTP round trip {ch:.2} ms; server time vs cache off {:.4}, vs in-process DuckDB {:.4}\n",
+        cs / s,
+        cs / base_ms
+    );
+}
+
+/// `SELECT 1` repeated (a hit every time) and `SELECT <n>` with a fresh literal (a miss
+/// every time), each on a server with the cache on and one with it off.
+async fn cache_bench(cached: &Server, uncached: &Server) {
+    let distinct: Bodies = Arc::new(|n| json!({"sql": format!("SELECT {n} AS n")}));
+    let select1 = Some(json!({"sql": "SELECT 1"}));
+    let url = |s: &Server| s.url("/api/query");
+    let (hit_rps, hit_h) = load(url(cached), select1.clone(), &[], 16, 5).await;
+    let (off_rps, off_h) = load(url(uncached), select1, &[], 16, 5).await;
+    let (miss_rps, miss_h) = load_bodies(url(cached), Some(distinct.clone()), &[], 16, 5).await;
+    let (miss_off_rps, miss_off_h) = load_bodies(url(uncached), Some(distinct), &[], 16, 5).await;
+    let p = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "[cache] SELECT 1 repeated, 16 connections (in-process client): cache on {hit_rps:.0} req/s (p50 {:.2} ms, p99 {:.2} ms), cache off {off_rps:.0} req/s (p50 {:.2} ms, p99 {:.2} ms); ratio on/off {:.2}",
+        p(&hit_h, 0.5),
+        p(&hit_h, 0.99),
+        p(&off_h, 0.5),
+        p(&off_h, 0.99),
+        hit_rps / off_rps
+    );
+    println!(
+        "[cache] misses (SELECT <n>, every literal new), 16 connections: cache on {miss_rps:.0} req/s (p50 {:.2} ms, p99 {:.2} ms), cache off {miss_off_rps:.0} req/s (p50 {:.2} ms, p99 {:.2} ms); ratio on/off {:.2} (what keeping answers costs a workload that never repeats)\n",
+        p(&miss_h, 0.5),
+        p(&miss_h, 0.99),
+        p(&miss_off_h, 0.5),
+        p(&miss_off_h, 0.99),
+        miss_rps / miss_off_rps
     );
 }
 

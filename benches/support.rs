@@ -59,6 +59,23 @@ pub(crate) async fn load(
     conns: usize,
     secs: u64,
 ) -> (f64, Histogram<u64>) {
+    let make = body.map(|b| Arc::new(move |_: u64| b.clone()) as Bodies);
+    load_bodies(url, make, headers, conns, secs).await
+}
+
+/// A request body per request number.
+pub(crate) type Bodies = Arc<dyn Fn(u64) -> Value + Send + Sync>;
+
+/// Like [`load`], with every request's body made by `make` from a number no other request
+/// of the run gets (e.g. distinct literals, so no answer is ever cached).
+pub(crate) async fn load_bodies(
+    url: String,
+    make: Option<Bodies>,
+    headers: &[(&str, String)],
+    conns: usize,
+    secs: u64,
+) -> (f64, Histogram<u64>) {
+    let sequence = Arc::new(AtomicU64::new(0));
     let mut defaults = reqwest::header::HeaderMap::new();
     defaults.insert("x-requested-with", "kura-bench".parse().unwrap());
     for (k, v) in headers {
@@ -76,19 +93,22 @@ pub(crate) async fn load(
     let errors = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let (client, url, body, stop, errors) = (
+        let (client, url, make, stop, errors, sequence) = (
             client.clone(),
             url.clone(),
-            body.clone(),
+            make.clone(),
             stop.clone(),
             errors.clone(),
+            sequence.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new(3).unwrap();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let req = match &body {
-                    Some(b) => client.post(&url).json(b),
+                let req = match &make {
+                    Some(make) => client
+                        .post(&url)
+                        .json(&make(sequence.fetch_add(1, Ordering::Relaxed))),
                     None => client.get(&url),
                 };
                 match req.send().await {

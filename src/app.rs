@@ -43,6 +43,8 @@ pub struct Inner {
     pub meta: MetaDb,
     pub warehouse: Warehouse,
     pub gate: Arc<Gate>,
+    /// Answers of repeated deterministic queries (`api.result_cache_mb`).
+    pub result_cache: crate::query::cache::ResultCache,
     pub events: EventBus,
     pub syncs: SyncTracker,
     pub tasks: Tasks,
@@ -57,6 +59,10 @@ pub struct Inner {
     pub exports: Arc<tokio::sync::Semaphore>,
     pub started_at: DateTime<Utc>,
     watcher: Mutex<WatcherStatus>,
+    /// The sources as last discovered (see [`AppState::sources`]).
+    registry: std::sync::RwLock<Arc<BTreeMap<String, Source>>>,
+    /// Files the watcher has seen change and not yet seen complete: still being written.
+    writing: Mutex<std::collections::HashSet<std::path::PathBuf>>,
     lock: ServeLock,
 }
 
@@ -79,6 +85,8 @@ impl AppState {
         config.check_exposure().map_err(anyhow::Error::msg)?;
         let state_dir = config.state_dir();
         let lock = blocking::run(move || ServeLock::acquire(&state_dir)).await?;
+        let discover_config = config.clone();
+        let registry = blocking::run(move || discover(&discover_config)).await;
         let meta_path = config.state_dir().join("kura.db");
         let meta = blocking::run(move || MetaDb::open(&meta_path)).await?;
         let wh_config = config.clone();
@@ -116,11 +124,13 @@ impl AppState {
         let env_file = Arc::new(crate::secrets::EnvFile::new(crate::secrets::env_path(
             &config.root,
         )));
+        let result_cache = crate::query::cache::ResultCache::new(config.api.result_cache_mb);
         Ok(Self(Arc::new(Inner {
             config,
             meta,
             warehouse,
             gate,
+            result_cache,
             events,
             syncs: SyncTracker::default(),
             tasks: Tasks::new(),
@@ -132,19 +142,43 @@ impl AppState {
             exports,
             started_at: Utc::now(),
             watcher: Mutex::new(WatcherStatus::default()),
+            writing: Mutex::default(),
+            registry: std::sync::RwLock::new(Arc::new(registry)),
             lock,
         })))
     }
 
-    /// The project's sources as they are on disk now.
-    pub fn sources(&self) -> BTreeMap<String, Source> {
-        discover(&self.config)
+    /// The project's sources: a snapshot, discovered off the runtime at start and again
+    /// whenever the watcher sees a folder come or go ([`AppState::refresh_sources`]), so
+    /// no request lists directories on a tokio worker.
+    pub fn sources(&self) -> Arc<BTreeMap<String, Source>> {
+        crate::locks::read(&self.registry).clone()
+    }
+
+    /// Discovers the sources again (off the runtime) and keeps the result as the snapshot.
+    pub async fn refresh_sources(&self) -> Arc<BTreeMap<String, Source>> {
+        let config = self.config.clone();
+        let fresh = Arc::new(blocking::run(move || discover(&config)).await);
+        *crate::locks::write(&self.registry) = fresh.clone();
+        fresh
+    }
+
+    /// The source named `name`; a name the snapshot lacks is looked for on disk once more
+    /// (its folder may have been made a moment ago, before the watcher heard of it).
+    pub async fn find_source(&self, name: &str) -> Option<Source> {
+        if let Some(source) = self.sources().get(name) {
+            return Some(source.clone());
+        }
+        self.refresh_sources().await.get(name).cloned()
     }
 
     /// Starts the folder watcher and syncs every source once, so files dropped while Kura
     /// was down (or a load cut off by a crash) are loaded now, exactly once.
     pub async fn start_background(&self) {
         crate::watcher::start(self);
+        // Discovered again now that the folders are watched: a folder made since the state
+        // was built is in the snapshot, and one made from here on is an event.
+        self.refresh_sources().await;
         crate::schedules::runner::start(self).await;
         let sessions = self.auth.sessions.clone();
         let stop = self.tasks.token();
@@ -162,7 +196,7 @@ impl AppState {
                 }
             }
         });
-        for (name, source) in self.sources() {
+        for (name, source) in self.sources().iter() {
             if source.enabled {
                 let options = crate::sources::sync::SyncOptions::default();
                 let trigger = crate::sources::sync::Trigger::Startup;
@@ -176,24 +210,31 @@ impl AppState {
     }
 
     pub fn watcher_status(&self) -> WatcherStatus {
-        self.watcher
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        crate::locks::lock(&self.watcher).clone()
     }
 
     pub fn set_watcher_status(&self, status: WatcherStatus) {
-        *self
-            .watcher
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = status;
+        *crate::locks::lock(&self.watcher) = status;
     }
 
     pub fn update_watcher_status(&self, f: impl FnOnce(&mut WatcherStatus)) {
-        f(&mut self
-            .watcher
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner));
+        f(&mut crate::locks::lock(&self.watcher));
+    }
+
+    /// Marks `path` as being written (`true`) or complete (`false`); see the watcher.
+    pub(crate) fn set_writing(&self, path: &Path, writing: bool) {
+        let mut set = crate::locks::lock(&self.writing);
+        if writing {
+            set.insert(path.to_path_buf());
+        } else {
+            set.remove(path);
+        }
+    }
+
+    /// The watcher has seen `path` change and not yet seen it complete: a sync (started by
+    /// anything) leaves it alone, and the watcher syncs it once it is whole.
+    pub fn is_being_written(&self, path: &Path) -> bool {
+        crate::locks::lock(&self.writing).contains(path)
     }
 
     pub fn note_watcher_event(&self, path: &Path) {

@@ -88,6 +88,13 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// What this caller may see of the warehouse, as a key: answers cached for one scope
+    /// are never served to another. Today every role that may query sees every table, so
+    /// the role is a (conservative) scope; per-role visibility keeps the cache honest.
+    pub fn data_scope(&self) -> &'static str {
+        self.role.as_str()
+    }
+
     pub fn local_admin(via: Via) -> Self {
         let email = match via {
             Via::Cli => "cli@localhost",

@@ -186,6 +186,8 @@ pub struct ApiSection {
     pub export_timeout_seconds: u64,
     /// Largest file accepted by the upload endpoint, in MiB (413 beyond).
     pub max_upload_mb: u64,
+    /// Memory for answers of repeated deterministic queries, in MiB (0: no cache).
+    pub result_cache_mb: u64,
 }
 
 impl Default for ApiSection {
@@ -198,6 +200,7 @@ impl Default for ApiSection {
             query_queue: 64,
             export_timeout_seconds: 3600,
             max_upload_mb: 1024,
+            result_cache_mb: 64,
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub(crate) mod locks;
 pub mod platform;
 pub mod project;
 pub mod query;

@@ -6,6 +6,7 @@
 //! `BEGIN TRANSACTION READ ONLY` on a locked-down instance (layer 2) → `values` turns Arrow
 //! batches into JSON, CSV or NDJSON bytes; `export` streams whole results.
 
+pub mod cache;
 pub mod export;
 pub mod gate;
 pub mod handlers;

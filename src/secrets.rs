@@ -37,10 +37,7 @@ impl EnvFile {
 
     /// Changes one key in the file, atomically; returns whether the key existed.
     pub fn change(&self, key: &str, value: Option<&str>) -> std::io::Result<bool> {
-        let _turn = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _turn = crate::locks::lock(&self.write_lock);
         let (text, found) = edit(&read_file(&self.path)?, key, value);
         if value.is_some() || found {
             crate::project::write_private(&self.path, text.as_bytes())?;

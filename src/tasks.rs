@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::locks::lock;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -65,9 +66,4 @@ impl Tasks {
             tracing::warn!(tasks = %names, "background tasks did not stop in time");
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panicking task cannot leave the name list inconsistent: recover the guard.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

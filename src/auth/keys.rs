@@ -45,25 +45,15 @@ pub struct KeyCache {
 impl KeyCache {
     /// Forgets everything; called after any change to keys or users.
     pub fn clear(&self) {
-        self.by_hash
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
+        crate::locks::write(&self.by_hash).clear();
     }
 
     fn get(&self, hash: &str) -> Option<Arc<CachedKey>> {
-        self.by_hash
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(hash)
-            .cloned()
+        crate::locks::read(&self.by_hash).get(hash).cloned()
     }
 
     fn put(&self, hash: String, key: Arc<CachedKey>) {
-        self.by_hash
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(hash, key);
+        crate::locks::write(&self.by_hash).insert(hash, key);
     }
 }
 

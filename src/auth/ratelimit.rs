@@ -35,20 +35,14 @@ impl RateLimiter {
 
     /// Gives back the token of a request that turned out not to be a guess.
     pub fn refund(&self, ip: Option<IpAddr>) {
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut buckets = crate::locks::lock(&self.buckets);
         if let Some(b) = buckets.get_mut(&ip) {
             b.tokens = (b.tokens + 1.0).min(self.burst);
         }
     }
 
     fn check_at(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), u64> {
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut buckets = crate::locks::lock(&self.buckets);
         if buckets.len() > MAX_TRACKED {
             let (rate, burst) = (self.per_second, self.burst);
             buckets.retain(|_, b| {

@@ -110,10 +110,7 @@ impl<C: Send + 'static> Lane<C> {
             // The caller may have given up (timeout, disconnect); its loss, not ours.
             let _ = tx.send(f(conn));
         });
-        let guard = self
-            .sender
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let guard = crate::locks::read(&self.sender);
         let sender = guard.as_ref().ok_or(LaneError::Closed)?;
         self.queued
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -139,16 +136,8 @@ impl<C: Send + 'static> Lane<C> {
 
     /// Refuses new jobs, lets queued ones finish, runs `on_exit` and joins the threads.
     pub fn close_and_join(&self) {
-        self.sender
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        let threads = std::mem::take(
-            &mut *self
-                .threads
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        crate::locks::write(&self.sender).take();
+        let threads = std::mem::take(&mut *crate::locks::lock(&self.threads));
         for t in threads {
             if t.join().is_err() {
                 tracing::error!(lane = self.name, "a worker thread panicked");
@@ -160,10 +149,7 @@ impl<C: Send + 'static> Lane<C> {
 impl<C> Drop for Lane<C> {
     fn drop(&mut self) {
         // Dropping the sender ends the threads' loops; they finish on their own.
-        self.sender
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        crate::locks::write(&self.sender).take();
     }
 }
 

@@ -22,6 +22,7 @@ use duckdb::{Connection, InterruptHandle};
 
 use super::lane::{Lane, LaneError};
 use crate::config::Config;
+use crate::locks::lock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
@@ -147,9 +148,7 @@ pub struct JobControl {
 
 impl JobControl {
     fn lock(&self) -> std::sync::MutexGuard<'_, JobState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::locks::lock(&self.state)
     }
 
     /// Marks `conn`'s statements as interruptible. Returns false if the job was cancelled.
@@ -226,6 +225,15 @@ struct Lock {
 
 /// The engine settings as read back at startup, for `/api/status`.
 pub type Settings = Vec<(String, String)>;
+
+/// Bumps the generation when dropped: at the end of a writer job, even one that panicked.
+struct BumpOnDrop<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for BumpOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+}
 
 /// Handle to the warehouse; cheap to clone.
 #[derive(Clone)]
@@ -413,15 +421,19 @@ impl Warehouse {
     {
         let generation = self.inner.generation.clone();
         let rx = self.inner.background.submit(move |conn: &mut Connection| {
-            let out = job(conn);
-            // After the job's commit: readers begin new transactions from here on.
-            generation.fetch_add(1, std::sync::atomic::Ordering::Release);
-            out
+            // Odd while the job runs: the result cache serves and keeps nothing until the
+            // job is over, so no answer can straddle its commit.
+            generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            // After the job's commit (or its panic): readers begin new transactions from
+            // here on.
+            let _ended = BumpOnDrop(&generation);
+            job(conn)
         })?;
         rx.await.map_err(|_| WarehouseError::Closed)
     }
 
-    /// Bumped after every writer job: what was read at one generation holds until it moves.
+    /// Bumped when a writer job starts (to an odd number) and when it ends (to an even one):
+    /// what was read at one even generation holds until it moves.
     pub fn generation(&self) -> u64 {
         self.inner
             .generation
@@ -510,10 +522,6 @@ impl Drop for Registered<'_> {
     fn drop(&mut self) {
         lock(&self.inner.running).remove(&self.id);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// How often the watchdog reads the process's resident memory.

@@ -52,9 +52,7 @@ pub struct Clients {
 
 impl Clients {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, ClientInfo>> {
-        self.live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::locks::lock(&self.live)
     }
 
     fn add(self: &Arc<Self>, principal: &Principal, address: SocketAddr) -> Registration {

@@ -141,7 +141,7 @@ pub fn export_job(
 ) {
     let mut started = Some(started);
     let sql = match gate.check(&qc.conn, &request.sql) {
-        Ok(sql) => sql,
+        Ok(checked) => checked.sql,
         Err(e) => {
             let _ = started.take().map(|s| s.send(Err(e)));
             return;

@@ -19,7 +19,10 @@
 //!    (`SUMMARIZE`, the `PIVOT` statement, `USING SAMPLE`); for those DuckDB's tree —
 //!    the one that is executed — decides alone.
 //!
-//! Verdicts depend only on the text, so they are cached (bounded) by SQL string.
+//! Verdicts depend only on the text, so they are cached (bounded) by SQL string. A verdict
+//! also says whether the statement is deterministic (no volatile or per-query function such
+//! as `now()` or `random()`, no `SAMPLE`): only those results may be kept by the result
+//! cache (`query/cache.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -42,6 +45,10 @@ pub struct FunctionCatalog {
     /// `pg_prepared_statements`, `duckdb_*`, `sqlite_master`, ...): an unqualified name
     /// resolves to them through the search path.
     internal_relations: HashSet<String>,
+    /// Functions whose result is not set by their arguments alone (DuckDB's `stability` is
+    /// `VOLATILE` or `CONSISTENT_WITHIN_QUERY`: `now()`, `current_date`, `random()`,
+    /// `uuid()`…), and macros that call one.
+    volatile: HashSet<String>,
 }
 
 /// The `information_schema` views a query may read: they list tables and columns, never
@@ -78,9 +85,25 @@ impl FunctionCatalog {
         let internal_relations = stmt
             .query_map([], |r| r.get::<_, String>(0))?
             .collect::<Result<HashSet<_>, _>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT DISTINCT lower(function_name), function_type = 'macro', \
+             coalesce(lower(macro_definition), ''), coalesce(stability, '') \
+             FROM duckdb_functions() WHERE function_type IN ('scalar', 'aggregate', 'macro')",
+        )?;
+        let described = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, bool>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             scalar: allowed_names(names),
             internal_relations,
+            volatile: volatile_names(&described),
         })
     }
 
@@ -89,6 +112,10 @@ impl FunctionCatalog {
         Self {
             scalar: allowed_names(names.iter().map(|s| (*s).to_owned())),
             internal_relations: ["pg_settings", "pg_prepared_statements", "duckdb_settings"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            volatile: ["now", "random", "current_date"]
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
@@ -181,7 +208,19 @@ impl FunctionCatalog {
 pub struct Gate {
     catalog: Arc<FunctionCatalog>,
     max_bytes: usize,
-    cache: Mutex<HashMap<String, Result<Arc<str>, QueryError>>>,
+    cache: Mutex<HashMap<String, Verdict>>,
+}
+
+type Verdict = Result<Checked, QueryError>;
+
+/// A statement the gate let through.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// What to run: built from exactly what was checked, never the raw text.
+    pub sql: Arc<str>,
+    /// Its result is set by the warehouse's contents alone (no volatile function, no
+    /// sample), so it may be answered from the result cache.
+    pub deterministic: bool,
 }
 
 impl Gate {
@@ -210,7 +249,7 @@ impl Gate {
     /// Full check of `sql`, using `conn` for DuckDB's parser. Returns the statement to
     /// run: built from exactly what was checked, never the raw text (for `EXPLAIN <query>`
     /// it is `EXPLAIN ` followed by the query DuckDB's parser checked as one unit).
-    pub fn check(&self, conn: &Connection, sql: &str) -> Result<Arc<str>, QueryError> {
+    pub fn check(&self, conn: &Connection, sql: &str) -> Verdict {
         self.check_size(sql)?;
         if let Some(verdict) = self.lock().get(sql) {
             return verdict.clone();
@@ -227,22 +266,23 @@ impl Gate {
         verdict
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Result<Arc<str>, QueryError>>> {
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Verdict>> {
+        crate::locks::lock(&self.cache)
     }
 
-    fn check_uncached(&self, conn: &Connection, sql: &str) -> Result<Arc<str>, QueryError> {
+    fn check_uncached(&self, conn: &Connection, sql: &str) -> Verdict {
         let (offset, body) = strip_explain(sql)?;
-        check_with_duckdb(conn, body, offset, &self.catalog)?;
+        let deterministic = check_with_duckdb(conn, body, offset, &self.catalog)?;
         let run: Arc<str> = if offset == 0 {
             sql.into()
         } else {
             format!("EXPLAIN {body}").into()
         };
         check_with_sqlparser(&run, &self.catalog)?;
-        Ok(run)
+        Ok(Checked {
+            sql: run,
+            deterministic,
+        })
     }
 }
 
@@ -318,13 +358,14 @@ fn strip_explain(sql: &str) -> Result<(usize, &str), QueryError> {
     Ok((sql.len() - rest.len(), rest))
 }
 
-/// Asks DuckDB's parser what `sql` is and walks its tree.
+/// Asks DuckDB's parser what `sql` is and walks its tree. Returns whether the statement
+/// is deterministic.
 fn check_with_duckdb(
     conn: &Connection,
     sql: &str,
     offset: usize,
     catalog: &FunctionCatalog,
-) -> Result<(), QueryError> {
+) -> Result<bool, QueryError> {
     let json: String = conn
         .query_row("SELECT json_serialize_sql(?::VARCHAR)", [sql], |r| r.get(0))
         .map_err(|e| QueryError::Failed(format!("the SQL check itself failed: {e}")))?;
@@ -368,7 +409,11 @@ fn check_with_duckdb(
             message: "the SQL text holds no statement".into(),
             position: None,
         }),
-        1 => walk(&tree["statements"][0], catalog),
+        1 => {
+            let mut deterministic = true;
+            walk(&tree["statements"][0], catalog, &mut deterministic)?;
+            Ok(deterministic)
+        }
         _ => Err(refuse(
             "multiple_statements",
             "send one statement at a time".into(),
@@ -376,10 +421,18 @@ fn check_with_duckdb(
     }
 }
 
-/// Walks DuckDB's serialized parse tree and checks every function and table in it.
-fn walk(node: &Value, catalog: &FunctionCatalog) -> Result<(), QueryError> {
+/// Walks DuckDB's serialized parse tree and checks every function and table in it;
+/// clears `deterministic` on a volatile function or a sample.
+fn walk(
+    node: &Value,
+    catalog: &FunctionCatalog,
+    deterministic: &mut bool,
+) -> Result<(), QueryError> {
     match node {
         Value::Object(map) => {
+            if map.get("sample").is_some_and(|s| !s.is_null()) {
+                *deterministic = false;
+            }
             let ty = map.get("type").and_then(Value::as_str).unwrap_or("");
             let class = map.get("class").and_then(Value::as_str).unwrap_or("");
             let str_of = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or("");
@@ -389,10 +442,10 @@ fn walk(node: &Value, catalog: &FunctionCatalog) -> Result<(), QueryError> {
                     let name = function["function_name"].as_str().unwrap_or("");
                     catalog.check_table_function(name)?;
                     // Check the arguments, but not the function itself as a scalar.
-                    walk(&function["children"], catalog)?;
+                    walk(&function["children"], catalog, deterministic)?;
                     for (k, v) in map {
                         if k != "function" {
-                            walk(v, catalog)?;
+                            walk(v, catalog, deterministic)?;
                         }
                     }
                     return Ok(());
@@ -407,14 +460,85 @@ fn walk(node: &Value, catalog: &FunctionCatalog) -> Result<(), QueryError> {
                     let name = str_of("function_name");
                     catalog.check_scalar(name)?;
                     check_constant_size(name, node)?;
+                    if catalog.volatile.contains(&name.to_ascii_lowercase()) {
+                        *deterministic = false;
+                    }
+                }
+                // `current_date`, `now` without parentheses: DuckDB's binder reads a bare
+                // name that no column has as a call of the function of that name.
+                ("COLUMN_REF", _) => {
+                    if let Some([name]) = map
+                        .get("column_names")
+                        .and_then(Value::as_array)
+                        .map(Vec::as_slice)
+                        && name
+                            .as_str()
+                            .is_some_and(|n| catalog.volatile.contains(&n.to_ascii_lowercase()))
+                    {
+                        *deterministic = false;
+                    }
                 }
                 _ => {}
             }
-            map.values().try_for_each(|v| walk(v, catalog))
+            map.values()
+                .try_for_each(|v| walk(v, catalog, deterministic))
         }
-        Value::Array(items) => items.iter().try_for_each(|v| walk(v, catalog)),
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|v| walk(v, catalog, deterministic)),
         _ => Ok(()),
     }
+}
+
+/// The volatile functions among `described` (name, is a macro, macro body, stability):
+/// those DuckDB marks so, and macros whose body calls one (to a fixed point: a macro may
+/// call a macro).
+fn volatile_names(described: &[(String, bool, String, String)]) -> HashSet<String> {
+    let mut volatile: HashSet<String> = described
+        .iter()
+        .filter(|(_, _, _, stability)| {
+            matches!(stability.as_str(), "VOLATILE" | "CONSISTENT_WITHIN_QUERY")
+        })
+        .map(|(name, ..)| name.clone())
+        .chain(CLOCK_KEYWORDS.iter().map(|s| (*s).to_owned()))
+        .collect();
+    loop {
+        let more: Vec<String> = described
+            .iter()
+            .filter(|(name, is_macro, body, _)| {
+                *is_macro && !volatile.contains(name) && volatile.iter().any(|v| calls(body, v))
+            })
+            .map(|(name, ..)| name.clone())
+            .collect();
+        if more.is_empty() {
+            return volatile;
+        }
+        volatile.extend(more);
+    }
+}
+
+/// The SQL clock keywords (`CURRENT_TIMESTAMP`, `LOCALTIME`…): bare names DuckDB binds to
+/// clock functions, some of which its catalog marks as consistent.
+const CLOCK_KEYWORDS: &[&str] = &[
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "localtime",
+    "localtimestamp",
+    "current_localtime",
+    "current_localtimestamp",
+    "get_current_time",
+    "get_current_timestamp",
+];
+
+/// True if the (lowercase) SQL `body` names the function `name` as a whole word.
+fn calls(body: &str, name: &str) -> bool {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    body.match_indices(name).any(|(i, _)| {
+        let before = body.as_bytes().get(i.wrapping_sub(1)).copied();
+        let after = body.as_bytes().get(i + name.len()).copied();
+        !before.is_some_and(word) && !after.is_some_and(word)
+    })
 }
 
 /// Functions whose result size is set by an argument: DuckDB builds these lists and

@@ -1,6 +1,6 @@
 //! `POST /api/query` and `POST /api/query/export`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -11,8 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream_shim::ReceiverStream;
 
 use super::export::{CHANNEL_CHUNKS, ExportJob, Format, export_job};
-use super::run::{run_to_json, run_trusted_to_json};
-use super::{QueryError, history};
+use super::run::{finish_json, run_to_json, run_trusted_to_json};
+use super::{QueryError, cache, history};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::db::warehouse::{WarehouseError, sql_ident};
@@ -69,23 +69,46 @@ pub async fn run_query(
     Ok(json_response(result?.0))
 }
 
+/// Answers from the result cache when it can (no worker, no DuckDB), else on a worker,
+/// keeping a deterministic answer for the next identical query.
 async fn run_user_sql(
     state: &AppState,
     principal: &Principal,
     sql: String,
 ) -> Result<(Vec<u8>, usize)> {
+    let started = Instant::now();
     state.gate.check_size(&sql)?;
+    let scope = principal.data_scope();
+    if let Some(hit) = state
+        .result_cache
+        .get(state.warehouse.generation(), scope, &sql)
+    {
+        return Ok((finish_json(&hit.head, started, Some(true)), hit.rows));
+    }
     let timeout = Duration::from_secs(state.config.api.query_timeout_seconds);
     let max_rows = state.config.api.max_query_rows;
     let gate = state.gate.clone();
     let owner = principal.email.clone();
-    Ok(state
+    let job_sql = sql.clone();
+    let answer = state
         .warehouse
         .interactive(timeout, move |qc, control| {
-            run_to_json(qc, control, &gate, &sql, max_rows, &owner)
+            run_to_json(qc, control, &gate, &job_sql, max_rows, &owner)
         })
         .await
-        .map_err(AppError::from)??)
+        .map_err(AppError::from)??;
+    let body = finish_json(&answer.head, started, Some(false));
+    if answer.deterministic {
+        let entry = cache::Entry {
+            head: answer.head,
+            rows: answer.rows,
+        };
+        let now = state.warehouse.generation();
+        state
+            .result_cache
+            .put(answer.generation, now, scope, &sql, entry);
+    }
+    Ok((body, answer.rows))
 }
 
 fn json_response(body: Vec<u8>) -> Response {

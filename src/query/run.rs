@@ -160,8 +160,18 @@ fn read_capped(stmt: &mut duckdb::Statement<'_>, max_rows: usize) -> Result<Capp
     })
 }
 
-/// The whole `POST /api/query` job: gate, run, and the JSON response body (with the
-/// number of rows in it).
+/// A user query's answer, before its timing is added (see [`finish_json`]).
+pub struct Answer {
+    /// The JSON body up to `,"elapsed_ms":…}`.
+    pub head: Vec<u8>,
+    pub rows: usize,
+    /// The gate found nothing volatile in the statement.
+    pub deterministic: bool,
+    /// The warehouse generation read before the transaction that answered began.
+    pub generation: u64,
+}
+
+/// The whole `POST /api/query` job: gate, run, and the JSON answer.
 pub fn run_to_json(
     qc: &QueryConn,
     control: &JobControl,
@@ -169,12 +179,19 @@ pub fn run_to_json(
     sql: &str,
     max_rows: usize,
     owner: &str,
-) -> Result<(Vec<u8>, usize), QueryError> {
-    let started = Instant::now();
-    let sql = gate.check(&qc.conn, sql)?;
+) -> Result<Answer, QueryError> {
+    let checked = gate.check(&qc.conn, sql)?;
     qc.use_statement_cache_of(owner);
-    let capped = in_read_only_transaction(qc, control, |conn| fetch_capped(conn, &sql, max_rows))?;
-    Ok((result_json(&capped, max_rows, started), capped.rows))
+    let generation = qc.warehouse_generation();
+    let capped = in_read_only_transaction(qc, control, |conn| {
+        fetch_capped(conn, &checked.sql, max_rows)
+    })?;
+    Ok(Answer {
+        head: result_head(&capped, max_rows),
+        rows: capped.rows,
+        deterministic: checked.deterministic,
+        generation,
+    })
 }
 
 /// [`run_to_json`] for a statement Kura wrote itself (a table preview): no gate.
@@ -187,11 +204,29 @@ pub fn run_trusted_to_json(
     let started = Instant::now();
     qc.use_statement_cache_of("");
     let capped = in_read_only_transaction(qc, control, |conn| fetch_capped(conn, sql, max_rows))?;
-    Ok(result_json(&capped, max_rows, started))
+    Ok(finish_json(&result_head(&capped, max_rows), started, None))
 }
 
-/// `{"columns", "column_types", "rows", "row_count", "truncated", "warning", "elapsed_ms"}`
-fn result_json(capped: &Capped, max_rows: usize, started: Instant) -> Vec<u8> {
+/// Completes an answer's head with `"elapsed_ms"` since `started` and, for user queries,
+/// `"cached"`.
+pub fn finish_json(head: &[u8], started: Instant, cached: Option<bool>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len() + 40);
+    out.extend_from_slice(head);
+    out.extend_from_slice(b",\"elapsed_ms\":");
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    let mut ryu = ryu::Buffer::new();
+    out.extend_from_slice(ryu.format((elapsed * 1000.0).round() / 1000.0).as_bytes());
+    match cached {
+        Some(true) => out.extend_from_slice(b",\"cached\":true}"),
+        Some(false) => out.extend_from_slice(b",\"cached\":false}"),
+        None => out.push(b'}'),
+    }
+    out
+}
+
+/// `{"columns", "column_types", "rows", "row_count", "truncated", "warning"`: the answer
+/// without its timing, which is what the result cache keeps.
+fn result_head(capped: &Capped, max_rows: usize) -> Vec<u8> {
     let fields = capped.schema.fields();
     let mut out = Vec::with_capacity(256 + capped.rows * fields.len() * 8);
     out.extend_from_slice(b"{\"columns\":[");
@@ -242,11 +277,6 @@ fn result_json(capped: &Capped, max_rows: usize, started: Instant) -> Vec<u8> {
     } else {
         out.extend_from_slice(b"null");
     }
-    out.extend_from_slice(b",\"elapsed_ms\":");
-    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
-    let mut ryu = ryu::Buffer::new();
-    out.extend_from_slice(ryu.format((elapsed * 1000.0).round() / 1000.0).as_bytes());
-    out.push(b'}');
     out
 }
 

@@ -148,7 +148,6 @@ pub async fn list_schedules(State(state): State<AppState>) -> Result<List<Value>
     let current = state.schedules.current();
     let last = last_runs(&state).await?;
     let typical = typical_durations(&state).await?;
-    // The sources are discovered once for the list, not once per schedule.
     let known = state.sources();
     let schedules: Vec<Value> = current
         .schedules
@@ -351,8 +350,9 @@ pub async fn unscheduled_sources(State(state): State<AppState>) -> Result<Json<V
         .collect();
     let sources: Vec<String> = state
         .sources()
-        .into_keys()
+        .keys()
         .filter(|n| !covered.contains(n.as_str()))
+        .cloned()
         .collect();
     Ok(Json(json!({ "sources": sources })))
 }

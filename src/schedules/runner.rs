@@ -18,6 +18,7 @@ use super::clock::Clock;
 use super::file::{Schedule, Schedules};
 use crate::app::AppState;
 use crate::events::EventKind;
+use crate::locks::lock;
 use crate::sources::sync::{self, SyncError, SyncOptions, Trigger};
 
 /// Waits before the first and later retries of a failed job.
@@ -51,10 +52,6 @@ pub struct ScheduleService {
     syncing: Mutex<HashMap<i64, String>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl ScheduleService {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         let now = clock.now();
@@ -76,10 +73,7 @@ impl ScheduleService {
     }
 
     pub fn current(&self) -> Current {
-        self.current
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        crate::locks::read(&self.current).clone()
     }
 
     /// The webhook targets of the file in force.
@@ -105,10 +99,7 @@ impl ScheduleService {
         })
         .await;
         *lock(&self.stamp) = stamp;
-        let mut current = self
-            .current
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut current = crate::locks::write(&self.current);
         let outcome = match result {
             Ok(schedules) => {
                 let n = schedules.schedules.len();

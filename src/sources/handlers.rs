@@ -19,10 +19,10 @@ use crate::error::{AppError, Result};
 use crate::events::EventKind;
 use crate::web::extract::{Json, JsonOrEmpty, List, Path as UrlPath, Query};
 
-pub fn source_of(state: &AppState, name: &str) -> Result<Source> {
+pub async fn source_of(state: &AppState, name: &str) -> Result<Source> {
     state
-        .sources()
-        .remove(name)
+        .find_source(name)
+        .await
         .ok_or_else(|| AppError::NotFound(format!("there is no source named {name}")))
 }
 
@@ -53,7 +53,7 @@ pub struct SourceDetails {
 }
 
 pub async fn source_details(state: &AppState, name: &str) -> Result<SourceDetails> {
-    let source = source_of(state, name)?;
+    let source = source_of(state, name).await?;
     let summary = views::summaries(state, Some(&source))
         .await?
         .pop()
@@ -270,7 +270,7 @@ pub async fn preview_table(
     UrlPath((name, table)): UrlPath<(String, String)>,
     Query(q): Query<PreviewQuery>,
 ) -> Result<Response> {
-    let source = source_of(&state, &name)?;
+    let source = source_of(&state, &name).await?;
     let schema = source.schema();
     if !views::warehouse_view(&state)
         .await?
@@ -289,7 +289,7 @@ pub async fn list_files(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<Value>> {
-    let source = source_of(&state, &name)?;
+    let source = source_of(&state, &name).await?;
     let files = views::file_listing(&state, &source).await?;
     Ok(Json(json!({
         "source_name": name,
@@ -314,7 +314,7 @@ pub async fn delete_file(
     UrlPath(name): UrlPath<String>,
     Query(q): Query<DeleteQuery>,
 ) -> Result<Json<Value>> {
-    let source = source_of(&state, &name)?;
+    let source = source_of(&state, &name).await?;
     let root = state.config.root.clone();
     let dir = source.directory.clone();
     let requested = q.file_path.clone();
@@ -425,7 +425,7 @@ pub async fn upload_file(
     headers: HeaderMap,
     mut multipart: Multipart,
 ) -> Result<Response> {
-    let source = source_of(&state, &name)?;
+    let source = source_of(&state, &name).await?;
     let limit = state.config.api.max_upload_mb * 1024 * 1024;
     let too_large = || {
         AppError::PayloadTooLarge(format!(

@@ -218,6 +218,6 @@ pub async fn logs_page(
         nav: Nav::of(&state, &principal, "/logs"),
         logs,
         filter,
-        sources: state.sources().into_keys().collect(),
+        sources: state.sources().keys().cloned().collect(),
     })
 }

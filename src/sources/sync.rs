@@ -68,7 +68,8 @@ pub struct SyncOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct FileOutcome {
     pub path: String,
-    /// loaded | unchanged | touched | failed | removed | kept | unsupported
+    /// loaded | unchanged | touched | failed | removed | kept | unsupported | writing (still
+    /// being written: left for the watcher to sync when complete)
     pub outcome: &'static str,
     pub rows: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -125,22 +126,18 @@ impl Default for SyncTracker {
 }
 
 impl SyncTracker {
-    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     pub fn is_running(&self, source: &str) -> bool {
-        Self::lock(&self.running).contains(source)
+        crate::locks::lock(&self.running).contains(source)
     }
 
     pub fn running(&self) -> Vec<String> {
-        let mut v: Vec<String> = Self::lock(&self.running).iter().cloned().collect();
+        let mut v: Vec<String> = crate::locks::lock(&self.running).iter().cloned().collect();
         v.sort();
         v
     }
 
     fn try_begin(&self, source: &str) -> bool {
-        Self::lock(&self.running).insert(source.to_owned())
+        crate::locks::lock(&self.running).insert(source.to_owned())
     }
 
     /// Stops the running sync of `source`: no further file is loaded, and the load running
@@ -149,21 +146,21 @@ impl SyncTracker {
         if !self.is_running(source) {
             return false;
         }
-        Self::lock(&self.cancelled).insert(source.to_owned());
+        crate::locks::lock(&self.cancelled).insert(source.to_owned());
         // A follow-up asked for meanwhile is dropped too.
-        Self::lock(&self.again).remove(source);
-        if let Some(control) = Self::lock(&self.loads).get(source) {
+        crate::locks::lock(&self.again).remove(source);
+        if let Some(control) = crate::locks::lock(&self.loads).get(source) {
             control.cancel();
         }
         true
     }
 
     fn is_cancelled(&self, source: &str) -> bool {
-        Self::lock(&self.cancelled).contains(source)
+        crate::locks::lock(&self.cancelled).contains(source)
     }
 
     fn set_load(&self, source: &str, control: Option<Arc<JobControl>>) {
-        let mut loads = Self::lock(&self.loads);
+        let mut loads = crate::locks::lock(&self.loads);
         match control {
             Some(c) => {
                 loads.insert(source.to_owned(), c);
@@ -176,16 +173,16 @@ impl SyncTracker {
 
     /// Ends a source's sync; returns the options of a follow-up sync if one was asked for.
     fn finish(&self, source: &str) -> Option<SyncOptions> {
-        Self::lock(&self.cancelled).remove(source);
-        let again = Self::lock(&self.again).remove(source);
+        crate::locks::lock(&self.cancelled).remove(source);
+        let again = crate::locks::lock(&self.again).remove(source);
         if again.is_none() {
-            Self::lock(&self.running).remove(source);
+            crate::locks::lock(&self.running).remove(source);
         }
         again
     }
 
     fn request_again(&self, source: &str, options: SyncOptions) {
-        Self::lock(&self.again)
+        crate::locks::lock(&self.again)
             .entry(source.to_owned())
             .or_insert(options);
     }
@@ -201,11 +198,10 @@ pub async fn start(
     trigger: Trigger,
     queue_if_running: bool,
 ) -> Result<Option<i64>, SyncError> {
-    let sources = state.sources();
-    let source = sources
-        .get(name)
-        .ok_or_else(|| SyncError::UnknownSource(name.to_owned()))?
-        .clone();
+    let source = state
+        .find_source(name)
+        .await
+        .ok_or_else(|| SyncError::UnknownSource(name.to_owned()))?;
     if !source.enabled {
         return Err(SyncError::Disabled(name.to_owned()));
     }
@@ -426,6 +422,16 @@ async fn sync_files(
             });
             continue;
         }
+        if state.is_being_written(&file.path) {
+            // The watcher syncs it again once it is complete.
+            report.files.push(FileOutcome {
+                path: file.rel.clone(),
+                outcome: "writing",
+                rows: 0,
+                error: None,
+            });
+            continue;
+        }
         let path = file.path.clone();
         let hash = match blocking::run(move || hash_file(&path)).await {
             Ok(h) => h,
@@ -501,6 +507,16 @@ async fn sync_files(
                 continue;
             }
         };
+        // Checked again after the hash: the watcher may have heard of a write meanwhile.
+        if state.is_being_written(&file.path) {
+            report.files.push(FileOutcome {
+                path: file.rel.clone(),
+                outcome: "writing",
+                rows: 0,
+                error: None,
+            });
+            continue;
+        }
         let outcome = load_one(state, source, file, kind, &table, &hash, options).await;
         drop(marker);
         match outcome {

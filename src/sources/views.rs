@@ -73,10 +73,7 @@ pub struct ViewCache(Mutex<Option<(u64, Arc<WarehouseView>)>>);
 
 impl ViewCache {
     fn get(&self, generation: u64) -> Option<Arc<WarehouseView>> {
-        let guard = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let guard = crate::locks::lock(&self.0);
         guard
             .as_ref()
             .filter(|(g, _)| *g == generation)
@@ -84,10 +81,7 @@ impl ViewCache {
     }
 
     fn put(&self, generation: u64, view: Arc<WarehouseView>) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((generation, view));
+        *crate::locks::lock(&self.0) = Some((generation, view));
     }
 }
 

@@ -126,6 +126,7 @@ pub mod filters {
             "loaded" => "Loaded",
             "not_loaded" => "Waiting",
             "unsupported" => "Not a data file",
+            "writing" => "Still being written",
             "deleted" => "Deleted",
             "success" => "Succeeded",
             "partial" => "Partly failed",

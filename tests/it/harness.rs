@@ -167,7 +167,7 @@ impl TestApp {
         self.state
             .warehouse
             .interactive(Duration::from_secs(10), move |qc, _| {
-                gate.check(&qc.conn, &sql)
+                gate.check(&qc.conn, &sql).map(|checked| checked.sql)
             })
             .await
             .expect("a query worker")

@@ -632,3 +632,79 @@ async fn deleting_through_the_api_stays_inside_the_source_folder() {
     );
     app.stop().await;
 }
+
+/// Every load of `file` in the source's sync history: (outcome, rows).
+async fn loads_of(app: &TestApp, source: &str, file: &str) -> Vec<(String, u64)> {
+    let (_, details) = app
+        .get_json(&format!("/api/sources/{source}/details"))
+        .await;
+    details["sync_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|run| run["files"].as_array().cloned().unwrap_or_default())
+        .filter(|f| f["path"] == file && f["outcome"] == "loaded")
+        .map(|f| {
+            (
+                f["outcome"].as_str().unwrap().to_owned(),
+                f["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A file the kernel reports complete — closed after writing, or renamed into the
+/// folder — loads at once, without the stability wait (here ten minutes).
+#[tokio::test]
+async fn a_closed_or_renamed_file_loads_without_the_stability_wait() {
+    let app = TestApp::with_config(|c| c.platform.debounce_ms = 600_000).await;
+    let dir = uploads(&app);
+    std::fs::write(dir.join("written.csv"), b"id\n1\n2\n").unwrap();
+    wait_for_value(&app, "SELECT count(*) FROM raw_uploads.written", json!(2)).await;
+    drop_file(&dir, "renamed.csv", b"id\n1\n2\n3\n");
+    wait_for_value(&app, "SELECT count(*) FROM raw_uploads.renamed", json!(3)).await;
+    app.stop().await;
+}
+
+/// A file still being written with its writer holding it open is never loaded half-way:
+/// it keeps growing for longer than the stability wait, and loads once, whole, when closed.
+#[tokio::test]
+async fn a_file_still_being_written_is_never_loaded_half_written() {
+    use std::io::Write;
+    let app = TestApp::with_config(|c| c.platform.debounce_ms = 100).await;
+    // The startup sync lists the folder once; a file created in the same instant could be
+    // read before the watcher hears of its first write. Start writing after it.
+    eventually(Duration::from_secs(10), || async {
+        let (_, details) = app.get_json("/api/sources/uploads/details").await;
+        let runs = details["sync_history"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (!runs.is_empty() && runs.iter().all(|r| r["status"] != "running")).then_some(())
+    })
+    .await
+    .expect("the startup sync ends");
+    let path = uploads(&app).join("growing.csv");
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(b"id,v\n").unwrap();
+    // A slow writer: a row every 20 ms for about a second (ten stability waits), never
+    // closing the file; each write moves its size and mtime.
+    for i in 0..50 {
+        writeln!(file, "{i},{}", "x".repeat(100)).unwrap();
+        file.flush().unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let early = loads_of(&app, "uploads", "data/uploads/growing.csv").await;
+    assert!(
+        early.is_empty(),
+        "a file still being written was loaded: {early:?}"
+    );
+    drop(file);
+    wait_for_value(&app, "SELECT count(*) FROM raw_uploads.growing", json!(50)).await;
+    assert_eq!(
+        loads_of(&app, "uploads", "data/uploads/growing.csv").await,
+        vec![("loaded".to_owned(), 50)],
+        "loaded exactly once, whole"
+    );
+    app.stop().await;
+}

@@ -447,3 +447,87 @@ async fn an_unknown_time_zone_is_refused_at_start() {
         "{text}"
     );
 }
+
+/// A repeated deterministic query is answered from the result cache, and never with rows
+/// from before a commit: a load commits, the next identical query sees the new rows.
+#[tokio::test]
+async fn repeated_queries_come_from_the_cache_and_a_commit_ends_it() {
+    let app = TestApp::new().await;
+    let dir = crate::ingest::uploads(&app);
+    crate::ingest::drop_file(&dir, "cached.csv", b"id\n1\n2\n");
+    let sql = "SELECT count(*) FROM raw_uploads.cached";
+    crate::ingest::wait_for_value(&app, sql, json!(2)).await;
+    // The writer may still be finishing the load's bookkeeping: wait until two identical
+    // queries in a row are answered alike, the second from the cache.
+    let hit = crate::harness::eventually(Duration::from_secs(10), || async {
+        let (_, first) = app.query(sql).await;
+        let (_, second) = app.query(sql).await;
+        (second["cached"] == true).then_some((first, second))
+    })
+    .await
+    .expect("a repeated query is answered from the cache");
+    assert_eq!(hit.1["rows"], json!([[2]]));
+    assert_eq!(hit.1["columns"], hit.0["columns"]);
+    assert!(hit.1["elapsed_ms"].as_f64().is_some());
+
+    // A commit: the very next identical query runs again and sees it.
+    crate::ingest::drop_file(&dir, "cached.csv", b"id\n1\n2\n3\n");
+    let fresh = crate::harness::eventually(Duration::from_secs(20), || async {
+        let (_, body) = app.query(sql).await;
+        // Until the load commits the old answer may be served; once it has, never again.
+        (body["rows"][0][0] == 3).then_some(body)
+    })
+    .await
+    .expect("the new rows are seen");
+    assert_eq!(fresh["cached"], false, "{fresh}");
+    for _ in 0..20 {
+        let (_, body) = app.query(sql).await;
+        assert_eq!(
+            body["rows"][0][0], 3,
+            "a stale answer after the commit: {body}"
+        );
+    }
+    app.stop().await;
+}
+
+/// Statements whose answer is not set by the data alone are never cached.
+#[tokio::test]
+async fn volatile_statements_are_never_cached() {
+    let app = TestApp::with_fixtures().await;
+    for sql in [
+        "SELECT now()",
+        "SELECT current_date",
+        "SELECT today()",
+        "SELECT CURRENT_TIMESTAMP",
+        "SELECT random()",
+        "SELECT uuid()",
+        "SELECT gen_random_uuid()",
+        "SELECT * FROM orders USING SAMPLE 2 ROWS",
+        "SELECT * FROM orders TABLESAMPLE 50%",
+        "SELECT id FROM orders ORDER BY random()",
+        "SELECT count(*) FROM orders WHERE sold_at < now() - INTERVAL 1 DAY",
+    ] {
+        for _ in 0..3 {
+            let (status, body) = app.query(sql).await;
+            assert_eq!(status, StatusCode::OK, "{sql}: {body}");
+            assert_eq!(body["cached"], false, "{sql} was answered from the cache");
+        }
+    }
+    // A deterministic neighbour is cached.
+    let sql = "SELECT count(*) FROM orders WHERE sold_at < TIMESTAMP '2024-04-01'";
+    let _ = app.query(sql).await;
+    let (_, body) = app.query(sql).await;
+    assert_eq!(body["cached"], true, "{body}");
+    app.stop().await;
+}
+
+/// `api.result_cache_mb: 0` turns the cache off.
+#[tokio::test]
+async fn a_zero_sized_result_cache_caches_nothing() {
+    let app = TestApp::with_config(|c| c.api.result_cache_mb = 0).await;
+    for _ in 0..3 {
+        let (_, body) = app.query("SELECT 1").await;
+        assert_eq!(body["cached"], false);
+    }
+    app.stop().await;
+}

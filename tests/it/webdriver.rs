@@ -124,6 +124,19 @@ impl Driver {
     }
 
     async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(v) => v,
+            Err((err, message)) => panic!("WebDriver {method} {path}: {err}: {message}"),
+        }
+    }
+
+    /// One WebDriver command; its error code and message when it fails.
+    async fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, (String, Value)> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let req = match method {
             "GET" => self.http.get(url),
@@ -132,12 +145,9 @@ impl Driver {
         };
         let r: Value = req.send().await.unwrap().json().await.unwrap();
         if let Some(err) = r["value"]["error"].as_str() {
-            panic!(
-                "WebDriver {method} {path}: {err}: {}",
-                r["value"]["message"]
-            );
+            return Err((err.to_owned(), r["value"]["message"].clone()));
         }
-        r["value"].clone()
+        Ok(r["value"].clone())
     }
 
     pub(crate) async fn goto(&self, url: &str) {
@@ -162,10 +172,22 @@ impl Driver {
             .to_owned()
     }
 
+    /// Clicks the element matching `css`. A live page may re-render it between finding and
+    /// clicking (a sync's event redraws the list): then it is found again, as a user's
+    /// second click would.
     pub(crate) async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.call("POST", &format!("/element/{id}/click"), json!({}))
-            .await;
+        for _ in 0..5 {
+            let id = self.find(css).await;
+            match self
+                .try_call("POST", &format!("/element/{id}/click"), json!({}))
+                .await
+            {
+                Ok(_) => return,
+                Err((err, _)) if err == "stale element reference" => continue,
+                Err((err, message)) => panic!("WebDriver click {css}: {err}: {message}"),
+            }
+        }
+        panic!("{css} was re-rendered under every click");
     }
 
     /// Types `text` into the element (for a file input: the file's path).
