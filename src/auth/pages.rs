@@ -11,7 +11,7 @@ use rusqlite::params;
 use super::{Principal, store, tokens};
 use crate::app::AppState;
 use crate::error::{AppError, Result};
-use crate::web::page::{Nav, render};
+use crate::web::page::{Nav, filters, render};
 
 #[derive(Template)]
 #[template(path = "login.html")]

@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{AppError, Result};
 use crate::web::extract::{Json, List, Path, Query};
-use crate::web::page::{Nav, render};
+use crate::web::page::{Nav, filters, render};
 
 /// Warnings about a schedule: its recent jobs take longer than the gap between its ticks.
 fn warnings(s: &Schedule, typical_ms: Option<f64>) -> Vec<String> {

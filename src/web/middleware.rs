@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use tracing::Instrument;
 
 use crate::error::ErrorInfo;
+use crate::web::page::filters;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 

@@ -115,6 +115,11 @@ pub mod filters {
         Ok(out)
     }
 
+    /// The URL of a static file, with its content hash (served as immutable).
+    pub fn asset<T: Display>(name: T, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(crate::web::assets::url(&name.to_string()))
+    }
+
     /// A status code as words.
     pub fn label<T: Display>(value: T, _: &dyn askama::Values) -> askama::Result<&'static str> {
         Ok(match value.to_string().as_str() {

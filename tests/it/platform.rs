@@ -158,3 +158,35 @@ fn the_example_config_documents_every_key() {
         }
     }
 }
+
+/// Pages name their scripts and styles with a content hash; those URLs are cacheable for
+/// good, a URL without the current hash is checked every time.
+#[tokio::test]
+async fn static_files_are_served_under_content_hashed_urls() {
+    let app = TestApp::new().await;
+    let mut urls = std::collections::BTreeSet::new();
+    for page in ["/", "/query", "/sources", "/logs", "/login"] {
+        let html = app.client.get(app.url(page)).send().await.unwrap().text().await.unwrap();
+        for part in html.split("\"/static/").skip(1) {
+            let url = format!("/static/{}", &part[..part.find('"').unwrap()]);
+            assert!(url.contains("?v="), "{page} names {url} without its hash");
+            urls.insert(url);
+        }
+    }
+    assert!(urls.len() >= 5, "{urls:?}");
+    for url in &urls {
+        let r = app.client.get(app.url(url)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{url}");
+        assert_eq!(
+            r.headers()["cache-control"],
+            "public, max-age=31536000, immutable",
+            "{url}"
+        );
+    }
+    for url in ["/static/kura.js", "/static/kura.js?v=0000000000000000"] {
+        let r = app.client.get(app.url(url)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["cache-control"], "no-cache", "{url}");
+    }
+    app.stop().await;
+}
