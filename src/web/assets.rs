@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use axum::http::{StatusCode, header};
-use sha2::{Digest, Sha256};
 use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
 
@@ -89,7 +89,9 @@ pub async fn serve_asset(
         .iter()
         .find(|(n, _, _)| *n == name)
         .ok_or_else(|| AppError::NotFound(format!("no static file named {name}")))?;
-    let current = version.v.is_some_and(|v| versions().get(name.as_str()) == Some(&v));
+    let current = version
+        .v
+        .is_some_and(|v| versions().get(name.as_str()) == Some(&v));
     let cache = if current {
         "public, max-age=31536000, immutable"
     } else {

@@ -1170,3 +1170,50 @@ async fn required_two_factor_blocks_everything_until_enrolled() {
     assert_eq!(key.get("/api/status").await.0, StatusCode::OK);
     app.stop().await;
 }
+
+/// Deleting a user with the reference's confirmation: a mistyped email refuses and deletes
+/// nothing; the right one (any case) deletes.
+#[tokio::test]
+async fn a_user_is_deleted_only_with_their_own_email_as_confirmation() {
+    let app = auth_app().await;
+    let admin = app.add_user("boss@example.com", Role::Admin).await;
+    let victim = app.add_user("ed@example.com", Role::Editor).await;
+    let mut a = app.browser();
+    a.bearer = Some(app.key_for(admin).await);
+    let path = format!("/api/admin/users/{victim}");
+    let (status, body) = a
+        .send(
+            Method::DELETE,
+            &path,
+            Some(json!({"confirm_email": "eddie@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "confirmation_mismatch");
+    assert!(
+        body["message"].as_str().unwrap().contains("ed@example.com"),
+        "{body}"
+    );
+    let listed = |users: &Value| {
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["email"] == "ed@example.com")
+    };
+    assert!(
+        listed(&a.get("/api/admin/users").await.1),
+        "the user is still there"
+    );
+    let (status, body) = a
+        .send(
+            Method::DELETE,
+            &path,
+            Some(json!({"confirm_email": " ED@example.com "})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["deleted"], true);
+    assert!(!listed(&a.get("/api/admin/users").await.1));
+    app.stop().await;
+}

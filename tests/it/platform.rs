@@ -166,7 +166,15 @@ async fn static_files_are_served_under_content_hashed_urls() {
     let app = TestApp::new().await;
     let mut urls = std::collections::BTreeSet::new();
     for page in ["/", "/query", "/sources", "/logs", "/login"] {
-        let html = app.client.get(app.url(page)).send().await.unwrap().text().await.unwrap();
+        let html = app
+            .client
+            .get(app.url(page))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         for part in html.split("\"/static/").skip(1) {
             let url = format!("/static/{}", &part[..part.find('"').unwrap()]);
             assert!(url.contains("?v="), "{page} names {url} without its hash");
