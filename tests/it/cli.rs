@@ -541,7 +541,12 @@ async fn kill_9_during_a_load_quarantines_the_file_and_a_full_refresh_loads_it_e
         assert!(Instant::now() < deadline, "the load never started");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Into the load itself: its in-flight marker is written just before DuckDB reads it.
+    let inflight = dir.path().join(".kura/inflight");
+    while !crate::schedules::has_marker(&inflight) {
+        assert!(Instant::now() < deadline, "the load never began");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     Command::new("kill")
         .args(["-KILL", &first.id().to_string()])
         .status()

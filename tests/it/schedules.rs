@@ -348,7 +348,9 @@ async fn cancelling_a_job_stops_its_load_and_rolls_the_file_back() {
     .expect("the startup sync loaded a.csv");
     let staged = app.dir.path().join("big.tmp");
     crate::cli::gen_data::write("csv", 6_000_000, &staged).unwrap();
-    std::fs::rename(&staged, app.dir.path().join("data/uploads/big/b.csv")).unwrap();
+    // A hard link appears whole without a close or a rename, so the watcher leaves it to
+    // its (ten-minute) stability wait.
+    std::fs::hard_link(&staged, app.dir.path().join("data/uploads/big/b.csv")).unwrap();
 
     let (status, started) = app
         .post_json("/api/schedules/big_job/trigger", json!({}))
@@ -362,7 +364,12 @@ async fn cancelling_a_job_stops_its_load_and_rolls_the_file_back() {
     })
     .await
     .expect("the job's sync started");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let inflight = app.dir.path().join(".kura/inflight");
+    crate::harness::eventually(Duration::from_secs(20), || async {
+        has_marker(&inflight).then_some(())
+    })
+    .await
+    .expect("the load of b.csv began");
     let (status, answer) = app
         .post_json(&format!("/api/schedules/jobs/{job_id}/cancel"), json!({}))
         .await;
@@ -456,4 +463,14 @@ async fn the_schedules_page_renders_for_those_who_may_see_it() {
         .unwrap();
     assert_eq!(js.status(), StatusCode::OK);
     app.stop().await;
+}
+
+/// A load is under way: its in-flight marker (`.kura/inflight/`, whole, not the temp name)
+/// exists.
+pub(crate) fn has_marker(inflight: &std::path::Path) -> bool {
+    std::fs::read_dir(inflight).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
+    })
 }
