@@ -201,7 +201,7 @@ impl AppState {
                 let options = crate::sources::sync::SyncOptions::default();
                 let trigger = crate::sources::sync::Trigger::Startup;
                 if let Err(e) =
-                    crate::sources::sync::start(self, &name, options, trigger, true).await
+                    crate::sources::sync::start(self, name, options, trigger, true).await
                 {
                     tracing::warn!(source = %name, error = %e, "startup sync not started");
                 }

@@ -273,7 +273,12 @@ impl Warehouse {
             path: path.clone(),
             message: e.to_string(),
         })?;
+        let opening = std::time::Instant::now();
         let (database, db) = open_instance(&path, config)?;
+        tracing::debug!(
+            ms = opening.elapsed().as_secs_f64() * 1000.0,
+            "DuckDB instance open"
+        );
         // Read the function catalog before the lockdown: it builds the query gate's allowlist.
         let functions =
             crate::query::FunctionCatalog::load(&db).map_err(|e| WarehouseError::Open {
@@ -284,7 +289,15 @@ impl Warehouse {
         // accepts the arrow only when told to, and only before the configuration is locked.
         db.execute_batch("SET GLOBAL lambda_syntax = 'ENABLE_SINGLE_ARROW'")
             .map_err(|e| WarehouseError::Lockdown(format!("lambda_syntax: {e}")))?;
+        tracing::debug!(
+            ms = opening.elapsed().as_secs_f64() * 1000.0,
+            "function catalog read"
+        );
         set_time_zone(&db, &path, &config.project.timezone)?;
+        tracing::debug!(
+            ms = opening.elapsed().as_secs_f64() * 1000.0,
+            "time zone set"
+        );
         let settings = lock_down(&db, config, &staging)?;
         let writer_interrupt = db.interrupt_handle();
 

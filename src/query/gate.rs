@@ -69,25 +69,12 @@ pub const MAX_CONSTANT_SIZE: f64 = 1_000_000.0;
 impl FunctionCatalog {
     /// Reads DuckDB's function catalog (before the lockdown; user SQL never can).
     pub fn load(conn: &Connection) -> duckdb::Result<Self> {
-        let mut stmt = conn.prepare(
-            "SELECT DISTINCT lower(function_name) FROM duckdb_functions() \
-             WHERE function_type IN ('scalar', 'aggregate', 'macro')",
-        )?;
-        let names = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut stmt = conn.prepare(
-            "SELECT lower(view_name) FROM duckdb_views() \
-             WHERE internal AND schema_name IN ('main', 'pg_catalog') \
-             UNION SELECT lower(table_name) FROM duckdb_tables() \
-             WHERE internal AND schema_name IN ('main', 'pg_catalog')",
-        )?;
-        let internal_relations = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<Result<HashSet<_>, _>>()?;
+        // One scan of duckdb_functions() (each costs DuckDB ~40 ms at startup): names for
+        // the allowlist, stability and macro bodies for the volatile set.
         let mut stmt = conn.prepare(
             "SELECT DISTINCT lower(function_name), function_type = 'macro', \
-             coalesce(lower(macro_definition), ''), coalesce(stability, '') \
+             '', \
+             coalesce(stability, '') \
              FROM duckdb_functions() WHERE function_type IN ('scalar', 'aggregate', 'macro')",
         )?;
         let described = stmt
@@ -100,8 +87,17 @@ impl FunctionCatalog {
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT lower(view_name) FROM duckdb_views() \
+             WHERE internal AND schema_name IN ('main', 'pg_catalog') \
+             UNION SELECT lower(table_name) FROM duckdb_tables() \
+             WHERE internal AND schema_name IN ('main', 'pg_catalog')",
+        )?;
+        let internal_relations = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<HashSet<_>, _>>()?;
         Ok(Self {
-            scalar: allowed_names(names),
+            scalar: allowed_names(described.iter().map(|(name, ..)| name.clone())),
             internal_relations,
             volatile: volatile_names(&described),
         })
@@ -490,32 +486,34 @@ fn walk(
     }
 }
 
-/// The volatile functions among `described` (name, is a macro, macro body, stability):
-/// those DuckDB marks so, and macros whose body calls one (to a fixed point: a macro may
-/// call a macro).
+/// The volatile functions among `described` (name, is a macro, unused, stability): those
+/// DuckDB marks so, the clock keywords and the built-in macros that call one.
 fn volatile_names(described: &[(String, bool, String, String)]) -> HashSet<String> {
-    let mut volatile: HashSet<String> = described
+    described
         .iter()
         .filter(|(_, _, _, stability)| {
             matches!(stability.as_str(), "VOLATILE" | "CONSISTENT_WITHIN_QUERY")
         })
-        .map(|(name, ..)| name.clone())
-        .chain(CLOCK_KEYWORDS.iter().map(|s| (*s).to_owned()))
-        .collect();
-    loop {
-        let more: Vec<String> = described
-            .iter()
-            .filter(|(name, is_macro, body, _)| {
-                *is_macro && !volatile.contains(name) && volatile.iter().any(|v| calls(body, v))
-            })
-            .map(|(name, ..)| name.clone())
-            .collect();
-        if more.is_empty() {
-            return volatile;
-        }
-        volatile.extend(more);
-    }
+        .map(|(name, ..)| name.as_str())
+        // `error()` is volatile only so that DuckDB never folds it away; what it does is
+        // set by its argument.
+        .filter(|name| *name != "error")
+        .chain(CLOCK_KEYWORDS.iter().copied())
+        .chain(VOLATILE_MACROS.iter().copied())
+        .map(str::to_owned)
+        .collect()
 }
+
+/// DuckDB's built-in macros whose body calls a volatile or clock function (read from
+/// `duckdb_functions().macro_definition`, which costs DuckDB 40 ms to produce, too much for
+/// every start; `tests/it/query.rs` checks the list against the engine).
+pub const VOLATILE_MACROS: &[&str] = &[
+    "ago",
+    "current_catalog",
+    "pg_conf_load_time",
+    "pg_postmaster_start_time",
+    "pg_sleep",
+];
 
 /// The SQL clock keywords (`CURRENT_TIMESTAMP`, `LOCALTIME`…): bare names DuckDB binds to
 /// clock functions, some of which its catalog marks as consistent.
@@ -530,16 +528,6 @@ const CLOCK_KEYWORDS: &[&str] = &[
     "get_current_time",
     "get_current_timestamp",
 ];
-
-/// True if the (lowercase) SQL `body` names the function `name` as a whole word.
-fn calls(body: &str, name: &str) -> bool {
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    body.match_indices(name).any(|(i, _)| {
-        let before = body.as_bytes().get(i.wrapping_sub(1)).copied();
-        let after = body.as_bytes().get(i + name.len()).copied();
-        !before.is_some_and(word) && !after.is_some_and(word)
-    })
-}
 
 /// Functions whose result size is set by an argument: DuckDB builds these lists and
 /// strings outside its buffer manager, so `memory_limit` does not bound them

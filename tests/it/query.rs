@@ -531,3 +531,72 @@ async fn a_zero_sized_result_cache_caches_nothing() {
     }
     app.stop().await;
 }
+
+/// The gate's list of volatile built-in macros is the engine's: every macro whose body
+/// calls a volatile or clock function (to a fixed point) is on it.
+#[tokio::test]
+async fn the_volatile_macro_list_matches_the_engine() {
+    let app = TestApp::new().await;
+    let (macros, volatile): (Vec<(String, String)>, Vec<String>) = app
+        .state
+        .warehouse
+        .internal(|c| {
+            let mut m = c.prepare(
+                "SELECT DISTINCT lower(function_name), lower(macro_definition) \
+                 FROM duckdb_functions() WHERE function_type = 'macro'",
+            )?;
+            let macros = m
+                .query_map([], |r| Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default())))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut v = c.prepare(
+                "SELECT DISTINCT lower(function_name) FROM duckdb_functions() \
+                 WHERE stability IN ('VOLATILE', 'CONSISTENT_WITHIN_QUERY') AND function_name <> 'error'",
+            )?;
+            let volatile = v
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, duckdb::Error>((macros, volatile))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let calls = |body: &str, name: &str| {
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        body.match_indices(name).any(|(i, _)| {
+            let before = i.checked_sub(1).map(|j| body.as_bytes()[j]);
+            let after = body.as_bytes().get(i + name.len()).copied();
+            !before.is_some_and(word) && !after.is_some_and(word)
+        })
+    };
+    let mut known: std::collections::HashSet<String> = volatile.into_iter().collect();
+    known.extend(
+        [
+            "current_timestamp",
+            "current_time",
+            "current_date",
+            "localtimestamp",
+            "localtime",
+        ]
+        .map(String::from),
+    );
+    let mut found = std::collections::BTreeSet::new();
+    loop {
+        let more: Vec<String> = macros
+            .iter()
+            .filter(|(name, body)| !known.contains(name) && known.iter().any(|v| calls(body, v)))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        found.extend(more.iter().cloned());
+        known.extend(more);
+    }
+    for name in &found {
+        assert!(
+            kura::query::gate::VOLATILE_MACROS.contains(&name.as_str()),
+            "the built-in macro {name} calls a volatile function but is not in VOLATILE_MACROS"
+        );
+    }
+    app.stop().await;
+}
