@@ -16,6 +16,10 @@
 //!   before it.
 //!
 //! Bounded by `api.result_cache_mb`; when full, the oldest entries go first.
+//!
+//! Determinism is the gate's verdict on the statement's own text. Kura creates no views
+//! today; once models do, a statement reading a view whose SQL is volatile must be marked
+//! non-deterministic too (the view's body is not in the statement).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

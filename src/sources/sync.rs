@@ -76,6 +76,18 @@ pub struct FileOutcome {
     pub error: Option<String>,
 }
 
+impl FileOutcome {
+    /// A file this sync left as it was (`unchanged`, `touched`, `writing`).
+    fn untouched(rel: &str, outcome: &'static str) -> Self {
+        Self {
+            path: rel.to_owned(),
+            outcome,
+            rows: 0,
+            error: None,
+        }
+    }
+}
+
 /// The result of a whole sync.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct SyncReport {
@@ -414,22 +426,16 @@ async fn sync_files(
             && settled
             && previous.is_some_and(|p| p.size == file.size && p.mtime == file.mtime)
         {
-            report.files.push(FileOutcome {
-                path: file.rel.clone(),
-                outcome: "unchanged",
-                rows: 0,
-                error: None,
-            });
+            report
+                .files
+                .push(FileOutcome::untouched(&file.rel, "unchanged"));
             continue;
         }
         if state.is_being_written(&file.path) {
             // The watcher syncs it again once it is complete.
-            report.files.push(FileOutcome {
-                path: file.rel.clone(),
-                outcome: "writing",
-                rows: 0,
-                error: None,
-            });
+            report
+                .files
+                .push(FileOutcome::untouched(&file.rel, "writing"));
             continue;
         }
         let path = file.path.clone();
@@ -473,12 +479,9 @@ async fn sync_files(
             if let Some(e) = problem {
                 tracing::warn!(file = %file.rel, error = %e, "cannot update the ledger's mtime");
             }
-            report.files.push(FileOutcome {
-                path: file.rel.clone(),
-                outcome: "touched",
-                rows: 0,
-                error: None,
-            });
+            report
+                .files
+                .push(FileOutcome::untouched(&file.rel, "touched"));
             continue;
         }
         let inflight_dir = state.config.state_dir().join("inflight");
@@ -509,12 +512,9 @@ async fn sync_files(
         };
         // Checked again after the hash: the watcher may have heard of a write meanwhile.
         if state.is_being_written(&file.path) {
-            report.files.push(FileOutcome {
-                path: file.rel.clone(),
-                outcome: "writing",
-                rows: 0,
-                error: None,
-            });
+            report
+                .files
+                .push(FileOutcome::untouched(&file.rel, "writing"));
             continue;
         }
         let outcome = load_one(state, source, file, kind, &table, &hash, options).await;
