@@ -285,19 +285,15 @@ impl Warehouse {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
-        // Analysts write lambdas as `x -> x * 2` as well as `lambda x: x * 2`; DuckDB 2.0
-        // accepts the arrow only when told to, and only before the configuration is locked.
-        db.execute_batch("SET GLOBAL lambda_syntax = 'ENABLE_SINGLE_ARROW'")
-            .map_err(|e| WarehouseError::Lockdown(format!("lambda_syntax: {e}")))?;
         tracing::debug!(
             ms = opening.elapsed().as_secs_f64() * 1000.0,
             "function catalog read"
         );
+        // Analysts write lambdas as `x -> x * 2` as well as `lambda x: x * 2`; DuckDB 2.0
+        // accepts the arrow only when told to, and only before the configuration is locked.
+        db.execute_batch("SET GLOBAL lambda_syntax = 'ENABLE_SINGLE_ARROW'")
+            .map_err(|e| WarehouseError::Lockdown(format!("lambda_syntax: {e}")))?;
         set_time_zone(&db, &path, &config.project.timezone)?;
-        tracing::debug!(
-            ms = opening.elapsed().as_secs_f64() * 1000.0,
-            "time zone set"
-        );
         let settings = lock_down(&db, config, &staging)?;
         let writer_interrupt = db.interrupt_handle();
 

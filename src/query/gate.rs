@@ -70,22 +70,13 @@ impl FunctionCatalog {
     /// Reads DuckDB's function catalog (before the lockdown; user SQL never can).
     pub fn load(conn: &Connection) -> duckdb::Result<Self> {
         // One scan of duckdb_functions() (each costs DuckDB ~40 ms at startup): names for
-        // the allowlist, stability and macro bodies for the volatile set.
+        // the allowlist, stability for the volatile set.
         let mut stmt = conn.prepare(
-            "SELECT DISTINCT lower(function_name), function_type = 'macro', \
-             '', \
-             coalesce(stability, '') \
+            "SELECT DISTINCT lower(function_name), coalesce(stability, '') \
              FROM duckdb_functions() WHERE function_type IN ('scalar', 'aggregate', 'macro')",
         )?;
         let described = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, bool>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })?
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
             .collect::<Result<Vec<_>, _>>()?;
         let mut stmt = conn.prepare(
             "SELECT lower(view_name) FROM duckdb_views() \
@@ -486,15 +477,15 @@ fn walk(
     }
 }
 
-/// The volatile functions among `described` (name, is a macro, unused, stability): those
-/// DuckDB marks so, the clock keywords and the built-in macros that call one.
-fn volatile_names(described: &[(String, bool, String, String)]) -> HashSet<String> {
+/// The volatile functions among `described` (name, stability): those DuckDB marks so, the
+/// clock keywords and the built-in macros that call one.
+fn volatile_names(described: &[(String, String)]) -> HashSet<String> {
     described
         .iter()
-        .filter(|(_, _, _, stability)| {
+        .filter(|(_, stability)| {
             matches!(stability.as_str(), "VOLATILE" | "CONSISTENT_WITHIN_QUERY")
         })
-        .map(|(name, ..)| name.as_str())
+        .map(|(name, _)| name.as_str())
         // `error()` is volatile only so that DuckDB never folds it away; what it does is
         // set by its argument.
         .filter(|name| *name != "error")
