@@ -85,12 +85,16 @@ impl AppState {
         config.check_exposure().map_err(anyhow::Error::msg)?;
         let state_dir = config.state_dir();
         let lock = blocking::run(move || ServeLock::acquire(&state_dir)).await?;
+        // The three are independent; opened side by side (DuckDB's start is the longest).
         let discover_config = config.clone();
-        let registry = blocking::run(move || discover(&discover_config)).await;
         let meta_path = config.state_dir().join("kura.db");
-        let meta = blocking::run(move || MetaDb::open(&meta_path)).await?;
         let wh_config = config.clone();
-        let warehouse = blocking::run(move || Warehouse::open(&wh_config)).await?;
+        let (registry, meta, warehouse) = tokio::join!(
+            blocking::run(move || discover(&discover_config)),
+            blocking::run(move || MetaDb::open(&meta_path)),
+            blocking::run(move || Warehouse::open(&wh_config)),
+        );
+        let (meta, warehouse) = (meta?, warehouse?);
         let gate = Arc::new(Gate::new(
             warehouse.functions().clone(),
             config.api.max_sql_bytes,

@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
-pub use gate::{FunctionCatalog, Gate};
+pub use gate::{CatalogCell, FunctionCatalog, Gate};
 
 /// Why a query was refused or failed; each variant has its own stable `error` code.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -252,7 +252,9 @@ struct Inner {
     writer_interrupt: Arc<InterruptHandle>,
     generation: Arc<std::sync::atomic::AtomicU64>,
     settings: Settings,
-    functions: Arc<crate::query::FunctionCatalog>,
+    functions: Arc<crate::query::CatalogCell>,
+    /// The thread reading the function catalog; joined at shutdown before the instance goes.
+    catalog_reader: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Interactive jobs queued or running, for the memory watchdog.
     running: Mutex<HashMap<u64, Arc<JobControl>>>,
     next_job: std::sync::atomic::AtomicU64,
@@ -278,16 +280,6 @@ impl Warehouse {
         tracing::debug!(
             ms = opening.elapsed().as_secs_f64() * 1000.0,
             "DuckDB instance open"
-        );
-        // Read the function catalog before the lockdown: it builds the query gate's allowlist.
-        let functions =
-            crate::query::FunctionCatalog::load(&db).map_err(|e| WarehouseError::Open {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        tracing::debug!(
-            ms = opening.elapsed().as_secs_f64() * 1000.0,
-            "function catalog read"
         );
         // Analysts write lambdas as `x -> x * 2` as well as `lambda x: x * 2`; DuckDB 2.0
         // accepts the arrow only when told to, and only before the configuration is locked.
@@ -322,6 +314,32 @@ impl Warehouse {
                 cache_owner: std::cell::RefCell::new(String::new()),
             });
         }
+        // The query gate's allowlist, read beside the rest of the start (see CatalogCell) on
+        // an unguarded connection of its own, so that the internal lane is free at once.
+        let functions = Arc::new(crate::query::CatalogCell::default());
+        let catalog_reader = {
+            let conn = db.try_clone().map_err(|e| WarehouseError::Open {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let cell = functions.clone();
+            std::thread::Builder::new()
+                .name("warehouse-catalog".into())
+                .spawn(move || {
+                    let reading = std::time::Instant::now();
+                    cell.fill(
+                        crate::query::FunctionCatalog::load(&conn).map_err(|e| e.to_string()),
+                    );
+                    tracing::debug!(
+                        ms = reading.elapsed().as_secs_f64() * 1000.0,
+                        "function catalog read"
+                    );
+                })
+                .map_err(|e| WarehouseError::Open {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
+        };
         let internal_conn = db.try_clone().map_err(|e| WarehouseError::Open {
             path: path.clone(),
             message: e.to_string(),
@@ -366,7 +384,8 @@ impl Warehouse {
                 writer_interrupt,
                 generation,
                 settings,
-                functions: Arc::new(functions),
+                functions,
+                catalog_reader: Mutex::new(Some(catalog_reader)),
                 running: Mutex::default(),
                 next_job: std::sync::atomic::AtomicU64::new(0),
                 watchdog_stop: Mutex::new(Some(watchdog_stop)),
@@ -480,7 +499,7 @@ impl Warehouse {
         &self.inner.settings
     }
 
-    pub fn functions(&self) -> &Arc<crate::query::FunctionCatalog> {
+    pub fn functions(&self) -> &Arc<crate::query::CatalogCell> {
         &self.inner.functions
     }
 
@@ -503,6 +522,9 @@ impl Warehouse {
     /// Stops taking work, interrupts running queries, drains the writer and checkpoints.
     pub fn shutdown(&self) {
         lock(&self.inner.watchdog_stop).take();
+        if let Some(reader) = lock(&self.inner.catalog_reader).take() {
+            let _ = reader.join();
+        }
         self.interrupt_running();
         self.inner.interactive.close_and_join();
         self.inner.internal.close_and_join();
@@ -552,13 +574,21 @@ fn memory_watchdog(
     ticks: &std::sync::mpsc::Receiver<()>,
 ) {
     let mut idle_rss = 0u64;
+    let mut quiet = Quiet::default();
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = ticks.recv_timeout(WATCHDOG_PERIOD)
     {
         let Some(inner) = inner.upgrade() else { return };
+        let running: Vec<Arc<JobControl>> = lock(&inner.running).values().cloned().collect();
+        let activity = (
+            inner.next_job.load(std::sync::atomic::Ordering::Relaxed),
+            inner.generation.load(std::sync::atomic::Ordering::Acquire),
+        );
+        if quiet.tick(activity, running.is_empty()) {
+            release_code_pages();
+        }
         let Some(rss) = resident_bytes() else {
             continue;
         };
-        let running: Vec<Arc<JobControl>> = lock(&inner.running).values().cloned().collect();
         if running.is_empty() {
             idle_rss = rss;
             continue;
@@ -578,6 +608,64 @@ fn memory_watchdog(
                 "memory ceiling passed: running queries stopped"
             );
         }
+    }
+}
+
+/// When the executable's code pages are given back (see [`release_code_pages`]): once the
+/// warehouse has been quiet this long after start-up, then after each longer quiet spell
+/// that follows work.
+const FIRST_RELEASE_AFTER: Duration = Duration::from_secs(1);
+const RELEASE_AFTER: Duration = Duration::from_secs(30);
+
+/// Counts quiet watchdog ticks (no job running, none started, the writer's generation
+/// unmoved) and says when the code pages are due to be released: after work (start-up
+/// counts as work) followed by a quiet spell.
+#[derive(Default)]
+struct Quiet {
+    last: Option<(u64, u64)>,
+    quiet_ticks: u32,
+    releases: u32,
+    worked: bool,
+}
+
+impl Quiet {
+    /// Records one tick; true when the pages should be released now.
+    fn tick(&mut self, activity: (u64, u64), idle: bool) -> bool {
+        if !idle || self.last != Some(activity) {
+            self.last = Some(activity);
+            self.quiet_ticks = 0;
+            self.worked = true;
+            return false;
+        }
+        self.quiet_ticks += 1;
+        let wait = if self.releases == 0 {
+            FIRST_RELEASE_AFTER
+        } else {
+            RELEASE_AFTER
+        };
+        if self.worked && WATCHDOG_PERIOD * self.quiet_ticks >= wait {
+            self.worked = false;
+            self.releases += 1;
+            return true;
+        }
+        false
+    }
+}
+
+/// Opening DuckDB runs the registration code of a few thousand built-in functions, spread
+/// over the whole executable, and the kernel maps a page-cache window around each page it
+/// touches: ~35 MB of code that never runs again stays resident. Unmapping the read-only
+/// segments (`exe-pages`) costs nothing: the pages stay in the page cache, and the code a
+/// query needs is mapped back by minor faults as it runs.
+fn release_code_pages() {
+    let before = resident_bytes().unwrap_or(0);
+    match exe_pages::release() {
+        Ok(_) => tracing::debug!(
+            rss_before_mb = before / 1_000_000,
+            rss_after_mb = resident_bytes().unwrap_or(0) / 1_000_000,
+            "code pages of the executable released"
+        ),
+        Err(e) => tracing::debug!(error = %e, "cannot release the executable's code pages"),
     }
 }
 
@@ -802,4 +890,39 @@ pub fn sql_string(s: &str) -> String {
 /// Quotes an identifier (schema, table, column) for DuckDB.
 pub fn sql_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticks_until_release(quiet: &mut Quiet, activity: (u64, u64)) -> Option<u32> {
+        (1..=1000).find(|_| quiet.tick(activity, true))
+    }
+
+    #[test]
+    fn code_pages_are_released_after_start_then_after_long_quiet_spells_that_follow_work() {
+        let mut quiet = Quiet::default();
+        let per_second = (Duration::from_secs(1).as_millis() / WATCHDOG_PERIOD.as_millis()) as u32;
+        // Start-up is work: the first release follows one quiet second.
+        assert_eq!(ticks_until_release(&mut quiet, (0, 2)), Some(per_second));
+        // Quiet on: nothing more to release.
+        assert_eq!(ticks_until_release(&mut quiet, (0, 2)), None);
+        // A query ran (job counter moved), then 30 quiet seconds.
+        assert!(!quiet.tick((1, 2), true));
+        assert_eq!(
+            ticks_until_release(&mut quiet, (1, 2)),
+            Some(30 * per_second)
+        );
+        // A running job holds the release off however long it runs.
+        for _ in 0..1000 {
+            assert!(!quiet.tick((2, 2), false));
+        }
+        // A load (the writer's generation moved) counts as work too.
+        assert!(!quiet.tick((2, 4), true));
+        assert_eq!(
+            ticks_until_release(&mut quiet, (2, 4)),
+            Some(30 * per_second)
+        );
+    }
 }

@@ -26,7 +26,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use duckdb::Connection;
 use serde_json::Value;
@@ -51,6 +51,39 @@ pub struct FunctionCatalog {
     volatile: HashSet<String>,
 }
 
+/// The function catalog, read once after the instance opens on the warehouse's internal
+/// lane: the scan of `duckdb_functions()` costs ~100 ms on a cold instance, so it runs
+/// beside the rest of the start instead of before the first answer. A check that comes
+/// earlier waits for it (on a warehouse worker, never on the async runtime).
+#[derive(Default)]
+pub struct CatalogCell(OnceLock<Result<FunctionCatalog, String>>);
+
+impl CatalogCell {
+    /// A cell that is already filled (tests, benches).
+    pub fn ready(catalog: FunctionCatalog) -> Self {
+        let cell = Self::default();
+        cell.fill(Ok(catalog));
+        cell
+    }
+
+    /// Stores the outcome of the read; only the first one counts.
+    pub fn fill(&self, outcome: Result<FunctionCatalog, String>) {
+        if let Err(message) = &outcome {
+            tracing::error!(error = %message, "cannot read DuckDB's function catalog; queries will be refused");
+        }
+        let _ = self.0.set(outcome);
+    }
+
+    /// The catalog, waiting for the read if it is still running.
+    pub fn wait(&self) -> Result<&FunctionCatalog, QueryError> {
+        self.0.wait().as_ref().map_err(|message| {
+            QueryError::Failed(format!(
+                "DuckDB's function catalog could not be read: {message}"
+            ))
+        })
+    }
+}
+
 /// The `information_schema` views a query may read: they list tables and columns, never
 /// settings, paths or other users' SQL.
 const INFORMATION_SCHEMA_VIEWS: &[&str] = &[
@@ -67,7 +100,7 @@ const INFORMATION_SCHEMA_VIEWS: &[&str] = &[
 pub const MAX_CONSTANT_SIZE: f64 = 1_000_000.0;
 
 impl FunctionCatalog {
-    /// Reads DuckDB's function catalog (before the lockdown; user SQL never can).
+    /// Reads DuckDB's function catalog (on an unguarded connection; user SQL never can).
     pub fn load(conn: &Connection) -> duckdb::Result<Self> {
         // One scan of duckdb_functions() (each costs DuckDB ~40 ms at startup): names for
         // the allowlist, stability for the volatile set.
@@ -193,7 +226,7 @@ impl FunctionCatalog {
 
 /// The gate: the function catalog plus a verdict cache.
 pub struct Gate {
-    catalog: Arc<FunctionCatalog>,
+    catalog: Arc<CatalogCell>,
     max_bytes: usize,
     cache: Mutex<HashMap<String, Verdict>>,
 }
@@ -211,7 +244,7 @@ pub struct Checked {
 }
 
 impl Gate {
-    pub fn new(catalog: Arc<FunctionCatalog>, max_bytes: usize) -> Self {
+    pub fn new(catalog: Arc<CatalogCell>, max_bytes: usize) -> Self {
         Self {
             catalog,
             max_bytes,
@@ -259,13 +292,14 @@ impl Gate {
 
     fn check_uncached(&self, conn: &Connection, sql: &str) -> Verdict {
         let (offset, body) = strip_explain(sql)?;
-        let deterministic = check_with_duckdb(conn, body, offset, &self.catalog)?;
+        let catalog = self.catalog.wait()?;
+        let deterministic = check_with_duckdb(conn, body, offset, catalog)?;
         let run: Arc<str> = if offset == 0 {
             sql.into()
         } else {
             format!("EXPLAIN {body}").into()
         };
-        check_with_sqlparser(&run, &self.catalog)?;
+        check_with_sqlparser(&run, catalog)?;
         Ok(Checked {
             sql: run,
             deterministic,
