@@ -95,6 +95,11 @@ impl AppState {
             blocking::run(move || Warehouse::open(&wh_config)),
         );
         let (meta, warehouse) = (meta?, warehouse?);
+        // The load ledger's schema, once, before any sync can run.
+        warehouse
+            .background(crate::sources::ledger::migrate)
+            .await?
+            .context("cannot bring the load ledger up to date")?;
         let gate = Arc::new(Gate::new(
             warehouse.functions().clone(),
             config.api.max_sql_bytes,

@@ -6,44 +6,13 @@
 
 pub mod handlers;
 pub mod page;
+pub mod repo;
+
+pub use repo::{TableCounts, count_tables};
 
 use std::path::Path;
 
 use serde::Serialize;
-
-/// Tables in the warehouse by layer, from the schema naming convention:
-/// `raw_*` (loaded files), `staging*` and `marts*` (models), anything else "other".
-#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct TableCounts {
-    pub tables: u64,
-    pub raw_tables: u64,
-    pub staging_tables: u64,
-    pub marts_tables: u64,
-    /// `raw_<source>` schemas: one per source that has loaded data.
-    pub raw_schemas: u64,
-}
-
-/// Counts user tables per layer (internal `_kura` bookkeeping excluded).
-pub fn count_tables(conn: &duckdb::Connection) -> duckdb::Result<TableCounts> {
-    conn.query_row(
-        "SELECT count(*),
-                count(*) FILTER (WHERE schema_name LIKE 'raw\\_%' ESCAPE '\\'),
-                count(*) FILTER (WHERE schema_name LIKE 'staging%'),
-                count(*) FILTER (WHERE schema_name LIKE 'marts%'),
-                count(DISTINCT schema_name) FILTER (WHERE schema_name LIKE 'raw\\_%' ESCAPE '\\')
-         FROM duckdb_tables() WHERE NOT internal AND schema_name <> '_kura'",
-        [],
-        |r| {
-            Ok(TableCounts {
-                tables: r.get(0)?,
-                raw_tables: r.get(1)?,
-                staging_tables: r.get(2)?,
-                marts_tables: r.get(3)?,
-                raw_schemas: r.get(4)?,
-            })
-        },
-    )
-}
 
 /// Bytes of the files under `dir` (0 when it does not exist).
 pub fn folder_bytes(dir: &Path) -> u64 {

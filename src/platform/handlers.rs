@@ -6,73 +6,21 @@ use serde_json::{Value, json};
 
 use serde::Serialize;
 
-use super::{Memory, TableCounts, count_tables, disk, disk_status, memory, warehouse_bytes};
+use super::repo::WarehouseFacts;
+use super::{Memory, disk, disk_status, memory, warehouse_bytes};
 use crate::app::AppState;
 use crate::blocking;
 use crate::config::masked_json;
 use crate::error::{AppError, Result};
+use crate::sources::ledger::Failure as SyncFailure;
 use crate::web::extract::Json;
-
-/// What the warehouse reports about itself: table counts, failed ledger files, and the
-/// share of the data each schema holds.
-struct WarehouseFacts {
-    counts: TableCounts,
-    failed_files: Vec<SyncFailure>,
-    /// schema → estimated rows × columns, for splitting the file's size by schema.
-    schema_cells: Vec<(String, f64)>,
-}
-
-/// A file that failed to load, as `/api/health/platform` lists it.
-#[derive(Debug, Clone, Serialize)]
-pub struct SyncFailure {
-    pub source: String,
-    pub file: String,
-    pub error: Option<String>,
-}
 
 async fn warehouse_facts(state: &AppState) -> Result<WarehouseFacts> {
     state
         .warehouse
-        .internal(|conn| {
-            let counts = count_tables(conn)?;
-            // The load ledger exists once something was loaded.
-            let failed_files = if crate::sources::repo::ledger_exists(conn)? {
-                let mut stmt = conn.prepare(
-                    "SELECT source, path, error FROM _kura.files WHERE status = 'failed' \
-                     ORDER BY source, path LIMIT 100",
-                )?;
-                stmt.query_map([], |r| {
-                    Ok(SyncFailure {
-                        source: r.get(0)?,
-                        file: r.get(1)?,
-                        error: r.get(2)?,
-                    })
-                })?
-                .collect::<duckdb::Result<Vec<_>>>()?
-            } else {
-                Vec::new()
-            };
-            let mut stmt = conn.prepare(
-                "SELECT schema_name, sum(estimated_size * column_count)::DOUBLE \
-                 FROM duckdb_tables() WHERE NOT internal GROUP BY schema_name ORDER BY 1",
-            )?;
-            let schema_cells = stmt
-                .query_map([], |r| {
-                    Ok((r.get(0)?, r.get::<_, Option<f64>>(1)?.unwrap_or(0.0)))
-                })?
-                .collect::<duckdb::Result<Vec<_>>>()?;
-            Ok::<_, duckdb::Error>(WarehouseFacts {
-                counts,
-                failed_files,
-                schema_cells,
-            })
-        })
+        .internal(super::repo::warehouse_facts)
         .await?
         .map_err(|e| AppError::Internal(e.into()))
-}
-
-fn now() -> String {
-    crate::time::now_text()
 }
 
 /// "3h 12m" as the reference writes an uptime.
@@ -121,7 +69,7 @@ pub async fn show_status(State(state): State<AppState>) -> Result<Json<Value>> {
         "uptime": uptime_text(uptime),
         "version": crate::VERSION,
         "project": state.config.project.name,
-        "timestamp": now(),
+        "timestamp": crate::time::now_text(),
         "started_at": crate::time::text(state.started_at),
         "uptime_seconds": uptime,
         "warehouse": {
@@ -354,7 +302,7 @@ pub async fn platform_health(state: &AppState) -> PlatformHealth {
     };
     PlatformHealth {
         status,
-        timestamp: now(),
+        timestamp: crate::time::now_text(),
         database: DatabaseHealth {
             size_gb: round2(size as f64 / f64::from(1u32 << 30)),
             size_mb,

@@ -1,6 +1,6 @@
 //! Loading one staged file into its table: one DuckDB transaction on the single writer.
 //!
-//! The file's rows and its ledger entry (`_kura.files`) commit together or not at all. A
+//! The file's rows and its ledger entry (`ledger`, `_kura.files`) commit together or not at all. A
 //! file whose columns conflict with the table (a column missing, or a type that does not
 //! widen) is refused and the table keeps its rows; a new column widens the table. A file
 //! with no rows never wipes rows that were there unless `allow_empty` is set. Runs only on
@@ -28,29 +28,20 @@ use crate::db::warehouse::JobControl;
 use chrono::{DateTime, Utc};
 use duckdb::{Connection, params};
 
+mod reader;
+mod widen;
+
+use reader::{Leniency, reader, reader_with};
+use widen::reconcile_columns;
+
 use super::formats::Format;
+use super::ledger;
 pub use crate::config::Mode;
 use crate::db::warehouse::{rollback, sql_ident, sql_string};
 
 /// Columns Kura adds to every loaded row.
 pub const FILE_COLUMN: &str = "_kura_file";
 pub const LOADED_AT_COLUMN: &str = "_kura_loaded_at";
-
-const LEDGER_DDL: &str = "
-CREATE SCHEMA IF NOT EXISTS _kura;
-CREATE TABLE IF NOT EXISTS _kura.files (
-    source      VARCHAR NOT NULL,
-    path        VARCHAR NOT NULL,
-    table_name  VARCHAR NOT NULL,
-    size        BIGINT,
-    mtime       TIMESTAMPTZ,
-    hash        VARCHAR,
-    rows        BIGINT,
-    status      VARCHAR NOT NULL,  -- loaded | empty | failed | deleted
-    error       VARCHAR,
-    loaded_at   TIMESTAMPTZ,
-    updated_at  TIMESTAMPTZ NOT NULL
-);";
 
 /// One file to load.
 pub struct FileLoad<'a> {
@@ -71,6 +62,20 @@ pub struct FileLoad<'a> {
     /// Lets the load be cancelled while its long statements run (the sync's control and
     /// the writer's interrupt handle).
     pub cancel: Option<(&'a JobControl, &'a Arc<InterruptHandle>)>,
+}
+
+impl FileLoad<'_> {
+    /// The file as its ledger row records it.
+    pub fn record(&self) -> ledger::Record<'_> {
+        ledger::Record {
+            source: self.source,
+            path: self.path,
+            table: format!("{}.{}", self.schema, self.table),
+            size: self.size,
+            mtime: self.mtime,
+            hash: self.hash,
+        }
+    }
 }
 
 /// Runs `statement` as interruptible when the load can be cancelled.
@@ -125,87 +130,6 @@ pub enum LoadError {
 
 fn engine(e: duckdb::Error) -> LoadError {
     LoadError::Engine(e.to_string())
-}
-
-/// Creates the ledger if needed (idempotent).
-pub fn ensure_ledger(conn: &Connection) -> duckdb::Result<()> {
-    conn.execute_batch(LEDGER_DDL)
-}
-
-/// How forgiving the reader is: the first attempt is DuckDB's fast default; the retries
-/// cost speed and are used only when the file needs them.
-#[derive(Debug, Clone, Copy, Default)]
-struct Leniency {
-    /// Sniff types from the whole file (mixed columns become VARCHAR).
-    full_sniff: bool,
-    /// Pad short rows with NULL (single-threaded: DuckDB's parallel scanner cannot pad
-    /// rows and handle quoted newlines at once).
-    ragged: bool,
-    /// Store `_kura_file` and `_kura_loaded_at` per row even in a table of its own.
-    stored_columns: bool,
-}
-
-impl Leniency {
-    /// What to turn on after `error`, if anything helps.
-    fn after(self, error: &LoadError, format: Format) -> Option<Self> {
-        match error {
-            LoadError::Declare(_) if !self.stored_columns => Some(Self {
-                stored_columns: true,
-                ..self
-            }),
-            LoadError::Parse(_) if format == Format::Parquet => None,
-            // DuckDB sniffs types from a sample; a later value of another type fails.
-            LoadError::Parse(msg) if is_conversion_error(msg) && !self.full_sniff => Some(Self {
-                full_sniff: true,
-                ..self
-            }),
-            LoadError::Parse(msg)
-                if is_ragged_error(msg) && !self.ragged && format == Format::Csv =>
-            {
-                Some(Self {
-                    ragged: true,
-                    ..self
-                })
-            }
-            _ => None,
-        }
-    }
-}
-
-/// The table function call that reads `staged`.
-fn reader(format: Format, staged: &Path, lenient: Leniency) -> String {
-    reader_with(format, staged, lenient, None)
-}
-
-/// [`reader`], told the file's columns when they are known already. The JSON reader then
-/// reads without sniffing the file a second time (the CSV reader would still sniff its
-/// dialect, and loses its speed when given columns: it is never told).
-fn reader_with(
-    format: Format,
-    staged: &Path,
-    lenient: Leniency,
-    columns: Option<&[(String, String)]>,
-) -> String {
-    let path = sql_string(&staged.display().to_string());
-    let sample = if lenient.full_sniff { -1 } else { 20_480 };
-    match format {
-        Format::Json if let Some(columns) = columns => {
-            let spec: Vec<String> = columns
-                .iter()
-                .map(|(name, ty)| format!("{}: {}", sql_string(name), sql_string(ty)))
-                .collect();
-            format!(
-                "read_json({path}, format = 'auto', sample_size = {sample}, columns = {{{}}})",
-                spec.join(", ")
-            )
-        }
-        Format::Csv if lenient.ragged => format!(
-            "read_csv({path}, auto_detect = true, null_padding = true, parallel = false, sample_size = {sample})"
-        ),
-        Format::Csv => format!("read_csv({path}, auto_detect = true, sample_size = {sample})"),
-        Format::Json => format!("read_json({path}, format = 'auto', sample_size = {sample})"),
-        Format::Parquet => format!("read_parquet({path})"),
-    }
 }
 
 /// Columns (name, type) of a relation.
@@ -297,28 +221,12 @@ pub fn load(conn: &Connection, f: &FileLoad<'_>) -> Result<Loaded, LoadError> {
     }
 }
 
-/// A value that does not fit the type sniffed from a sample (CSV and JSON word it
-/// differently).
-fn is_conversion_error(msg: &str) -> bool {
-    msg.contains("Conversion Error")
-        || msg.contains("Could not convert")
-        || msg.contains("sniff")
-        || msg.contains("JSON transform error")
-}
-
-fn is_ragged_error(msg: &str) -> bool {
-    msg.contains("Expected Number of Columns")
-        || msg.contains("null_padding")
-        || msg.contains("too few columns")
-}
-
 fn load_in_transaction(
     conn: &Connection,
     f: &FileLoad<'_>,
     existing: Option<&ExistingTable>,
     lenient: Leniency,
 ) -> Result<Loaded, LoadError> {
-    ensure_ledger(conn).map_err(engine)?;
     conn.execute_batch(&format!(
         "CREATE SCHEMA IF NOT EXISTS {}",
         sql_ident(f.schema)
@@ -337,7 +245,7 @@ fn load_in_transaction(
             existing: loaded.replaced,
         });
     }
-    write_ledger(conn, f, &loaded).map_err(engine)?;
+    ledger::record_load(conn, &f.record(), loaded.rows).map_err(engine)?;
     Ok(loaded)
 }
 
@@ -590,146 +498,49 @@ fn insert(
     .map(|n| n as u64)
 }
 
-/// Which file columns are new; errors if a table column is retyped, or missing from the
-/// file when `missing_is_null` is false (a table of the file's own).
-fn reconcile_columns(
-    file: &[(String, String)],
-    table: &[(String, String)],
-    missing_is_null: bool,
-) -> Result<Vec<String>, LoadError> {
-    let mut problems = Vec::new();
-    for (name, table_ty) in table {
-        match file.iter().find(|(n, _)| n == name) {
-            None if missing_is_null => {}
-            None => problems.push(format!(
-                "column {name} ({table_ty}) is missing from the file"
-            )),
-            Some((_, file_ty)) if !widens(file_ty, table_ty) => problems.push(format!(
-                "column {name} is {table_ty} in the table but {file_ty} in the file"
-            )),
-            Some(_) => {}
-        }
-    }
-    if !problems.is_empty() {
-        return Err(LoadError::SchemaConflict(format!(
-            "the file's columns conflict with the table: {}",
-            problems.join("; ")
-        )));
-    }
-    Ok(file
-        .iter()
-        .filter(|(n, _)| !table.iter().any(|(t, _)| t == n))
-        .map(|(n, _)| n.clone())
-        .collect())
-}
-
-/// Whether values of `file_ty` go into a `table_ty` column without loss. VARCHAR values
-/// are attempted (the cast fails loudly if one does not fit).
-fn widens(file_ty: &str, table_ty: &str) -> bool {
-    const INTS: &[&str] = &["TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"];
-    const UINTS: &[&str] = &["UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"];
-    let rank = |list: &[&str], t: &str| list.iter().position(|x| *x == t);
-    if file_ty == table_ty || table_ty == "VARCHAR" || file_ty == "VARCHAR" || file_ty == "\"NULL\""
-    {
-        return true;
-    }
-    if let (Some(file_element), Some(table_element)) =
-        (file_ty.strip_suffix("[]"), table_ty.strip_suffix("[]"))
-    {
-        return widens(file_element, table_element);
-    }
-    if let (Some((p1, s1)), Some((p2, s2))) = (decimal(file_ty), decimal(table_ty)) {
-        // As many digits after the point, and before it.
-        return s1 <= s2 && p1 - s1 <= p2 - s2;
-    }
-    match (rank(INTS, file_ty), rank(INTS, table_ty)) {
-        (Some(a), Some(b)) => return a <= b,
-        (Some(_), None) if table_ty == "DOUBLE" || table_ty.starts_with("DECIMAL") => return true,
-        _ => {}
-    }
-    if let (Some(a), Some(b)) = (rank(UINTS, file_ty), rank(UINTS, table_ty)) {
-        return a <= b;
-    }
-    if rank(UINTS, file_ty).is_some()
-        && (rank(INTS, table_ty).is_some_and(|b| b >= 3) || table_ty == "DOUBLE")
-    {
-        return true;
-    }
-    matches!(
-        (file_ty, table_ty),
-        ("FLOAT", "DOUBLE") | ("DATE", "TIMESTAMP") | ("DATE", "TIMESTAMP WITH TIME ZONE")
-    )
-}
-
-/// The precision and scale of a `DECIMAL(p,s)` type.
-fn decimal(ty: &str) -> Option<(u32, u32)> {
-    let (p, s) = ty
-        .strip_prefix("DECIMAL(")?
-        .strip_suffix(')')?
-        .split_once(',')?;
-    Some((p.trim().parse().ok()?, s.trim().parse().ok()?))
-}
-
-/// Replaces the ledger row of `f` with a successful load.
-fn write_ledger(conn: &Connection, f: &FileLoad<'_>, loaded: &Loaded) -> duckdb::Result<()> {
-    let status = if loaded.rows == 0 { "empty" } else { "loaded" };
-    write_ledger_row(conn, f, status, Some(loaded.rows), None)
-}
-
-fn write_ledger_row(
-    conn: &Connection,
-    f: &FileLoad<'_>,
-    status: &str,
-    rows: Option<u64>,
-    error: Option<&str>,
-) -> duckdb::Result<()> {
-    conn.execute(
-        "DELETE FROM _kura.files WHERE source = ? AND path = ?",
-        params![f.source, f.path],
-    )?;
-    let loaded_at = if status == "failed" { "NULL" } else { "now()" };
-    conn.execute(
-        &format!(
-            "INSERT INTO _kura.files VALUES (?, ?, ?, ?, ?::TIMESTAMPTZ, ?, ?, ?, ?, {loaded_at}, now())"
-        ),
-        params![
-            f.source,
-            f.path,
-            format!("{}.{}", f.schema, f.table),
-            f.size as i64,
-            f.mtime.to_rfc3339(),
-            f.hash,
-            rows.map(|r| r as i64),
-            status,
-            error
-        ],
-    )?;
-    Ok(())
-}
-
-/// Records a failed file: the ledger says why, the rows loaded from it before stay.
-pub fn record_failure(conn: &Connection, f: &FileLoad<'_>, error: &str) -> duckdb::Result<()> {
-    ensure_ledger(conn)?;
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let previous_rows: Option<i64> = conn
-        .query_row(
-            "SELECT rows FROM _kura.files WHERE source = ? AND path = ?",
-            params![f.source, f.path],
+/// Removes a deleted file's rows (or keeps them) and updates its ledger row, in one
+/// transaction. Returns the rows removed or kept.
+pub fn remove_file(
+    c: &Connection,
+    source: &str,
+    path: &str,
+    table: &str,
+    keep: bool,
+) -> duckdb::Result<u64> {
+    c.execute_batch("BEGIN TRANSACTION")?;
+    let result = (|| {
+        let (schema, name) = table.split_once('.').unwrap_or(("main", table));
+        let exists: bool = c.query_row(
+            "SELECT count(*) > 0 FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+            params![schema, name],
             |r| r.get(0),
-        )
-        .ok()
-        .flatten();
-    let result = write_ledger_row(
-        conn,
-        f,
-        "failed",
-        previous_rows.map(i64::unsigned_abs),
-        Some(error),
-    );
+        )?;
+        let qualified = format!("{}.{}", sql_ident(schema), sql_ident(name));
+        let rows = if !exists {
+            0
+        } else if keep {
+            c.query_row(
+                &format!("SELECT count(*) FROM {qualified} WHERE {FILE_COLUMN} = ?"),
+                [path],
+                |r| r.get::<_, i64>(0),
+            )?
+            .unsigned_abs()
+        } else {
+            c.execute(
+                &format!("DELETE FROM {qualified} WHERE {FILE_COLUMN} = ?"),
+                [path],
+            )? as u64
+        };
+        ledger::record_removal(c, source, path, keep)?;
+        Ok(rows)
+    })();
     match result {
-        Ok(()) => conn.execute_batch("COMMIT"),
+        Ok(rows) => {
+            c.execute_batch("COMMIT")?;
+            Ok(rows)
+        }
         Err(e) => {
-            rollback(conn);
+            rollback(c);
             Err(e)
         }
     }
@@ -738,59 +549,6 @@ pub fn record_failure(conn: &Connection, f: &FileLoad<'_>, error: &str) -> duckd
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn widening_rules() {
-        assert!(widens("INTEGER", "BIGINT"));
-        assert!(!widens("BIGINT", "INTEGER"));
-        assert!(widens("INTEGER", "DOUBLE"));
-        assert!(widens("VARCHAR", "DATE"));
-        assert!(widens("DATE", "TIMESTAMP"));
-        assert!(!widens("DOUBLE", "BIGINT"));
-        assert!(widens("BIGINT", "VARCHAR"));
-        assert!(widens("DECIMAL(2,1)", "DECIMAL(10,2)"));
-        assert!(!widens("DECIMAL(10,2)", "DECIMAL(10,1)"));
-        assert!(!widens("DECIMAL(18,2)", "DECIMAL(10,2)"));
-        assert!(widens("INTEGER[]", "BIGINT[]"));
-        assert!(!widens("DOUBLE[]", "BIGINT[]"));
-    }
-
-    #[test]
-    fn missing_and_retyped_columns_conflict_new_ones_widen() {
-        let t = |v: &[(&str, &str)]| {
-            v.iter()
-                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-                .collect::<Vec<_>>()
-        };
-        let table = t(&[("id", "BIGINT"), ("amount", "DOUBLE")]);
-        assert_eq!(
-            reconcile_columns(
-                &t(&[("id", "BIGINT"), ("amount", "DOUBLE"), ("note", "VARCHAR")]),
-                &table,
-                false
-            )
-            .unwrap(),
-            vec!["note".to_owned()]
-        );
-        let err = reconcile_columns(&t(&[("id", "BIGINT")]), &table, false).unwrap_err();
-        assert!(
-            err.to_string().contains("amount (DOUBLE) is missing"),
-            "{err}"
-        );
-        // In a folder's union a missing column is NULL; a retyped one still conflicts.
-        assert_eq!(
-            reconcile_columns(&t(&[("id", "BIGINT")]), &table, true).unwrap(),
-            Vec::<String>::new()
-        );
-        assert!(reconcile_columns(&t(&[("id", "DOUBLE")]), &table, true).is_err());
-        let err = reconcile_columns(&t(&[("id", "DOUBLE"), ("amount", "DOUBLE")]), &table, false)
-            .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("id is BIGINT in the table but DOUBLE"),
-            "{err}"
-        );
-    }
 
     /// A warehouse job's view of DuckDB: an in-memory instance and a folder of files.
     struct Bench {
@@ -805,7 +563,11 @@ mod tests {
         )]
         fn new() -> Self {
             Self {
-                conn: Connection::open_in_memory().unwrap(),
+                conn: {
+                    let conn = Connection::open_in_memory().unwrap();
+                    ledger::migrate(&conn).unwrap();
+                    conn
+                },
                 dir: tempfile::tempdir().unwrap(),
             }
         }

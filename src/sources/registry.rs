@@ -22,7 +22,7 @@ use super::naming::{file_stem, sanitize};
 use crate::config::{Config, Mode, OnDelete};
 
 /// How a source's files map to tables.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Layout {
     /// One table per file, named after the file.

@@ -1,21 +1,15 @@
-//! Stored facts about sources: the sync history (metadata store) and the load ledger
-//! (`_kura.files` in the warehouse, next to the rows it describes).
+//! The sync history of sources (metadata store). The load ledger, in the warehouse, is
+//! `ledger`'s.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
-use duckdb::params;
 use rusqlite::OptionalExtension;
 use serde::Serialize;
 
-use super::load::{FILE_COLUMN, ensure_ledger};
-use super::sync::{LedgerEntry, SyncReport};
+use super::sync::SyncReport;
 use crate::db::meta::{MetaDb, MetaError};
-use crate::db::warehouse::sql_ident;
 
-fn now() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+use crate::time::now_text as now;
 
 /// Opens a sync record; returns its id.
 pub async fn create_run(
@@ -274,140 +268,4 @@ pub fn activity(c: &rusqlite::Connection, f: &LogFilter) -> rusqlite::Result<Vec
         })
     })?;
     rows.collect()
-}
-
-/// The ledger of one source, by path.
-pub fn ledger(
-    c: &duckdb::Connection,
-    source: &str,
-) -> duckdb::Result<BTreeMap<String, LedgerEntry>> {
-    if !ledger_exists(c)? {
-        return Ok(BTreeMap::new());
-    }
-    let mut stmt = c.prepare(
-        "SELECT path, size, epoch_us(mtime), hash, status, table_name, error FROM _kura.files WHERE source = ?",
-    )?;
-    let rows = stmt.query_map([source], |r| {
-        let micros: Option<i64> = r.get(2)?;
-        Ok((
-            r.get::<_, String>(0)?,
-            LedgerEntry {
-                size: r.get::<_, Option<i64>>(1)?.unwrap_or(-1) as u64,
-                mtime: micros
-                    .and_then(DateTime::from_timestamp_micros)
-                    .unwrap_or_default(),
-                hash: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
-                status: r.get(4)?,
-                table_name: r.get(5)?,
-                error: r.get(6)?,
-            },
-        ))
-    })?;
-    rows.collect()
-}
-
-pub fn ledger_exists(c: &duckdb::Connection) -> duckdb::Result<bool> {
-    c.query_row(
-        "SELECT count(*) > 0 FROM duckdb_tables() WHERE schema_name = '_kura' AND table_name = 'files'",
-        [],
-        |r| r.get(0),
-    )
-}
-
-/// A ledger row as the files API lists it.
-#[derive(Debug, Clone, Serialize)]
-pub struct LedgerFile {
-    pub path: String,
-    pub table: String,
-    pub size: Option<i64>,
-    pub rows: Option<i64>,
-    pub status: String,
-    pub error: Option<String>,
-    pub loaded_at: Option<String>,
-}
-
-pub fn ledger_files(c: &duckdb::Connection, source: &str) -> duckdb::Result<Vec<LedgerFile>> {
-    if !ledger_exists(c)? {
-        return Ok(Vec::new());
-    }
-    let mut stmt = c.prepare(
-        "SELECT path, table_name, size, rows, status, error, epoch_us(loaded_at) \
-         FROM _kura.files WHERE source = ? ORDER BY path",
-    )?;
-    let rows = stmt.query_map([source], |r| {
-        Ok(LedgerFile {
-            path: r.get(0)?,
-            table: r.get(1)?,
-            size: r.get(2)?,
-            rows: r.get(3)?,
-            status: r.get(4)?,
-            error: r.get(5)?,
-            // Formatted here: time-zone functions in DuckDB need the ICU extension, which
-            // the locked-down instance never loads.
-            loaded_at: r
-                .get::<_, Option<i64>>(6)?
-                .and_then(DateTime::from_timestamp_micros)
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-        })
-    })?;
-    rows.collect()
-}
-
-/// Removes a deleted file's rows (or keeps them) and updates its ledger row, in one
-/// transaction. Returns the rows removed or kept.
-pub fn remove_file(
-    c: &duckdb::Connection,
-    source: &str,
-    path: &str,
-    table: &str,
-    keep: bool,
-) -> duckdb::Result<u64> {
-    ensure_ledger(c)?;
-    c.execute_batch("BEGIN TRANSACTION")?;
-    let result = (|| {
-        let (schema, name) = table.split_once('.').unwrap_or(("main", table));
-        let exists: bool = c.query_row(
-            "SELECT count(*) > 0 FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-            params![schema, name],
-            |r| r.get(0),
-        )?;
-        let qualified = format!("{}.{}", sql_ident(schema), sql_ident(name));
-        let rows = if !exists {
-            0
-        } else if keep {
-            c.query_row(
-                &format!("SELECT count(*) FROM {qualified} WHERE {FILE_COLUMN} = ?"),
-                [path],
-                |r| r.get::<_, i64>(0),
-            )?
-            .unsigned_abs()
-        } else {
-            c.execute(
-                &format!("DELETE FROM {qualified} WHERE {FILE_COLUMN} = ?"),
-                [path],
-            )? as u64
-        };
-        if keep {
-            c.execute(
-                "UPDATE _kura.files SET status = 'deleted', updated_at = now() WHERE source = ? AND path = ?",
-                params![source, path],
-            )?;
-        } else {
-            c.execute(
-                "DELETE FROM _kura.files WHERE source = ? AND path = ?",
-                params![source, path],
-            )?;
-        }
-        Ok(rows)
-    })();
-    match result {
-        Ok(rows) => {
-            c.execute_batch("COMMIT")?;
-            Ok(rows)
-        }
-        Err(e) => {
-            crate::db::warehouse::rollback(c);
-            Err(e)
-        }
-    }
 }

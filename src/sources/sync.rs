@@ -11,20 +11,23 @@
 //! goes on with the next one: one bad file never blocks the good ones, and never touches
 //! the rows loaded from it before. One sync per source runs at a time.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
-use duckdb::params;
+use chrono::Utc;
 use serde::Serialize;
+
+mod plan;
+
+use plan::{Action, AfterHash, Rules};
 
 use super::formats::{Format, Kind};
 use super::load::{self, FileLoad, LoadError};
 use super::registry::{DiskFile, Layout, Source, files};
-use super::{excel, inflight, repo};
+use super::{excel, inflight, ledger, repo};
 use crate::app::AppState;
 use crate::blocking;
 use crate::config::OnDelete;
@@ -383,106 +386,148 @@ async fn sync_files(
     let name = source.name.clone();
     let ledger = state
         .warehouse
-        .internal(move |c| repo::ledger(c, &name))
+        .internal(move |c| ledger::entries(c, &name))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot read the load ledger: {e}"))?;
+    let rules = Rules {
+        full_refresh: options.full_refresh,
+        layout: source.layout,
+        keep_deleted: source.on_delete == OnDelete::Keep,
+    };
+    let actions = plan::plan(
+        &disk,
+        &ledger,
+        rules,
+        |f| source.table_for(&f.path),
+        |f| state.is_being_written(&f.path),
+    );
     let mut report = SyncReport::default();
-    let mut tables_taken: BTreeMap<String, String> = BTreeMap::new();
-    let on_disk: HashSet<&str> = disk.iter().map(|f| f.rel.as_str()).collect();
-
-    for file in &disk {
+    for action in actions {
         if state.syncs.is_cancelled(&source.name) {
             return Err("cancelled".into());
         }
-        let Some(kind) = file.kind else {
-            report.files.push(FileOutcome {
-                path: file.rel.clone(),
+        match action {
+            Action::Unsupported { file } => report.files.push(FileOutcome {
+                path: disk[file].rel.clone(),
                 outcome: "unsupported",
                 rows: 0,
                 error: Some(format!(
                     "not a file type Kura loads ({})",
                     super::formats::SUPPORTED
                 )),
-            });
-            continue;
-        };
-        let table = source.table_for(&file.path);
-        if source.layout == Layout::TablePerFile {
-            if let Some(other) = tables_taken.get(&table) {
+            }),
+            Action::TableTaken { file, table, other } => {
+                let file = &disk[file];
                 let error = format!(
                     "{} maps to the table {}.{table}, which {other} already fills; rename one of them",
                     file.rel,
                     source.schema()
                 );
                 run.fail(&mut report, file, &table, "", &error).await;
-                continue;
             }
-            tables_taken.insert(table.clone(), file.rel.clone());
-        }
-        let previous = ledger.get(&file.rel);
-        let settled = previous.is_some_and(|p| matches!(p.status.as_str(), "loaded" | "empty"));
-        if !options.full_refresh
-            && settled
-            && previous.is_some_and(|p| p.size == file.size && p.mtime == file.mtime)
-        {
-            report
+            Action::Unchanged { file } => report
                 .files
-                .push(FileOutcome::untouched(&file.rel, "unchanged"));
-            continue;
-        }
-        if state.is_being_written(&file.path) {
-            // The watcher syncs it again once it is complete.
-            report
+                .push(FileOutcome::untouched(&disk[file].rel, "unchanged")),
+            Action::Writing { file } => report
                 .files
-                .push(FileOutcome::untouched(&file.rel, "writing"));
-            continue;
+                .push(FileOutcome::untouched(&disk[file].rel, "writing")),
+            Action::Examine { file, table } => {
+                let file = &disk[file];
+                run.examine(&mut report, file, &table, ledger.get(&file.rel), options)
+                    .await?;
+            }
+            Action::Remove { path, table, keep } => {
+                let name = source.name.clone();
+                let rel = path.clone();
+                let result = state
+                    .warehouse
+                    .background(move |c| load::remove_file(c, &name, &rel, &table, keep))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                report.files.push(match result {
+                    Ok(rows) => FileOutcome {
+                        path,
+                        outcome: if keep { "kept" } else { "removed" },
+                        rows,
+                        error: None,
+                    },
+                    Err(e) => FileOutcome {
+                        path,
+                        outcome: "failed",
+                        rows: 0,
+                        error: Some(e.to_string()),
+                    },
+                });
+            }
         }
+    }
+    Ok(report)
+}
+
+/// What every step of one sync needs to know.
+struct Run<'a> {
+    state: &'a AppState,
+    source: &'a Source,
+    record_id: i64,
+}
+
+impl Run<'_> {
+    /// Hashes a new or changed file, then touches its ledger row, leaves it quarantined,
+    /// or loads it (see `plan::after_hash`). Errs only when the sync must stop.
+    async fn examine(
+        &self,
+        report: &mut SyncReport,
+        file: &DiskFile,
+        table: &str,
+        previous: Option<&ledger::Entry>,
+        options: SyncOptions,
+    ) -> Result<(), String> {
+        let (state, source) = (self.state, self.source);
+        let Some(kind) = file.kind else {
+            return Ok(());
+        };
         let path = file.path.clone();
         let hash = match blocking::run(move || hash_file(&path)).await {
             Ok(h) => h,
             Err(e) => {
                 let error = format!("cannot read the file: {e}");
-                run.fail(&mut report, file, &table, "", &error).await;
-                continue;
+                self.fail(report, file, table, "", &error).await;
+                return Ok(());
             }
         };
-        // A quarantined file stays out until its content changes or a full refresh asks
-        // for it explicitly: loading it again could take the server down again.
-        if !options.full_refresh && previous.is_some_and(|p| p.quarantined(&hash)) {
-            report.files_failed += 1;
-            report.files.push(FileOutcome {
-                path: file.rel.clone(),
-                outcome: "failed",
-                rows: 0,
-                error: Some(inflight::QUARANTINED.to_owned()),
-            });
-            continue;
-        }
-        if !options.full_refresh && settled && previous.is_some_and(|p| p.hash == hash) {
-            let (name, rel, mtime) = (source.name.clone(), file.rel.clone(), file.mtime);
-            let size = file.size;
-            let touched = state
-                .warehouse
-                .background(move |c| {
-                    c.execute(
-                        "UPDATE _kura.files SET mtime = ?::TIMESTAMPTZ, size = ?, updated_at = now() WHERE source = ? AND path = ?",
-                        params![mtime.to_rfc3339(), size as i64, name, rel],
-                    )
-                })
-                .await;
-            let problem = match touched {
-                Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(e) => Some(e.to_string()),
-            };
-            if let Some(e) = problem {
-                tracing::warn!(file = %file.rel, error = %e, "cannot update the ledger's mtime");
+        match plan::after_hash(previous, &hash, options.full_refresh) {
+            AfterHash::Quarantined => {
+                report.files_failed += 1;
+                report.files.push(FileOutcome {
+                    path: file.rel.clone(),
+                    outcome: "failed",
+                    rows: 0,
+                    error: Some(inflight::QUARANTINED.to_owned()),
+                });
+                return Ok(());
             }
-            report
-                .files
-                .push(FileOutcome::untouched(&file.rel, "touched"));
-            continue;
+            AfterHash::Touch => {
+                let (name, rel, size, mtime) =
+                    (source.name.clone(), file.rel.clone(), file.size, file.mtime);
+                let touched = state
+                    .warehouse
+                    .background(move |c| ledger::touch(c, &name, &rel, size, mtime))
+                    .await;
+                let problem = match touched {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                };
+                if let Some(e) = problem {
+                    tracing::warn!(file = %file.rel, error = %e, "cannot update the ledger's mtime");
+                }
+                report
+                    .files
+                    .push(FileOutcome::untouched(&file.rel, "touched"));
+                return Ok(());
+            }
+            AfterHash::Load => {}
         }
         let inflight_dir = state.config.state_dir().join("inflight");
         let (dir, name, rel, h) = (
@@ -492,9 +537,9 @@ async fn sync_files(
             hash.clone(),
         );
         if blocking::run(move || inflight::crashed_before(&dir, &name, &rel, &h)).await {
-            run.fail(&mut report, file, &table, &hash, inflight::QUARANTINED)
+            self.fail(report, file, table, &hash, inflight::QUARANTINED)
                 .await;
-            continue;
+            return Ok(());
         }
         let (dir, name, rel, h) = (
             inflight_dir,
@@ -506,8 +551,8 @@ async fn sync_files(
             Ok(m) => m,
             Err(e) => {
                 let error = format!("cannot mark the file as loading: {e}");
-                run.fail(&mut report, file, &table, &hash, &error).await;
-                continue;
+                self.fail(report, file, table, &hash, &error).await;
+                return Ok(());
             }
         };
         // Checked again after the hash: the watcher may have heard of a write meanwhile.
@@ -515,9 +560,9 @@ async fn sync_files(
             report
                 .files
                 .push(FileOutcome::untouched(&file.rel, "writing"));
-            continue;
+            return Ok(());
         }
-        let outcome = load_one(state, source, file, kind, &table, &hash, options).await;
+        let outcome = load_one(state, source, file, kind, table, &hash, options).await;
         drop(marker);
         match outcome {
             Ok(loaded) => {
@@ -549,49 +594,12 @@ async fn sync_files(
             Err(LoadError::Cancelled) => return Err("cancelled".into()),
             Err(e) => {
                 let error = e.to_string();
-                run.fail(&mut report, file, &table, &hash, &error).await;
+                self.fail(report, file, table, &hash, &error).await;
             }
         }
+        Ok(())
     }
 
-    // Files in the ledger that are gone from disk.
-    for (rel, entry) in &ledger {
-        if on_disk.contains(rel.as_str()) || entry.status == "deleted" {
-            continue;
-        }
-        let (name, rel2, table) = (source.name.clone(), rel.clone(), entry.table_name.clone());
-        let keep = source.on_delete == OnDelete::Keep;
-        let result = state
-            .warehouse
-            .background(move |c| repo::remove_file(c, &name, &rel2, &table, keep))
-            .await;
-        match result {
-            Ok(Ok(rows)) => report.files.push(FileOutcome {
-                path: rel.clone(),
-                outcome: if keep { "kept" } else { "removed" },
-                rows,
-                error: None,
-            }),
-            Ok(Err(e)) => report.files.push(FileOutcome {
-                path: rel.clone(),
-                outcome: "failed",
-                rows: 0,
-                error: Some(e.to_string()),
-            }),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    Ok(report)
-}
-
-/// What every step of one sync needs to know.
-struct Run<'a> {
-    state: &'a AppState,
-    source: &'a Source,
-    record_id: i64,
-}
-
-impl Run<'_> {
     /// Records a file that did not load: the ledger (its earlier rows stay), the report,
     /// and a `sync_failed` event naming the file.
     async fn fail(
@@ -604,36 +612,26 @@ impl Run<'_> {
     ) {
         let (state, source) = (self.state, self.source);
         tracing::warn!(source = %source.name, file = %file.rel, %error, "file not loaded");
-        let (src, schema, table, rel, hash2, err) = (
+        let (src, qualified, rel, hash2, err) = (
             source.name.clone(),
-            source.schema(),
-            table.to_owned(),
+            format!("{}.{table}", source.schema()),
             file.rel.clone(),
             hash.to_owned(),
             error.to_owned(),
         );
-        let (size, mtime, mode) = (file.size, file.mtime, source.mode);
-        let own_table = source.layout == Layout::TablePerFile;
-        let staged = PathBuf::new();
+        let (size, mtime) = (file.size, file.mtime);
         let recorded = state
             .warehouse
             .background(move |c| {
-                let f = FileLoad {
+                let record = ledger::Record {
                     source: &src,
-                    schema: &schema,
-                    table: &table,
                     path: &rel,
-                    staged: &staged,
-                    format: Format::Csv,
+                    table: qualified,
                     size,
                     mtime,
                     hash: &hash2,
-                    mode,
-                    own_table,
-                    allow_empty: false,
-                    cancel: None,
                 };
-                load::record_failure(c, &f, &err)
+                ledger::record_failure(c, &record, &err)
             })
             .await;
         if !matches!(recorded, Ok(Ok(()))) {
@@ -768,24 +766,4 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(format!("{:032x}", hasher.digest128()))
-}
-
-/// A ledger row as the sync needs it.
-#[derive(Debug, Clone)]
-pub struct LedgerEntry {
-    pub size: u64,
-    pub mtime: DateTime<Utc>,
-    pub hash: String,
-    pub status: String,
-    pub table_name: String,
-    pub error: Option<String>,
-}
-
-impl LedgerEntry {
-    /// Quarantined with this content (its load killed the process; see `inflight`).
-    fn quarantined(&self, hash: &str) -> bool {
-        self.status == "failed"
-            && self.hash == hash
-            && self.error.as_deref() == Some(inflight::QUARANTINED)
-    }
 }

@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::registry::{self, Source};
-use super::repo;
+use super::{ledger, repo};
 use crate::app::AppState;
 use crate::blocking;
 use crate::db::warehouse::sql_ident;
@@ -44,18 +44,11 @@ impl TableSummary {
     }
 }
 
-#[derive(Debug, Clone, Default)]
-struct LedgerSummary {
-    failed: u64,
-    files: u64,
-    last_loaded: Option<DateTime<Utc>>,
-}
-
 /// Tables of every `raw_*` schema and the ledger per source, at one warehouse generation.
 #[derive(Default)]
 pub struct WarehouseView {
     tables: BTreeMap<String, Vec<TableSummary>>,
-    ledger: BTreeMap<String, LedgerSummary>,
+    ledger: BTreeMap<String, ledger::Summary>,
 }
 
 impl WarehouseView {
@@ -129,29 +122,7 @@ fn read_view(c: &duckdb::Connection) -> duckdb::Result<WarehouseView> {
     for (t, n) in tables.values_mut().flatten().zip(counts) {
         t.row_count = n;
     }
-    let mut ledger = BTreeMap::new();
-    if repo::ledger_exists(c)? {
-        let mut stmt = c.prepare(
-            "SELECT source, count(*) FILTER (WHERE status <> 'deleted'), count(*) FILTER (WHERE status = 'failed'), \
-             epoch_us(max(loaded_at)) FROM _kura.files GROUP BY source",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                LedgerSummary {
-                    files: r.get::<_, i64>(1)?.unsigned_abs(),
-                    failed: r.get::<_, i64>(2)?.unsigned_abs(),
-                    last_loaded: r
-                        .get::<_, Option<i64>>(3)?
-                        .and_then(DateTime::from_timestamp_micros),
-                },
-            ))
-        })?;
-        for row in rows {
-            let (k, v) = row?;
-            ledger.insert(k, v);
-        }
-    }
+    let ledger = ledger::summaries(c)?;
     Ok(WarehouseView { tables, ledger })
 }
 
@@ -415,7 +386,7 @@ pub async fn file_listing(state: &AppState, source: &Source) -> Result<Vec<FileE
     let name = source.name.clone();
     let ledger = state
         .warehouse
-        .internal(move |c| repo::ledger_files(c, &name))
+        .internal(move |c| ledger::files(c, &name))
         .await?
         .map_err(|e| AppError::Internal(e.into()))?;
     let syncing = state.syncs.is_running(&source.name);
@@ -466,7 +437,7 @@ pub async fn file_listing(state: &AppState, source: &Source) -> Result<Vec<FileE
             table: None,
         });
         if entry.status != "syncing" {
-            entry.status = l.status;
+            entry.status = l.status.as_str().to_owned();
         }
         entry.rows = l.rows;
         entry.error = l.error;
