@@ -105,14 +105,8 @@ impl AppState {
             config.api.max_sql_bytes,
         ));
         // A sync cut off by a stop or crash never committed its file in progress; say so.
-        meta.write(|tx| {
-            tx.execute(
-                "UPDATE sync_runs SET status = 'failed', error = 'interrupted: Kura stopped during this sync', \
-                 ended_at = started_at WHERE status = 'running'",
-                [],
-            )
-        })
-        .await?;
+        meta.write(|tx| crate::sources::repo::close_interrupted_runs(tx))
+            .await?;
         let events = EventBus::new(meta.clone());
         if config.auth.enabled
             && let Some(password) = crate::auth::admin::bootstrap_admin(&meta).await?
@@ -248,7 +242,7 @@ impl AppState {
 
     pub fn note_watcher_event(&self, path: &Path) {
         self.update_watcher_status(|s| {
-            s.last_event = Some(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            s.last_event = Some(crate::time::now_text());
             s.last_event_path = Some(path.display().to_string());
         });
     }

@@ -1,7 +1,10 @@
-//! The event bus: typed events broadcast to live listeners and appended to the activity log.
+//! The event bus: typed events broadcast to live listeners (`ws`) and appended to the
+//! activity log (`activity`), which `handlers` serves.
 
+pub mod activity;
 pub mod bus;
 pub mod event;
+pub mod handlers;
 pub mod ws;
 
 pub use bus::EventBus;

@@ -75,7 +75,7 @@ pub fn capacity(size: u64, disk_total: Option<u64>, memory_total: Option<u64>) -
 
 /// Size in bytes of the warehouse file plus its write-ahead log.
 pub fn warehouse_bytes(path: &Path) -> u64 {
-    let wal = path.with_extension("duckdb.wal");
+    let wal = crate::db::warehouse::wal_path(path);
     [path, wal.as_path()]
         .iter()
         .filter_map(|p| std::fs::metadata(p).ok())

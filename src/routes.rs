@@ -170,7 +170,7 @@ fn table(config: &Config) -> Table {
             M::GET,
             "/api/sources/{name}/logs",
             Perm(P::SourceView),
-            src::list_source_logs,
+            events::handlers::list_source_logs,
         )
         .add(
             M::GET,
@@ -203,7 +203,12 @@ fn table(config: &Config) -> Table {
             Perm(P::SourceView),
             src::show_sync_status,
         )
-        .add(M::GET, "/api/logs", Perm(P::LogsView), src::list_logs)
+        .add(
+            M::GET,
+            "/api/logs",
+            Perm(P::LogsView),
+            events::handlers::list_logs,
+        )
         .add(
             M::GET,
             "/api/watcher/status",
@@ -437,7 +442,7 @@ fn table(config: &Config) -> Table {
             M::GET,
             "/logs",
             Perm(P::LogsView),
-            sources::pages::logs_page,
+            events::handlers::logs_page,
         )
         .add(
             M::GET,
@@ -470,7 +475,7 @@ fn table(config: &Config) -> Table {
             M::GET,
             "/schedules",
             Perm(P::SchedulerView),
-            schedules::handlers::schedules_page,
+            schedules::page::schedules_page,
         )
         // Static files carry no data.
         .add(M::GET, "/static/{name}", Public, web::assets::serve_asset)

@@ -8,6 +8,8 @@ pub mod cron;
 pub mod file;
 pub mod handlers;
 pub mod notify;
+pub mod page;
+pub mod repo;
 pub mod runner;
 
 use std::collections::BTreeSet;

@@ -166,16 +166,35 @@ fn read_file(path: &Path) -> std::io::Result<String> {
     }
 }
 
-/// `GET /api/secrets`: names and masked values.
-pub async fn list_secrets(State(state): State<AppState>) -> Result<Json<Value>> {
+/// A secret as it is listed: its key and a masked value, never the value itself.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listed {
+    pub key: String,
+    pub masked_value: String,
+    pub source: &'static str,
+    pub length: usize,
+}
+
+/// The project's secrets, masked, in the file's order.
+pub async fn listed(state: &AppState) -> Result<Vec<Listed>> {
     let path = env_path(&state.config.root);
     let text = blocking::run(move || read_file(&path))
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot read .env: {e}")))?;
-    let secrets: Vec<Value> = parse(&text)
+    Ok(parse(&text)
         .into_iter()
-        .map(|e| json!({"key": e.key, "masked_value": mask(&e.value), "source": "env", "length": e.value.chars().count()}))
-        .collect();
+        .map(|e| Listed {
+            masked_value: mask(&e.value),
+            length: e.value.chars().count(),
+            key: e.key,
+            source: "env",
+        })
+        .collect())
+}
+
+/// `GET /api/secrets`: names and masked values.
+pub async fn list_secrets(State(state): State<AppState>) -> Result<Json<Value>> {
+    let secrets = listed(&state).await?;
     // `env_vars` and `oauth_credentials` are the reference's keys (Kura keeps no OAuth
     // tokens); `secrets` is the same list under Kura's earlier name.
     Ok(Json(json!({

@@ -1,14 +1,16 @@
 //! Sources: folders of files that become tables.
 //!
-//! `registry` says which sources exist and which files they hold; `sync` decides per file
-//! what to do and runs `load` (one DuckDB transaction per file, on the single writer) for
-//! the new and changed ones; `repo` keeps the sync history (metadata store) and reads the
-//! load ledger (`_kura.files`, in the warehouse); `handlers` is the HTTP surface.
+//! `registry` says which sources exist and which files they hold; `sync` plans per file
+//! what to do from the disk and the `ledger` (`_kura.files`, in the warehouse; its only
+//! owner) and runs `load` (one DuckDB transaction per file, on the single writer) for the
+//! new and changed ones; `repo` keeps the sync history (metadata store); `handlers` is the
+//! HTTP surface.
 
 pub mod excel;
 pub mod formats;
 pub mod handlers;
 pub mod inflight;
+pub mod ledger;
 pub mod load;
 pub mod naming;
 pub mod pages;

@@ -100,10 +100,15 @@ pub fn start(state: &AppState) {
         .values()
         .map(|s| format!("{}: {}", s.name, s.pattern))
         .collect();
+    let root = state.config.root.clone();
     let watcher = match watcher.and_then(|mut w| {
         for dir in &dirs {
             std::fs::create_dir_all(dir).map_err(notify::Error::io)?;
             w.watch(dir, RecursiveMode::Recursive)?;
+        }
+        // The project's own files (schedules.yml), unless a source folder covers the root.
+        if !dirs.iter().any(|d| root.starts_with(d)) {
+            w.watch(&root, RecursiveMode::NonRecursive)?;
         }
         Ok(w)
     }) {
@@ -124,7 +129,7 @@ pub fn start(state: &AppState) {
     state.tasks.spawn("watcher", async move {
         // The watcher value must live as long as the task.
         let _watcher: RecommendedWatcher = watcher;
-        debounce_loop(task_state, rx, overflow, token).await;
+        debounce_loop(task_state, rx, overflow, token, dirs).await;
     });
 }
 
@@ -168,6 +173,7 @@ async fn debounce_loop(
     mut rx: mpsc::Receiver<(PathBuf, Signal)>,
     overflow: Arc<AtomicBool>,
     token: tokio_util::sync::CancellationToken,
+    dirs: Vec<PathBuf>,
 ) {
     let debounce = Duration::from_millis(state.config.platform.debounce_ms);
     let tick = (debounce / 5).clamp(Duration::from_millis(20), Duration::from_millis(250));
@@ -185,10 +191,10 @@ async fn debounce_loop(
             () = token.cancelled() => return,
             received = rx.recv() => {
                 let Some((path, signal)) = received else { return };
-                note(&state, &mut pending, path, signal);
+                note(&state, &dirs, &mut pending, path, signal);
                 // Drain what else arrived, without waiting.
                 while let Ok((path, signal)) = rx.try_recv() {
-                    note(&state, &mut pending, path, signal);
+                    note(&state, &dirs, &mut pending, path, signal);
                 }
             }
             () = sleep_until_some(complete_due) => {
@@ -219,7 +225,23 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     }
 }
 
-fn note(state: &AppState, pending: &mut HashMap<PathBuf, Pending>, path: PathBuf, signal: Signal) {
+fn note(
+    state: &AppState,
+    dirs: &[PathBuf],
+    pending: &mut HashMap<PathBuf, Pending>,
+    path: PathBuf,
+    signal: Signal,
+) {
+    // A file of the project itself (the root is watched on its own, not recursively):
+    // schedules.yml tells the scheduler; nothing there is a source file.
+    if path.parent() == Some(state.config.root.as_path())
+        && !dirs.iter().any(|d| path.starts_with(d))
+    {
+        if path == crate::schedules::file_path(&state.config) {
+            state.schedules.file_event();
+        }
+        return;
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

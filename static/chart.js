@@ -1,4 +1,3 @@
-"use strict";
 // A small SVG chart (bar, line, scatter) of two result columns. Nothing to download:
 // the page works with no internet.
 const kuraChart = {
@@ -104,3 +103,4 @@ const kuraChart = {
     slot.replaceChildren(root, ...(note ? [kura.el("p", { class: "muted small" }, note)] : []));
   },
 };
+window.kuraChart = kuraChart;

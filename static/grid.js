@@ -1,4 +1,3 @@
-"use strict";
 // A paged result grid: renders one page of rows at a time, so 10,000 rows never become
 // 10,000 table rows in the document. Used by the query page and the table previews.
 const kuraGrid = {
@@ -46,3 +45,4 @@ const kuraGrid = {
     draw();
   },
 };
+window.kuraGrid = kuraGrid;

@@ -1,7 +1,10 @@
-// Shared page helpers: API calls with the session's CSRF token, messages, small DOM helpers.
-"use strict";
+// Shared page helpers: API calls with the session's CSRF token, messages, small DOM
+// helpers, live events, and the one way pages stay current (`kura.live`). A module that
+// publishes `window.kura`; the page scripts are modules that run after it.
 
 const kura = {
+  $(id) { return document.getElementById(id); },
+
   csrf() {
     const m = document.querySelector('meta[name="csrf-token"]');
     return m ? m.content : "";
@@ -160,8 +163,37 @@ const kura = {
     for (const b of scope.querySelectorAll("[data-percent]")) b.style.height = `${Number(b.dataset.percent)}%`;
   },
 
+  // Which live events change what a kind of page shows (the data pages: sources, files,
+  // tables, health; the schedules page).
+  events: {
+    data: ["sync_started", "sync_completed", "sync_failed", "csv_uploaded", "csv_deleted",
+      "freshness_update", "schema_drift", "sync_stale"],
+    schedules: ["schedule_started", "schedule_completed", "schedule_failed", "sync_completed", "sync_failed"],
+  },
+
+  // Keeps the page's server-rendered #live part (or `part`) current, the one way every
+  // page updates:
+  // it is fetched again (at most once per `wait` ms) on any event of `types` ("*": every
+  // event) that `filter` accepts, after a reconnect ("resync"), and every `every` ms when
+  // given. `before()` runs before a swap and its value goes to `after(value)`. Returns the
+  // refresher; `refresher.now()` refreshes at once and resolves when the part is in place.
+  live(types, { part = "live", url = () => location.pathname + location.search, wait = 200, every, filter, before, after } = {}) {
+    const now = async () => {
+      const kept = before ? before() : undefined;
+      await kura.refresh(part, url());
+      if (after) after(kept);
+    };
+    const soon = kura.debounce(() => now().catch(() => {}), wait);
+    // Only the server's events: the page's own ("refreshed") would refresh it forever.
+    for (const t of types) kura.on(t, (e) => { if (e.type !== "refreshed" && (!filter || filter(e))) soon(); });
+    kura.on("resync", () => { if (!filter || filter({ type: "resync" })) soon(); });
+    if (every) setInterval(soon, every);
+    soon.now = now;
+    return soon;
+  },
+
   // Replaces the element `id` with the same element from the page at `url` (the server
-  // renders it with ?part=live), keeping one template for the first view and updates.
+  // renders the whole page), keeping one template for the first view and updates.
   async refresh(id, url) {
     const r = await fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } });
     if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return; }
@@ -169,7 +201,7 @@ const kura = {
     const doc = new DOMParser().parseFromString(await r.text(), "text/html");
     const fresh = doc.getElementById(id);
     const old = document.getElementById(id);
-    if (fresh && old) { kura.localize(fresh); old.replaceWith(fresh); kura.emit("refreshed", { id }); }
+    if (fresh && old) { kura.localize(fresh); old.replaceWith(fresh); kura.emit("refreshed", { type: "refreshed", id }); }
   },
 
   // Uploads `file` with a progress callback (fetch cannot report upload progress).
@@ -193,6 +225,8 @@ const kura = {
     });
   },
 };
+
+window.kura = kura;
 
 document.addEventListener("DOMContentLoaded", () => {
   const flash = sessionStorage.getItem("kura.flash");

@@ -1,54 +1,52 @@
-"use strict";
-// User administration: invitations, roles, resets, deactivation, unlocks.
-(() => {
-  const $ = (id) => document.getElementById(id);
+// User administration: invitations, roles, resets, deactivation, unlocks. The list is
+// rendered by the server (#live) and fetched again after every change.
+const { $ } = kura;
+const refresh = kura.live([]);
 
-  function showLink(answer) {
-    $("invite-url").textContent = answer.invite_url || location.origin + answer.invite_path;
-    $("invite-link").hidden = false;
-  }
+function showLink(answer) {
+  $("invite-url").textContent = answer.invite_url || location.origin + answer.invite_path;
+  $("invite-link").hidden = false;
+}
 
-  async function act(method, path, body, done) {
-    try {
-      const r = await kura.api(method, path, body);
-      if (done) done(r);
-      load();
-    } catch (e) { kura.fail(e); }
-  }
+async function act(method, path, body, done) {
+  try {
+    const r = await kura.api(method, path, body);
+    if (done) done(r);
+    await refresh.now();
+  } catch (e) { kura.fail(e); }
+}
 
-  function actions(u) {
-    const b = (label, onclick, cls) => kura.el("button", { type: "button", class: cls || "", onclick }, label);
-    const out = [];
-    const role = kura.el("select", { "aria-label": `Role of ${u.email}`, onchange: (ev) =>
-      act("PUT", `/api/admin/users/${u.id}/role`, { role: ev.target.value }, () => kura.say(`${u.email} is now ${ev.target.value}.`, "ok")) },
-      ...["viewer", "editor", "admin"].map((r) => { const o = kura.el("option", {}, r); if (r === u.role) o.selected = true; return o; }));
-    out.push(role);
-    if (u.status === "invited") out.push(b("New invitation link", () => act("POST", `/api/admin/users/${u.id}/reinvite`, {}, showLink)));
-    if (u.status !== "invited") out.push(b("Reset password", () => act("POST", `/api/admin/users/${u.id}/reset-password`, {},
-      (r) => kura.say(`Temporary password for ${u.email} (shown once): ${r.temporary_password}`, "ok"))));
-    out.push(b("Unlock", () => act("POST", `/api/admin/users/${u.id}/unlock`, {}, () => kura.say(`${u.email} can sign in again.`, "ok"))));
-    out.push(b("Sign out everywhere", () => act("POST", `/api/admin/users/${u.id}/revoke-sessions`, {})));
-    if (u.status === "deactivated") out.push(b("Reactivate", () => act("POST", `/api/admin/users/${u.id}/reactivate`, {})));
-    else out.push(b("Deactivate", () => act("POST", `/api/admin/users/${u.id}/deactivate`, {}), "danger"));
-    out.push(b("Delete", () => {
-      if (confirm(`Delete ${u.email}, with their keys and sessions?`)) act("DELETE", `/api/admin/users/${u.id}`);
-    }, "danger"));
-    return out;
-  }
+// What each action button does, given the user's row.
+const actions = {
+  "reinvite": (u) => act("POST", `/api/admin/users/${u.id}/reinvite`, {}, showLink),
+  "reset-password": (u) => act("POST", `/api/admin/users/${u.id}/reset-password`, {},
+    (r) => kura.say(`Temporary password for ${u.email} (shown once): ${r.temporary_password}`, "ok")),
+  "unlock": (u) => act("POST", `/api/admin/users/${u.id}/unlock`, {}, () => kura.say(`${u.email} can sign in again.`, "ok")),
+  "revoke-sessions": (u) => act("POST", `/api/admin/users/${u.id}/revoke-sessions`, {},
+    (r) => kura.say(`${u.email}: ${r.revoked_count} session(s) ended.`, "ok")),
+  "reactivate": (u) => act("POST", `/api/admin/users/${u.id}/reactivate`, {}, () => kura.say(`${u.email} is active again.`, "ok")),
+  "deactivate": (u) => act("POST", `/api/admin/users/${u.id}/deactivate`, {}, () => kura.say(`${u.email} is deactivated.`, "ok")),
+  "delete": (u) => {
+    if (confirm(`Delete ${u.email}, with their keys and sessions?`)) {
+      act("DELETE", `/api/admin/users/${u.id}`, undefined, () => kura.say(`${u.email} is deleted.`, "ok"));
+    }
+  },
+};
 
-  async function load() {
-    const users = await kura.api("GET", "/api/admin/users");
-    $("users").replaceChildren(...users.map((u) => kura.el("tr", {},
-      kura.el("td", {}, u.email), kura.el("td", {}, u.display_name || "—"), kura.el("td", {}, u.role),
-      kura.el("td", {}, u.status + (u.must_change_password ? " (temporary password)" : "")),
-      kura.el("td", {}, u.totp_enabled ? "on" : "off"), kura.el("td", {}, kura.when(u.last_login_at)),
-      kura.el("td", { class: "actions" }, ...actions(u)))));
-  }
+const user = (el) => el.closest("tr[data-id]").dataset;
 
-  $("invite").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    act("POST", "/api/admin/users", kura.form(ev.target), (r) => { showLink(r); ev.target.reset(); });
-  });
+document.addEventListener("click", (ev) => {
+  const b = ev.target.closest("#users button[data-action]");
+  if (b) actions[b.dataset.action](user(b));
+});
+document.addEventListener("change", (ev) => {
+  const s = ev.target.closest('#users select[data-action="role"]');
+  if (!s) return;
+  const u = user(s);
+  act("PUT", `/api/admin/users/${u.id}/role`, { role: s.value }, () => kura.say(`${u.email} is now ${s.value}.`, "ok"));
+});
 
-  load().catch(kura.fail);
-})();
+$("invite").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  act("POST", "/api/admin/users", kura.form(ev.target), (r) => { showLink(r); ev.target.reset(); });
+});

@@ -4,12 +4,11 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use rusqlite::params;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::handlers::load_user as load;
-use super::store::{self, User, now_text, now_unix};
+use super::store::{self, User, now_unix};
 use super::{Principal, Role, audit, password, tokens};
 use crate::app::AppState;
 use crate::db::meta::MetaDb;
@@ -67,13 +66,7 @@ async fn new_invite(state: &AppState, user_id: i64) -> Result<(String, i64)> {
     let expires_at = now_unix() + hours * 3600;
     state
         .meta
-        .write(move |tx| {
-            tx.execute("DELETE FROM invites WHERE user_id = ?1", [user_id])?;
-            tx.execute(
-                "INSERT INTO invites (token_hash, user_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![hash, user_id, expires_at, now_text()],
-            )
-        })
+        .write(move |tx| store::replace_invite(tx, user_id, &hash, expires_at))
         .await?;
     Ok((token, expires_at))
 }
@@ -89,7 +82,7 @@ fn invite_answer(headers: &HeaderMap, user: &User, token: &str, expires_at: i64)
         "invite_token": token,
         "invite_path": path,
         "invite_url": url,
-        "expires_at": chrono::DateTime::from_timestamp(expires_at, 0).map(|d| d.to_rfc3339()),
+        "expires_at": crate::time::unix_text(expires_at),
     })
 }
 
@@ -255,10 +248,7 @@ pub async fn change_role(
         .meta
         .write_with(move |tx| {
             let user = load_keeping_an_admin(tx, id, role != Role::Admin)?;
-            tx.execute(
-                "UPDATE users SET role = ?2, updated_at = ?3 WHERE id = ?1",
-                params![id, role.as_str(), now_text()],
-            )?;
+            store::set_role(tx, id, role)?;
             Ok::<_, AppError>(user)
         })
         .await?;
@@ -313,17 +303,7 @@ pub async fn deactivate_user(
         .meta
         .write_with(move |tx| {
             let user = load_keeping_an_admin(tx, id, true)?;
-            tx.execute(
-                "UPDATE users SET status = 'deactivated', updated_at = ?2 WHERE id = ?1",
-                params![id, now_text()],
-            )?;
-            // Keys are revoked, not just suspended: reactivating an account must not bring
-            // back credentials that were handed out before it was closed.
-            tx.execute(
-                "UPDATE api_keys SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
-                params![id, now_text()],
-            )?;
-            store::end_sessions(tx, id, None)?;
+            store::deactivate(tx, id)?;
             Ok::<_, AppError>(user)
         })
         .await?;
@@ -343,13 +323,7 @@ pub async fn reactivate_user(
     let user = load(&state, id).await?;
     state
         .meta
-        .write(move |tx| {
-            tx.execute(
-                "UPDATE users SET status = CASE WHEN password_hash IS NULL THEN 'invited' ELSE 'active' END, \
-                 updated_at = ?2 WHERE id = ?1",
-                params![id, now_text()],
-            )
-        })
+        .write(move |tx| store::reactivate(tx, id))
         .await?;
     audit::account_changed(&state, &principal, "user.reactivate", &user.email, ip).await;
     Ok(Json(load(&state, id).await?.answer()))
@@ -387,7 +361,7 @@ pub async fn delete_user(
                     ),
                 ));
             }
-            tx.execute("DELETE FROM users WHERE id = ?1", [id])?;
+            store::delete_user(tx, id)?;
             Ok(user)
         })
         .await?;
@@ -435,11 +409,7 @@ pub async fn revoke_sessions(
     let revoked = state
         .meta
         .write(move |tx| {
-            let n: i64 = tx.query_row(
-                "SELECT count(*) FROM sessions WHERE user_id = ?1",
-                [id],
-                |r| r.get(0),
-            )?;
+            let n = store::count_sessions(tx, id)?;
             store::end_sessions(tx, id, None)?;
             Ok(n)
         })

@@ -3,12 +3,11 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_sessions::Session;
 
-use super::store::{self, User, now_text, now_unix};
+use super::store::{self, User, now_unix};
 use super::{
     PendingTwoFactor, Principal, SESSION_AUTH, SESSION_PENDING, SessionAuth, Via, audit, password,
     tokens, totp,
@@ -169,12 +168,7 @@ async fn complete_sign_in(
     let id = user.id;
     state
         .meta
-        .write(move |tx| {
-            tx.execute(
-                "UPDATE users SET last_login_at = ?2 WHERE id = ?1",
-                params![id, now_text()],
-            )
-        })
+        .write(move |tx| store::touch_login(tx, id))
         .await?;
     Ok(describe(state, user, Some(&csrf), "session"))
 }
@@ -326,33 +320,26 @@ pub async fn list_sessions(
     let now = now_unix();
     let sessions = state
         .meta
-        .read(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT public_id, created_at, last_seen_at, expires_at, \
-                 json_extract(data, '$.auth.ip'), json_extract(data, '$.auth.user_agent') \
-                 FROM sessions WHERE user_id = ?1 AND expires_at > ?2 ORDER BY created_at",
-            )?;
-            stmt.query_map(params![user_id, now], |r| {
-                let id: String = r.get(0)?;
-                let is_current = current.as_deref() == Some(id.as_str());
-                let (last_seen, ip) = (r.get::<_, String>(2)?, r.get::<_, Option<String>>(4)?);
-                Ok(json!({
-                    "id": id,
-                    "created_at": r.get::<_, String>(1)?,
-                    "last_activity": last_seen,
-                    "ip_address": ip,
-                    "user_agent": r.get::<_, Option<String>>(5)?,
-                    "is_current": is_current,
-                    "current": is_current,
-                    "last_seen_at": last_seen,
-                    "ip": ip,
-                    "expires_at": chrono::DateTime::from_timestamp(r.get::<_, i64>(3)?, 0)
-                        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-                }))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
+        .read(move |c| store::sessions_of(c, user_id, now))
+        .await?
+        .into_iter()
+        .map(|row| {
+            let is_current = current.as_deref() == Some(row.public_id.as_str());
+            json!({
+                "id": row.public_id,
+                "created_at": row.created_at,
+                "last_activity": row.last_seen_at,
+                "ip_address": row.ip,
+                "user_agent": row.user_agent,
+                "is_current": is_current,
+                "current": is_current,
+                "last_seen_at": row.last_seen_at,
+                "ip": row.ip,
+                "expires_at": chrono::DateTime::from_timestamp(row.expires_at, 0)
+                    .map(crate::time::text),
+            })
         })
-        .await?;
+        .collect();
     Ok(List::all(sessions))
 }
 
@@ -365,16 +352,11 @@ pub async fn delete_session(
 ) -> Result<Json<Value>> {
     let user_id = principal.require_user()?;
     let i = id.clone();
-    let n = state
+    let ended = state
         .meta
-        .write(move |tx| {
-            tx.execute(
-                "DELETE FROM sessions WHERE public_id = ?1 AND user_id = ?2",
-                params![i, user_id],
-            )
-        })
+        .write(move |tx| store::end_session(tx, user_id, &i))
         .await?;
-    if n == 0 {
+    if !ended {
         return Err(AppError::NotFound(format!("you have no session {id}")));
     }
     audit::record(
@@ -410,19 +392,7 @@ pub async fn accept_invite(
     let now = now_unix();
     let user = state
         .meta
-        .read(move |c| {
-            let id: Option<i64> = c
-                .query_row(
-                    "SELECT i.user_id FROM invites i JOIN users u ON u.id = i.user_id \
-                     WHERE i.token_hash = ?1 AND i.expires_at > ?2 AND u.status = 'invited'",
-                    params![token_hash, now],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            id.map(|id| store::user_by_id(c, id))
-                .transpose()
-                .map(Option::flatten)
-        })
+        .read(move |c| store::invited_user(c, &token_hash, now))
         .await?
         .ok_or_else(|| {
             AppError::bad_request(
@@ -443,12 +413,9 @@ pub async fn accept_invite(
         .write(move |tx| {
             store::set_password(tx, id, &hash, false)?;
             if let Some(name) = display_name {
-                tx.execute(
-                    "UPDATE users SET display_name = ?2 WHERE id = ?1",
-                    params![id, name],
-                )?;
+                store::set_display_name(tx, id, &name)?;
             }
-            tx.execute("DELETE FROM invites WHERE user_id = ?1", [id])
+            store::delete_invites(tx, id)
         })
         .await?;
     audit::record(&state, None, "invite.accept", Some(&user.email), ip, None).await;
@@ -501,20 +468,6 @@ fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
     (codes, hashes)
 }
 
-fn insert_codes(
-    tx: &rusqlite::Transaction<'_>,
-    user_id: i64,
-    hashes: &[String],
-    pending: bool,
-) -> rusqlite::Result<()> {
-    let mut stmt =
-        tx.prepare("INSERT INTO recovery_codes (user_id, code_hash, pending) VALUES (?1, ?2, ?3)")?;
-    for h in hashes {
-        stmt.execute(params![user_id, h, pending])?;
-    }
-    Ok(())
-}
-
 /// `POST /api/auth/2fa/setup`: a new secret (pending until a code from it is verified).
 pub async fn setup_two_factor(
     State(state): State<AppState>,
@@ -536,17 +489,7 @@ pub async fn setup_two_factor(
     let (codes, hashes) = new_recovery_codes();
     state
         .meta
-        .write(move |tx| {
-            tx.execute(
-                "UPDATE users SET totp_pending = ?2, updated_at = ?3 WHERE id = ?1",
-                params![user_id, sealed, now_text()],
-            )?;
-            tx.execute(
-                "DELETE FROM recovery_codes WHERE user_id = ?1 AND pending = 1",
-                [user_id],
-            )?;
-            insert_codes(tx, user_id, &hashes, true)
-        })
+        .write(move |tx| store::begin_two_factor(tx, user_id, &sealed, &hashes))
         .await?;
     let uri = totp::otpauth_uri(&secret, &user.email);
     audit::record(
@@ -589,17 +532,12 @@ async fn accept_totp(
             "this code was already used; wait for the next one",
         ));
     }
-    // Conditional update: two requests racing with the same code cannot both win.
+    // Conditional: two requests racing with the same code cannot both win.
     let won = state
         .meta
-        .write(move |tx| {
-            tx.execute(
-                "UPDATE users SET totp_last_step = ?2 WHERE id = ?1 AND totp_last_step < ?2",
-                params![user_id, step],
-            )
-        })
+        .write(move |tx| store::claim_totp_step(tx, user_id, step))
         .await?;
-    if won == 0 {
+    if !won {
         return Err(AppError::unauthenticated(
             "code_already_used",
             "this code was already used; wait for the next one",
@@ -613,16 +551,11 @@ async fn totp_state(
     state: &AppState,
     user_id: i64,
 ) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>, i64)> {
-    Ok(state
+    let t = state
         .meta
-        .read(move |c| {
-            c.query_row(
-                "SELECT totp_secret, totp_pending, totp_last_step FROM users WHERE id = ?1",
-                [user_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-        })
-        .await?)
+        .read(move |c| store::totp_state(c, user_id))
+        .await?;
+    Ok((t.secret, t.pending, t.last_step))
 }
 
 /// `POST /api/auth/2fa/verify-setup`: a code from the new secret turns 2FA on.
@@ -651,14 +584,7 @@ pub async fn verify_two_factor_setup(
     }
     state
         .meta
-        .write(move |tx| {
-            tx.execute(
-                "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, updated_at = ?2 WHERE id = ?1",
-                params![user_id, now_text()],
-            )?;
-            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1 AND pending = 0", [user_id])?;
-            tx.execute("UPDATE recovery_codes SET pending = 0 WHERE user_id = ?1", [user_id])
-        })
+        .write(move |tx| store::enable_two_factor(tx, user_id))
         .await?;
     audit::account_changed(&state, &principal, "2fa.enabled", &principal.email, ip).await;
     Ok(Json(json!({"success": true, "two_factor_enabled": true})))
@@ -727,18 +653,10 @@ pub async fn verify_two_factor(
         if !ok {
             let hash = tokens::sha256_hex(&tokens::normalize_recovery_code(&body.code));
             let id = user.id;
-            let used = state
+            ok = state
                 .meta
-                .write(move |tx| {
-                    tx.execute(
-                        "UPDATE recovery_codes SET used_at = ?3 WHERE id = \
-                         (SELECT id FROM recovery_codes WHERE user_id = ?1 AND code_hash = ?2 \
-                          AND pending = 0 AND used_at IS NULL LIMIT 1)",
-                        params![id, hash, now_text()],
-                    )
-                })
+                .write(move |tx| store::use_recovery_code(tx, id, &hash))
                 .await?;
-            ok = used == 1;
             method = "recovery_code";
         }
     }
@@ -814,13 +732,7 @@ pub async fn disable_two_factor(
     let user = confirm_password_and_code(&state, user_id, body).await?;
     state
         .meta
-        .write(move |tx| {
-            tx.execute(
-                "UPDATE users SET totp_secret = NULL, totp_pending = NULL, updated_at = ?2 WHERE id = ?1",
-                params![user_id, now_text()],
-            )?;
-            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])
-        })
+        .write(move |tx| store::disable_two_factor(tx, user_id))
         .await?;
     audit::account_changed(&state, &principal, "2fa.disabled", &user.email, ip).await;
     Ok(Json(json!({"success": true, "two_factor_enabled": false})))
@@ -838,10 +750,7 @@ pub async fn regenerate_recovery_codes(
     let (codes, hashes) = new_recovery_codes();
     state
         .meta
-        .write(move |tx| {
-            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])?;
-            insert_codes(tx, user_id, &hashes, false)
-        })
+        .write(move |tx| store::replace_recovery_codes(tx, user_id, &hashes))
         .await?;
     audit::record(
         &state,

@@ -11,11 +11,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::store::{now_text, now_unix};
+use super::store::{self, now_text, now_unix};
 use super::{Principal, Role, Via, audit, tokens};
 use crate::app::AppState;
 use crate::error::{AppError, Result};
@@ -66,37 +65,25 @@ pub async fn authenticate(state: &AppState, presented: &str) -> Result<Principal
             let h = hash.clone();
             let row = state
                 .meta
-                .read(move |c| {
-                    c.query_row(
-                        "SELECT k.id, u.id, u.email, u.role, k.expires_at, u.must_change_password, \
-                         u.totp_secret IS NOT NULL \
-                         FROM api_keys k JOIN users u ON u.id = k.user_id \
-                         WHERE k.key_hash = ?1 AND k.revoked_at IS NULL AND u.status = 'active'",
-                        [h],
-                        |r| {
-                            Ok(CachedKey {
-                                key_id: r.get(0)?,
-                                user_id: r.get(1)?,
-                                email: r.get(2)?,
-                                role: Role::parse(&r.get::<_, String>(3)?).unwrap_or(Role::Viewer),
-                                expires_at: r.get(4)?,
-                                must_change_password: r.get(5)?,
-                                totp_enabled: r.get(6)?,
-                                last_touch: AtomicI64::new(0),
-                            })
-                        },
-                    )
-                    .optional()
-                })
+                .read(move |c| store::key_owner(c, &h))
                 .await
                 .map_err(|e| AppError::Internal(e.into()))?;
-            let Some(key) = row else {
+            let Some(owner) = row else {
                 return Err(AppError::unauthenticated(
                     "invalid_api_key",
                     "this API key is not valid (unknown, revoked, or its owner is deactivated)",
                 ));
             };
-            let key = Arc::new(key);
+            let key = Arc::new(CachedKey {
+                key_id: owner.key_id,
+                user_id: owner.user_id,
+                email: owner.email,
+                role: owner.role,
+                expires_at: owner.expires_at,
+                must_change_password: owner.must_change_password,
+                totp_enabled: owner.totp_enabled,
+                last_touch: AtomicI64::new(0),
+            });
             state.auth.keys.put(hash, key.clone());
             key
         }
@@ -117,14 +104,7 @@ pub async fn authenticate(state: &AppState, presented: &str) -> Result<Principal
     {
         let (meta, id, at) = (state.meta.clone(), cached.key_id, now_text());
         state.tasks.spawn("api_key:touch", async move {
-            let _ = meta
-                .write(move |tx| {
-                    tx.execute(
-                        "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
-                        params![id, at],
-                    )
-                })
-                .await;
+            let _ = meta.write(move |tx| store::touch_key(tx, id, &at)).await;
         });
     }
     Ok(Principal {
@@ -195,14 +175,7 @@ pub async fn create_key(
     let (n, p, c) = (name.clone(), prefix.clone(), created_at.clone());
     let id = state
         .meta
-        .write(move |tx| {
-            tx.execute(
-                "INSERT INTO api_keys (user_id, name, prefix, key_hash, created_at, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![user_id, n, p, hash, c, expires_at],
-            )?;
-            Ok(tx.last_insert_rowid())
-        })
+        .write(move |tx| store::insert_key(tx, user_id, &n, &p, &hash, &c, expires_at))
         .await
         .map_err(|e| AppError::Internal(e.into()))?;
     audit::record(
@@ -248,39 +221,28 @@ pub async fn list_keys(
     let now = now_unix();
     let keys = state
         .meta
-        .read(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT id, name, prefix, created_at, expires_at, last_used_at, revoked_at \
-                 FROM api_keys WHERE user_id = ?1 AND (revoked_at IS NULL OR ?2) ORDER BY id",
-            )?;
-            stmt.query_map(params![user_id, q.include_revoked], |r| {
-                let expires_at: Option<i64> = r.get(4)?;
-                let revoked_at: Option<String> = r.get(6)?;
-                let status = if revoked_at.is_some() {
-                    "revoked"
-                } else if expires_at.is_some_and(|e| e <= now) {
-                    "expired"
-                } else {
-                    "active"
-                };
-                let prefix: String = r.get(2)?;
-                Ok(json!({
-                    "id": r.get::<_, i64>(0)?.to_string(),
-                    "name": r.get::<_, String>(1)?,
-                    "key_prefix": prefix,
-                    "prefix": prefix,
-                    "created_at": r.get::<_, String>(3)?,
-                    "expires_at": expires_at.and_then(unix_text),
-                    "last_used_at": r.get::<_, Option<String>>(5)?,
-                    "revoked_at": revoked_at,
-                    "status": status,
-                }))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
-        })
+        .read(move |c| store::keys_of(c, user_id, q.include_revoked))
         .await
-        .map_err(|e| AppError::Internal(e.into()))?;
+        .map_err(|e| AppError::Internal(e.into()))?
+        .iter()
+        .map(|k| key_json(k, now))
+        .collect();
     Ok(List::all(keys))
+}
+
+/// A key in the reference's listing shape (`key_prefix`) with Kura's keys beside it.
+fn key_json(k: &store::KeyRow, now: i64) -> Value {
+    json!({
+        "id": k.id.to_string(),
+        "name": k.name,
+        "key_prefix": k.prefix,
+        "prefix": k.prefix,
+        "created_at": k.created_at,
+        "expires_at": k.expires_at.and_then(unix_text),
+        "last_used_at": k.last_used_at,
+        "revoked_at": k.revoked_at,
+        "status": k.status(now),
+    })
 }
 
 /// `DELETE /api/auth/api-keys/{id}`: revokes one of the caller's keys (admins: anyone's).
@@ -294,17 +256,11 @@ pub async fn revoke_key(
     let any_owner = principal.can(super::Permission::UsersManage);
     let revoked = state
         .meta
-        .write(move |tx| {
-            tx.execute(
-                "UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND revoked_at IS NULL \
-                 AND (user_id = ?2 OR ?4)",
-                params![id, user_id, now_text(), any_owner],
-            )
-        })
+        .write(move |tx| store::revoke_key(tx, id, user_id, any_owner))
         .await
         .map_err(|e| AppError::Internal(e.into()))?;
     state.auth.keys.clear();
-    if revoked == 0 {
+    if !revoked {
         return Err(AppError::NotFound(format!(
             "you have no active API key {id}"
         )));

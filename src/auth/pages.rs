@@ -6,8 +6,8 @@ use crate::web::extract::Path;
 use askama::Template;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use rusqlite::params;
 
+use super::store::User;
 use super::{Principal, store, tokens};
 use crate::app::AppState;
 use crate::error::{AppError, Result};
@@ -56,18 +56,11 @@ pub async fn invite_page(
 ) -> Result<Response> {
     let hash = tokens::sha256_hex(token.trim());
     let now = store::now_unix();
-    let valid = state
+    let invited = state
         .meta
-        .read(move |c| {
-            c.query_row(
-                "SELECT count(*) FROM invites i JOIN users u ON u.id = i.user_id \
-                 WHERE i.token_hash = ?1 AND i.expires_at > ?2 AND u.status = 'invited'",
-                params![hash, now],
-                |r| r.get::<_, i64>(0),
-            )
-        })
+        .read(move |c| store::invited_user(c, &hash, now))
         .await?;
-    if valid == 0 {
+    if invited.is_none() {
         return Err(AppError::NotFound(
             "this invitation is unknown, used or expired; ask an admin to send a new one".into(),
         ));
@@ -78,16 +71,88 @@ pub async fn invite_page(
     })
 }
 
+/// An API key as the account page lists it.
+struct KeyView {
+    id: i64,
+    name: String,
+    prefix: String,
+    created_at: String,
+    expires_at: Option<String>,
+    last_used_at: Option<String>,
+    status: &'static str,
+}
+
+/// A signed-in session as the account page lists it.
+struct SessionView {
+    id: String,
+    created_at: String,
+    last_seen_at: String,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    current: bool,
+}
+
 #[derive(Template)]
 #[template(path = "account.html")]
 struct AccountPage {
     nav: Nav,
+    two_factor_enabled: bool,
+    two_factor_required: bool,
+    keys: Vec<KeyView>,
+    sessions: Vec<SessionView>,
 }
 
-/// `GET /settings/account`.
+/// `GET /settings/account`: two-factor state, API keys and sessions of the signed-in user
+/// (the rows of `/api/auth/me`, `/api/auth/api-keys?include_revoked=true` and
+/// `/api/auth/sessions`); the page fetches it again after each change.
 pub async fn account_page(State(state): State<AppState>, principal: Principal) -> Result<Response> {
+    let now = store::now_unix();
+    let current = match &principal.via {
+        super::Via::Session { public_id, .. } => Some(public_id.clone()),
+        _ => None,
+    };
+    let (user, keys, sessions) = match principal.user_id {
+        Some(id) => {
+            state
+                .meta
+                .read(move |c| {
+                    Ok((
+                        store::user_by_id(c, id)?,
+                        store::keys_of(c, id, true)?,
+                        store::sessions_of(c, id, now)?,
+                    ))
+                })
+                .await?
+        }
+        None => (None, Vec::new(), Vec::new()),
+    };
     render(&AccountPage {
         nav: Nav::of(&state, &principal, "/settings/account"),
+        two_factor_enabled: user.as_ref().is_some_and(|u| u.totp_enabled),
+        two_factor_required: state.config.auth.require_2fa,
+        keys: keys
+            .into_iter()
+            .map(|k| KeyView {
+                status: k.status(now),
+                expires_at: k.expires_at.and_then(crate::time::unix_text),
+                id: k.id,
+                name: k.name,
+                prefix: k.prefix,
+                created_at: k.created_at,
+                last_used_at: k.last_used_at,
+            })
+            .collect(),
+        sessions: sessions
+            .into_iter()
+            .map(|s| SessionView {
+                current: current.as_deref() == Some(s.public_id.as_str()),
+                id: s.public_id,
+                created_at: s.created_at,
+                last_seen_at: s.last_seen_at,
+                ip: s.ip,
+                user_agent: s.user_agent,
+            })
+            .collect(),
     })
 }
 
@@ -96,13 +161,17 @@ pub async fn account_page(State(state): State<AppState>, principal: Principal) -
 struct UsersPage {
     nav: Nav,
     invite_hours: u64,
+    users: Vec<User>,
+    roles: &'static [&'static str],
 }
 
-/// `GET /settings/users`.
+/// `GET /settings/users`: the accounts (the rows of `/api/admin/users`) with their actions.
 pub async fn users_page(State(state): State<AppState>, principal: Principal) -> Result<Response> {
     render(&UsersPage {
         nav: Nav::of(&state, &principal, "/settings/users"),
         invite_hours: state.config.auth.invite_hours,
+        users: state.meta.read(store::list_users).await?,
+        roles: &["viewer", "editor", "admin"],
     })
 }
 
@@ -110,11 +179,13 @@ pub async fn users_page(State(state): State<AppState>, principal: Principal) -> 
 #[template(path = "secrets.html")]
 struct SecretsPage {
     nav: Nav,
+    secrets: Vec<crate::secrets::Listed>,
 }
 
-/// `GET /settings/secrets`.
+/// `GET /settings/secrets`: the keys of `.env`, values masked (as `/api/secrets`).
 pub async fn secrets_page(State(state): State<AppState>, principal: Principal) -> Result<Response> {
     render(&SecretsPage {
         nav: Nav::of(&state, &principal, "/settings/secrets"),
+        secrets: crate::secrets::listed(&state).await?,
     })
 }

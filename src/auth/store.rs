@@ -43,6 +43,11 @@ impl User {
         self.status == "active"
     }
 
+    /// Sign-in is refused for now after failed attempts.
+    pub fn is_locked(&self) -> bool {
+        self.locked_until > now_unix()
+    }
+
     /// The user as the reference answers a user: the user object itself, with `user`
     /// nested as well (its sign-in answer's shape, and Kura's earlier one).
     pub fn answer(&self) -> serde_json::Value {
@@ -299,4 +304,390 @@ pub fn clear_failures(c: &Connection, email: &str) -> rusqlite::Result<()> {
         [email.trim()],
     )?;
     Ok(())
+}
+
+/// Stamps a successful sign-in.
+pub fn touch_login(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE users SET last_login_at = ?2 WHERE id = ?1",
+        params![user_id, now_text()],
+    )
+    .map(|_| ())
+}
+
+pub fn set_display_name(c: &Connection, user_id: i64, name: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE users SET display_name = ?2 WHERE id = ?1",
+        params![user_id, name],
+    )
+    .map(|_| ())
+}
+
+pub fn set_role(c: &Connection, user_id: i64, role: Role) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE users SET role = ?2, updated_at = ?3 WHERE id = ?1",
+        params![user_id, role.as_str(), now_text()],
+    )
+    .map(|_| ())
+}
+
+/// Closes the account: sign-in stops, its sessions end, and its API keys are revoked for
+/// good (reactivating it must not bring back credentials handed out before).
+pub fn deactivate(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE users SET status = 'deactivated', updated_at = ?2 WHERE id = ?1",
+        params![user_id, now_text()],
+    )?;
+    c.execute(
+        "UPDATE api_keys SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+        params![user_id, now_text()],
+    )?;
+    end_sessions(c, user_id, None)
+}
+
+/// Opens a closed account again: active, or invited when no password was ever set.
+pub fn reactivate(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE users SET status = CASE WHEN password_hash IS NULL THEN 'invited' ELSE 'active' END, \
+         updated_at = ?2 WHERE id = ?1",
+        params![user_id, now_text()],
+    )
+    .map(|_| ())
+}
+
+/// Deletes the account; its keys, sessions, invites and codes go with it (foreign keys).
+pub fn delete_user(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
+    c.execute("DELETE FROM users WHERE id = ?1", [user_id])
+        .map(|_| ())
+}
+
+// ---- sessions -------------------------------------------------------------------------
+
+/// One signed-in session of a user, as the sessions list shows it.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub public_id: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The user's sessions that have not expired at `now` (unix s), oldest first.
+pub fn sessions_of(c: &Connection, user_id: i64, now: i64) -> rusqlite::Result<Vec<SessionRow>> {
+    let mut stmt = c.prepare(
+        "SELECT public_id, created_at, last_seen_at, expires_at, \
+         json_extract(data, '$.auth.ip'), json_extract(data, '$.auth.user_agent') \
+         FROM sessions WHERE user_id = ?1 AND expires_at > ?2 ORDER BY created_at",
+    )?;
+    stmt.query_map(params![user_id, now], |r| {
+        Ok(SessionRow {
+            public_id: r.get(0)?,
+            created_at: r.get(1)?,
+            last_seen_at: r.get(2)?,
+            expires_at: r.get(3)?,
+            ip: r.get(4)?,
+            user_agent: r.get(5)?,
+        })
+    })?
+    .collect()
+}
+
+/// Ends one session of the user; false when the user has none by that id.
+pub fn end_session(c: &Connection, user_id: i64, public_id: &str) -> rusqlite::Result<bool> {
+    c.execute(
+        "DELETE FROM sessions WHERE public_id = ?1 AND user_id = ?2",
+        params![public_id, user_id],
+    )
+    .map(|n| n > 0)
+}
+
+pub fn count_sessions(c: &Connection, user_id: i64) -> rusqlite::Result<i64> {
+    c.query_row(
+        "SELECT count(*) FROM sessions WHERE user_id = ?1",
+        [user_id],
+        |r| r.get(0),
+    )
+}
+
+// ---- invitations ----------------------------------------------------------------------
+
+/// A new invitation for the user (its token's digest), replacing any earlier one.
+pub fn replace_invite(
+    c: &Connection,
+    user_id: i64,
+    token_hash: &str,
+    expires_at: i64,
+) -> rusqlite::Result<()> {
+    delete_invites(c, user_id)?;
+    c.execute(
+        "INSERT INTO invites (token_hash, user_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![token_hash, user_id, expires_at, now_text()],
+    )
+    .map(|_| ())
+}
+
+pub fn delete_invites(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
+    c.execute("DELETE FROM invites WHERE user_id = ?1", [user_id])
+        .map(|_| ())
+}
+
+/// The invited user whose invitation has this token digest and is still open at `now`.
+pub fn invited_user(c: &Connection, token_hash: &str, now: i64) -> rusqlite::Result<Option<User>> {
+    let id: Option<i64> = c
+        .query_row(
+            "SELECT i.user_id FROM invites i JOIN users u ON u.id = i.user_id \
+             WHERE i.token_hash = ?1 AND i.expires_at > ?2 AND u.status = 'invited'",
+            params![token_hash, now],
+            |r| r.get(0),
+        )
+        .optional()?;
+    id.map(|id| user_by_id(c, id))
+        .transpose()
+        .map(Option::flatten)
+}
+
+// ---- two-factor sign-in ---------------------------------------------------------------
+
+/// A user's TOTP secrets (sealed) and the last time step a code was accepted for.
+#[derive(Debug, Clone, Default)]
+pub struct TotpState {
+    pub secret: Option<Vec<u8>>,
+    pub pending: Option<Vec<u8>>,
+    pub last_step: i64,
+}
+
+pub fn totp_state(c: &Connection, user_id: i64) -> rusqlite::Result<TotpState> {
+    c.query_row(
+        "SELECT totp_secret, totp_pending, totp_last_step FROM users WHERE id = ?1",
+        [user_id],
+        |r| {
+            Ok(TotpState {
+                secret: r.get(0)?,
+                pending: r.get(1)?,
+                last_step: r.get(2)?,
+            })
+        },
+    )
+}
+
+/// Claims the time step of an accepted code. Conditional, so two requests racing with the
+/// same code cannot both win: false when a code of this step (or a later one) was used.
+pub fn claim_totp_step(c: &Connection, user_id: i64, step: i64) -> rusqlite::Result<bool> {
+    c.execute(
+        "UPDATE users SET totp_last_step = ?2 WHERE id = ?1 AND totp_last_step < ?2",
+        params![user_id, step],
+    )
+    .map(|n| n == 1)
+}
+
+/// An enrolment begins: the new secret waits, with its recovery codes, for a code from it.
+pub fn begin_two_factor(
+    c: &Connection,
+    user_id: i64,
+    sealed_secret: &[u8],
+    code_hashes: &[String],
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE users SET totp_pending = ?2, updated_at = ?3 WHERE id = ?1",
+        params![user_id, sealed_secret, now_text()],
+    )?;
+    c.execute(
+        "DELETE FROM recovery_codes WHERE user_id = ?1 AND pending = 1",
+        [user_id],
+    )?;
+    insert_recovery_codes(c, user_id, code_hashes, true)
+}
+
+/// The pending secret and codes become the active ones; the old codes stop working.
+pub fn enable_two_factor(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, updated_at = ?2 WHERE id = ?1",
+        params![user_id, now_text()],
+    )?;
+    c.execute(
+        "DELETE FROM recovery_codes WHERE user_id = ?1 AND pending = 0",
+        [user_id],
+    )?;
+    c.execute(
+        "UPDATE recovery_codes SET pending = 0 WHERE user_id = ?1",
+        [user_id],
+    )
+    .map(|_| ())
+}
+
+pub fn disable_two_factor(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE users SET totp_secret = NULL, totp_pending = NULL, updated_at = ?2 WHERE id = ?1",
+        params![user_id, now_text()],
+    )?;
+    c.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])
+        .map(|_| ())
+}
+
+/// Uses one unused recovery code with this digest; false when there is none.
+pub fn use_recovery_code(c: &Connection, user_id: i64, code_hash: &str) -> rusqlite::Result<bool> {
+    c.execute(
+        "UPDATE recovery_codes SET used_at = ?3 WHERE id = \
+         (SELECT id FROM recovery_codes WHERE user_id = ?1 AND code_hash = ?2 \
+          AND pending = 0 AND used_at IS NULL LIMIT 1)",
+        params![user_id, code_hash, now_text()],
+    )
+    .map(|n| n == 1)
+}
+
+/// New active recovery codes; every earlier one stops working.
+pub fn replace_recovery_codes(
+    c: &Connection,
+    user_id: i64,
+    code_hashes: &[String],
+) -> rusqlite::Result<()> {
+    c.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])?;
+    insert_recovery_codes(c, user_id, code_hashes, false)
+}
+
+fn insert_recovery_codes(
+    c: &Connection,
+    user_id: i64,
+    code_hashes: &[String],
+    pending: bool,
+) -> rusqlite::Result<()> {
+    let mut stmt =
+        c.prepare("INSERT INTO recovery_codes (user_id, code_hash, pending) VALUES (?1, ?2, ?3)")?;
+    for h in code_hashes {
+        stmt.execute(params![user_id, h, pending])?;
+    }
+    Ok(())
+}
+
+// ---- API keys -------------------------------------------------------------------------
+
+/// The account an API key acts for (the key unrevoked, its owner active).
+#[derive(Debug, Clone)]
+pub struct KeyOwner {
+    pub key_id: i64,
+    pub user_id: i64,
+    pub email: String,
+    pub role: Role,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+    pub must_change_password: bool,
+    pub totp_enabled: bool,
+}
+
+pub fn key_owner(c: &Connection, key_hash: &str) -> rusqlite::Result<Option<KeyOwner>> {
+    c.query_row(
+        "SELECT k.id, u.id, u.email, u.role, k.expires_at, u.must_change_password, \
+         u.totp_secret IS NOT NULL \
+         FROM api_keys k JOIN users u ON u.id = k.user_id \
+         WHERE k.key_hash = ?1 AND k.revoked_at IS NULL AND u.status = 'active'",
+        [key_hash],
+        |r| {
+            Ok(KeyOwner {
+                key_id: r.get(0)?,
+                user_id: r.get(1)?,
+                email: r.get(2)?,
+                role: Role::parse(&r.get::<_, String>(3)?).unwrap_or(Role::Viewer),
+                expires_at: r.get(4)?,
+                must_change_password: r.get(5)?,
+                totp_enabled: r.get(6)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Records that the key was used at `at`.
+pub fn touch_key(c: &Connection, key_id: i64, at: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
+        params![key_id, at],
+    )
+    .map(|_| ())
+}
+
+/// A new key (its digest, never the key); returns its id.
+pub fn insert_key(
+    c: &Connection,
+    user_id: i64,
+    name: &str,
+    prefix: &str,
+    key_hash: &str,
+    created_at: &str,
+    expires_at: Option<i64>,
+) -> rusqlite::Result<i64> {
+    c.execute(
+        "INSERT INTO api_keys (user_id, name, prefix, key_hash, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![user_id, name, prefix, key_hash, created_at, expires_at],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+/// An API key as its owner sees it listed.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: String,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+impl KeyRow {
+    /// active, expired or revoked, at `now` (unix s).
+    pub fn status(&self, now: i64) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
+/// The user's keys, oldest first; revoked ones only when asked.
+pub fn keys_of(
+    c: &Connection,
+    user_id: i64,
+    include_revoked: bool,
+) -> rusqlite::Result<Vec<KeyRow>> {
+    let mut stmt = c.prepare(
+        "SELECT id, name, prefix, created_at, expires_at, last_used_at, revoked_at \
+         FROM api_keys WHERE user_id = ?1 AND (revoked_at IS NULL OR ?2) ORDER BY id",
+    )?;
+    stmt.query_map(params![user_id, include_revoked], |r| {
+        Ok(KeyRow {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            prefix: r.get(2)?,
+            created_at: r.get(3)?,
+            expires_at: r.get(4)?,
+            last_used_at: r.get(5)?,
+            revoked_at: r.get(6)?,
+        })
+    })?
+    .collect()
+}
+
+/// Revokes an active key of `user_id` (of anyone when `any_owner`); false when there is no
+/// such key.
+pub fn revoke_key(
+    c: &Connection,
+    key_id: i64,
+    user_id: i64,
+    any_owner: bool,
+) -> rusqlite::Result<bool> {
+    c.execute(
+        "UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND revoked_at IS NULL \
+         AND (user_id = ?2 OR ?4)",
+        params![key_id, user_id, now_text(), any_owner],
+    )
+    .map(|n| n > 0)
 }

@@ -178,6 +178,10 @@ impl JobControl {
         matches!(*self.lock(), JobState::Cancelled)
     }
 
+    fn is_running(&self) -> bool {
+        matches!(*self.lock(), JobState::Running(_))
+    }
+
     /// Cancels the job because the process ran out of memory (see [`memory_watchdog`]).
     fn stop_for_memory(&self, ceiling_mb: u64) {
         self.out_of_memory
@@ -501,6 +505,14 @@ impl Warehouse {
 
     pub fn functions(&self) -> &Arc<crate::query::CatalogCell> {
         &self.inner.functions
+    }
+
+    /// Interactive jobs whose statement is running now.
+    pub fn statements_running(&self) -> usize {
+        lock(&self.inner.running)
+            .values()
+            .filter(|c| c.is_running())
+            .count()
     }
 
     /// (workers, queued jobs) of the interactive lane.
@@ -856,7 +868,8 @@ const WRITER_IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 /// leave little WAL, so this mostly gathers many small loads.
 const IDLE_CHECKPOINT_MIN_WAL: u64 = 8 * 1024 * 1024;
 
-fn wal_path(db: &Path) -> PathBuf {
+/// The write-ahead log DuckDB keeps beside `db` (`<file>.wal`).
+pub fn wal_path(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push(".wal");
     PathBuf::from(name)

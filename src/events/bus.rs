@@ -45,24 +45,7 @@ impl EventBus {
         let (row, payload) = (event.clone(), json.clone());
         let logged = self
             .meta
-            .write(move |tx| {
-                let kind_name = serde_json::from_str::<serde_json::Value>(&payload)
-                    .ok()
-                    .and_then(|v| v["type"].as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                tx.execute(
-                    "INSERT INTO activity_log (ts, type, level, source, message, payload) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    rusqlite::params![
-                        row.timestamp,
-                        kind_name,
-                        row.level,
-                        row.kind.source(),
-                        row.message,
-                        &*payload
-                    ],
-                )
-            })
+            .write(move |tx| super::activity::append(tx, &row, &payload))
             .await;
         if let Err(e) = logged {
             tracing::warn!(error = %e, "cannot append an event to the activity log");

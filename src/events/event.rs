@@ -1,6 +1,6 @@
 //! Events: what happened, when (UTC), and to what. Serialised with a `"type"` field.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -254,7 +254,7 @@ impl Serialize for Event {
 impl Event {
     pub fn new(kind: EventKind, at: DateTime<Utc>) -> Self {
         Self {
-            timestamp: at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            timestamp: crate::time::text(at),
             level: kind.level(),
             message: kind.message(),
             kind,

@@ -16,7 +16,6 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
-use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
@@ -63,7 +62,7 @@ impl Clients {
                 id,
                 user: principal.email.clone(),
                 role: principal.role.as_str(),
-                since: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+                since: crate::time::now_text(),
                 address: address.to_string(),
             },
         );
@@ -125,7 +124,7 @@ async fn stream(state: AppState, principal: Principal, address: SocketAddr, mut 
     let hello = json!({
         "type": "connected",
         "event": "connected",
-        "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        "timestamp": crate::time::now_text(),
         "user": principal.email,
         "role": principal.role,
         "syncing": state.syncs.running(),
@@ -155,7 +154,7 @@ async fn stream(state: AppState, principal: Principal, address: SocketAddr, mut 
                 Err(RecvError::Lagged(missed)) => Message::Text(json!({
                     "type": "resync",
                     "event": "resync",
-                    "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+                    "timestamp": crate::time::now_text(),
                     "missed": missed,
                 }).to_string().into()),
                 Err(RecvError::Closed) => break,

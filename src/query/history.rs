@@ -5,7 +5,6 @@
 //! metadata write.
 
 use axum::extract::State;
-use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -38,7 +37,7 @@ pub fn remember(state: &AppState, email: &str, sql: &str, outcome: Outcome) {
                     rusqlite::params![
                         email,
                         sql,
-                        Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+                        crate::time::now_text(),
                         outcome.ok,
                         outcome.rows.map(|r| r as i64),
                         outcome.elapsed_ms,

@@ -86,6 +86,15 @@ pub enum WebhookFormat {
     Slack,
 }
 
+impl WebhookFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Generic => "generic",
+            Self::Slack => "slack",
+        }
+    }
+}
+
 fn utc() -> String {
     "UTC".into()
 }

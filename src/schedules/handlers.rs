@@ -3,16 +3,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use rusqlite::params;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::file::{Schedule, mask_url};
+use super::repo;
 use crate::app::AppState;
-use crate::auth::{Permission, Principal};
 use crate::error::{AppError, Result};
 use crate::web::extract::{Json, List, Path, Query};
-use crate::web::page::{Nav, filters, render};
 
 /// Warnings about a schedule: its recent jobs take longer than the gap between its ticks.
 fn warnings(s: &Schedule, typical_ms: Option<f64>) -> Vec<String> {
@@ -74,80 +72,25 @@ fn describe(
     })
 }
 
-const RUN_COLUMNS: &str = "id, schedule, trigger, started_at, ended_at, status, error, rows, duration_ms, attempts, sync_records";
-
-/// One job of a schedule: the reference's run (`id`, `schedule_name`, `sources`,
-/// `duration_seconds`, `rows_processed`) and Kura's keys.
-fn run_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
-    let records: Value = serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or(Value::Null);
-    let sources: Vec<Value> = records
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|rec| rec.get("source").cloned())
-                .collect()
-        })
-        .unwrap_or_default();
-    let (id, schedule): (i64, String) = (r.get(0)?, r.get(1)?);
-    let (rows, duration_ms): (Option<i64>, Option<i64>) = (r.get(7)?, r.get(8)?);
-    Ok(json!({
-        "id": id,
-        "schedule_name": schedule,
-        "sources": sources,
-        "duration_seconds": duration_ms.map(|ms| ms as f64 / 1000.0),
-        "rows_processed": rows,
-        "job_id": id,
-        "schedule": schedule,
-        "trigger": r.get::<_, String>(2)?,
-        "started_at": r.get::<_, String>(3)?,
-        "ended_at": r.get::<_, Option<String>>(4)?,
-        "status": r.get::<_, String>(5)?,
-        "error": r.get::<_, Option<String>>(6)?,
-        "rows": rows,
-        "duration_ms": duration_ms,
-        "attempts": r.get::<_, i64>(9)?,
-        "sync_records": records,
-    }))
-}
-
 /// The mean duration of each schedule's last five finished jobs (skipped ticks aside).
 async fn typical_durations(state: &AppState) -> Result<std::collections::HashMap<String, f64>> {
-    Ok(state
-        .meta
-        .read(|c| {
-            let mut stmt = c.prepare(
-                "SELECT schedule, avg(duration_ms) FROM ( \
-                   SELECT schedule, duration_ms, \
-                          row_number() OVER (PARTITION BY schedule ORDER BY id DESC) AS n \
-                   FROM schedule_runs WHERE status IN ('success', 'failed', 'timeout')) \
-                 WHERE n <= 5 GROUP BY schedule",
-            )?;
-            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?
-                .collect()
-        })
-        .await?)
+    Ok(state.meta.read(repo::typical_durations).await?)
 }
 
 async fn last_runs(state: &AppState) -> Result<std::collections::HashMap<String, Value>> {
-    Ok(state
-        .meta
-        .read(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {RUN_COLUMNS} FROM schedule_runs WHERE id IN \
-                 (SELECT max(id) FROM schedule_runs GROUP BY schedule)"
-            ))?;
-            stmt.query_map([], run_json)?
-                .map(|r| r.map(|v| (v["schedule"].as_str().unwrap_or_default().to_owned(), v)))
-                .collect()
-        })
-        .await?)
+    Ok(state.meta.read(repo::last_runs).await?)
 }
 
 /// `GET /api/schedules`: the schedules in force, as a plain list.
 pub async fn list_schedules(State(state): State<AppState>) -> Result<List<Value>> {
+    Ok(List::all(described(&state).await?))
+}
+
+/// Every schedule in force, as `/api/schedules` and the page describe it.
+pub(crate) async fn described(state: &AppState) -> Result<Vec<Value>> {
     let current = state.schedules.current();
-    let last = last_runs(&state).await?;
-    let typical = typical_durations(&state).await?;
+    let last = last_runs(state).await?;
+    let typical = typical_durations(state).await?;
     let known = state.sources();
     let schedules: Vec<Value> = current
         .schedules
@@ -155,7 +98,7 @@ pub async fn list_schedules(State(state): State<AppState>) -> Result<List<Value>
         .iter()
         .map(|s| {
             describe(
-                &state,
+                state,
                 s,
                 &known,
                 last.get(&s.def.name),
@@ -163,7 +106,7 @@ pub async fn list_schedules(State(state): State<AppState>) -> Result<List<Value>
             )
         })
         .collect();
-    Ok(List::all(schedules))
+    Ok(schedules)
 }
 
 /// `GET /api/schedules/file`: `schedules.yml` itself: where, whether it is valid as it is
@@ -208,22 +151,7 @@ async fn runs(
 ) -> Result<(Vec<Value>, i64)> {
     Ok(state
         .meta
-        .read(move |c| {
-            let filter = "(?1 IS NULL OR schedule = ?1) AND (?2 IS NULL OR status = ?2)";
-            let mut stmt = c.prepare(&format!(
-                "SELECT {RUN_COLUMNS} FROM schedule_runs WHERE {filter} \
-                 ORDER BY id DESC LIMIT ?3 OFFSET ?4"
-            ))?;
-            let runs = stmt
-                .query_map(params![schedule, status, limit, offset], run_json)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let total = c.query_row(
-                &format!("SELECT count(*) FROM schedule_runs WHERE {filter}"),
-                params![schedule, status],
-                |r| r.get(0),
-            )?;
-            Ok((runs, total))
-        })
+        .read(move |c| repo::runs(c, schedule.as_deref(), status.as_deref(), limit, offset))
         .await?)
 }
 
@@ -340,6 +268,11 @@ pub async fn reload_schedules(State(state): State<AppState>) -> Result<Json<Valu
 
 /// `GET /api/sources/unscheduled`: sources no enabled schedule syncs.
 pub async fn unscheduled_sources(State(state): State<AppState>) -> Result<Json<Value>> {
+    Ok(Json(json!({ "sources": unscheduled(&state) })))
+}
+
+/// Sources that no enabled schedule syncs.
+pub(crate) fn unscheduled(state: &AppState) -> Vec<String> {
     let current = state.schedules.current();
     let covered: std::collections::HashSet<&str> = current
         .schedules
@@ -348,24 +281,43 @@ pub async fn unscheduled_sources(State(state): State<AppState>) -> Result<Json<V
         .filter(|s| s.def.enabled)
         .flat_map(|s| s.def.sources.iter().map(String::as_str))
         .collect();
-    let sources: Vec<String> = state
+    state
         .sources()
         .keys()
         .filter(|n| !covered.contains(n.as_str()))
         .cloned()
-        .collect();
-    Ok(Json(json!({ "sources": sources })))
+        .collect()
+}
+
+/// A webhook target as it is shown: its URL masked.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Webhook {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) format: String,
+}
+
+pub(crate) fn webhooks(state: &AppState) -> Vec<Webhook> {
+    state
+        .schedules
+        .current()
+        .schedules
+        .notifications
+        .webhooks
+        .iter()
+        .map(|h| Webhook {
+            name: h.name.clone(),
+            url: mask_url(&h.url),
+            format: h.format.as_str().to_owned(),
+        })
+        .collect()
 }
 
 /// `GET /api/notifications/config`: the webhook targets, URLs masked.
 pub async fn notifications_config(State(state): State<AppState>) -> Result<Json<Value>> {
     let current = state.schedules.current();
     let n = &current.schedules.notifications;
-    let hooks: Vec<Value> = n
-        .webhooks
-        .iter()
-        .map(|h| json!({"name": h.name, "url": mask_url(&h.url), "format": h.format}))
-        .collect();
+    let hooks = webhooks(&state);
     // Kura has no global switches: each schedule's notify_on decides what is sent, so
     // the reference's on_* flags are all on.
     Ok(Json(json!({
@@ -394,7 +346,7 @@ pub async fn test_notifications(State(state): State<AppState>) -> Result<Json<Va
         error: None,
         duration_seconds: 0.0,
         rows_loaded: 0,
-        timestamp: chrono::Utc::now().to_rfc3339(),
+        timestamp: crate::time::now_text(),
         dashboard_url: super::runner::dashboard_url(&state),
     };
     let client = reqwest::Client::new();
@@ -430,22 +382,4 @@ pub async fn cancel_job(
             message: format!("there is no running job {job_id}"),
         })
     }
-}
-
-#[derive(askama::Template)]
-#[template(path = "schedules.html")]
-struct SchedulesPage {
-    nav: Nav,
-    manage: bool,
-}
-
-/// `GET /schedules`: the page; its script reads the JSON routes above.
-pub async fn schedules_page(
-    State(state): State<AppState>,
-    principal: Principal,
-) -> Result<axum::response::Response> {
-    render(&SchedulesPage {
-        manage: principal.can(Permission::SchedulerManage),
-        nav: Nav::of(&state, &principal, "/schedules"),
-    })
 }

@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
 use tokio::sync::Notify;
 
 use super::clock::Clock;
 use super::file::{Schedule, Schedules};
+use super::repo;
 use crate::app::AppState;
 use crate::events::EventKind;
 use crate::locks::lock;
@@ -23,8 +23,12 @@ use crate::sources::sync::{self, SyncError, SyncOptions, Trigger};
 
 /// Waits before the first and later retries of a failed job.
 const RETRY_WAITS: [i64; 2] = [30, 120];
-/// How often the file's modification time is looked at.
+/// How often the file's modification time is looked at when no watcher tells of changes
+/// (it could not start).
 const FILE_POLL: Duration = Duration::from_secs(2);
+/// Quiet after the watcher's last event before the file is read: an editor's save is
+/// several events (write, close, rename), and the file is read once, whole.
+const FILE_SETTLE: Duration = Duration::from_millis(100);
 /// How often scheduled sources are checked for staleness (scheduler time).
 const STALE_CHECK_MINUTES: i64 = 10;
 
@@ -45,6 +49,8 @@ pub struct ScheduleService {
     running: Mutex<HashMap<String, i64>>,
     next: Mutex<HashMap<String, DateTime<Utc>>>,
     reloaded: Notify,
+    /// The watcher saw the file change.
+    file_touched: Notify,
     /// Sources already reported stale, until they are fresh again (one notice per episode).
     stale: Mutex<std::collections::HashSet<String>>,
     /// Jobs asked to stop, and the source each running job syncs now.
@@ -66,6 +72,7 @@ impl ScheduleService {
             running: Mutex::new(HashMap::new()),
             next: Mutex::new(HashMap::new()),
             reloaded: Notify::new(),
+            file_touched: Notify::new(),
             stale: Mutex::new(std::collections::HashSet::new()),
             cancelled: Mutex::new(std::collections::HashSet::new()),
             syncing: Mutex::new(HashMap::new()),
@@ -120,8 +127,15 @@ impl ScheduleService {
         outcome
     }
 
-    fn file_changed(&self, state: &AppState) -> bool {
-        let now = file_stamp(&super::file_path(&state.config));
+    /// The watcher saw `schedules.yml` change (written, replaced, removed).
+    pub fn file_event(&self) {
+        self.file_touched.notify_one();
+    }
+
+    /// Whether the file on disk differs from the one last read (a stat, off the runtime).
+    async fn file_changed(&self, state: &AppState) -> bool {
+        let path = super::file_path(&state.config);
+        let now = crate::blocking::run(move || file_stamp(&path)).await;
         *lock(&self.stamp) != now
     }
 
@@ -181,25 +195,15 @@ fn file_stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
-fn now_text(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// Loads the file, marks jobs a stop cut off, runs missed ticks within their grace,
 /// then keeps firing due schedules until shutdown.
 pub async fn start(state: &AppState) {
     let service = &state.schedules;
     let _ = service.reload(state).await;
-    let at = now_text(service.clock.now());
+    let at = crate::time::text(service.clock.now());
     let closed = state
         .meta
-        .write(move |tx| {
-            tx.execute(
-                "UPDATE schedule_runs SET status = 'failed', error = 'interrupted: Kura stopped during this job', \
-                 ended_at = ?1 WHERE status = 'running'",
-                [at],
-            )
-        })
+        .write(move |tx| repo::close_interrupted(tx, &at))
         .await;
     if let Err(e) = closed {
         tracing::warn!(error = %e, "cannot close interrupted schedule jobs");
@@ -209,6 +213,14 @@ pub async fn start(state: &AppState) {
     state
         .tasks
         .spawn("scheduler", async move { run_loop(task_state).await });
+}
+
+/// Waits [`FILE_POLL`] when the watcher is not running; forever when it is.
+async fn poll_unless(watching: bool) {
+    if watching {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(FILE_POLL).await;
 }
 
 /// A tick missed while Kura was down runs once now if it is within the schedule's
@@ -226,14 +238,7 @@ async fn run_misfires(state: &AppState) {
         let name = schedule.def.name.clone();
         let last: Option<String> = state
             .meta
-            .read(move |c| {
-                c.query_row(
-                    "SELECT started_at FROM schedule_runs WHERE schedule = ?1 ORDER BY id DESC LIMIT 1",
-                    [name],
-                    |r| r.get(0),
-                )
-                .optional()
-            })
+            .read(move |c| repo::last_started(c, &name))
             .await
             .ok()
             .flatten();
@@ -301,8 +306,16 @@ async fn run_loop(state: AppState) {
                 recompute(service, service.clock.now());
                 continue;
             }
-            () = tokio::time::sleep(FILE_POLL) => {
-                if service.file_changed(&state) {
+            () = service.file_touched.notified() => {
+                // Let the save finish; events that come meanwhile are part of it.
+                tokio::time::sleep(FILE_SETTLE).await;
+                if service.file_changed(&state).await {
+                    let _ = service.reload(&state).await;
+                }
+                continue;
+            }
+            () = poll_unless(state.watcher_status().running) => {
+                if service.file_changed(&state).await {
                     let _ = service.reload(&state).await;
                 }
                 continue;
@@ -346,16 +359,12 @@ async fn run_loop(state: AppState) {
 
 async fn record_skip(state: &AppState, name: &str, trigger: &str, why: &str) {
     let (name, trigger, why) = (name.to_owned(), trigger.to_owned(), why.to_owned());
-    let at = now_text(state.schedules.clock.now());
+    let at = crate::time::text(state.schedules.clock.now());
     let id = state
         .meta
         .write(move |tx| {
-            tx.execute(
-                "INSERT INTO schedule_runs (schedule, trigger, started_at, ended_at, status, error, rows, duration_ms) \
-                 VALUES (?1, ?2, ?3, ?3, 'skipped', ?4, 0, 0)",
-                params![name, trigger, at, why],
-            )?;
-            Ok((tx.last_insert_rowid(), name, why))
+            let id = repo::record_skip(tx, &name, &trigger, &at, &why)?;
+            Ok((id, name, why))
         })
         .await;
     if let Ok((job_id, schedule, error)) = id {
@@ -392,17 +401,11 @@ async fn start_job(
     let (n, t, at) = (
         name.clone(),
         trigger.to_owned(),
-        now_text(service.clock.now()),
+        crate::time::text(service.clock.now()),
     );
     let created = state
         .meta
-        .write(move |tx| {
-            tx.execute(
-                "INSERT INTO schedule_runs (schedule, trigger, started_at, status) VALUES (?1, ?2, ?3, 'running')",
-                params![n, t, at],
-            )?;
-            Ok(tx.last_insert_rowid())
-        })
+        .write(move |tx| repo::start(tx, &n, &t, &at))
         .await;
     let job_id = match created {
         Ok(id) => id,
@@ -484,16 +487,24 @@ async fn run_job(state: &AppState, schedule: &Schedule, job_id: i64, trigger: &s
         }
     };
     let duration_ms = started.elapsed().as_millis() as u64;
-    let ended = now_text(state.schedules.clock.now());
+    let ended = crate::time::text(state.schedules.clock.now());
     let records = serde_json::to_string(&all_records).unwrap_or_else(|_| "[]".into());
     let err = error.clone();
     let finished = state
         .meta
         .write(move |tx| {
-            tx.execute(
-                "UPDATE schedule_runs SET status = ?2, ended_at = ?3, error = ?4, rows = ?5, duration_ms = ?6, \
-                 attempts = ?7, sync_records = ?8 WHERE id = ?1",
-                params![job_id, status, ended, err, rows as i64, duration_ms as i64, attempts, records],
+            repo::finish(
+                tx,
+                job_id,
+                &repo::JobEnd {
+                    status,
+                    ended_at: &ended,
+                    error: err.as_deref(),
+                    rows,
+                    duration_ms,
+                    attempts,
+                    sync_records: &records,
+                },
             )
         })
         .await;
@@ -593,7 +604,7 @@ pub async fn check_stale(state: &AppState) {
                     }),
                     duration_seconds: 0.0,
                     rows_loaded: 0,
-                    timestamp: now_text(now),
+                    timestamp: crate::time::text(now),
                     dashboard_url: dashboard_url(state),
                 },
             );
@@ -635,7 +646,7 @@ fn notify_end(
             error: error.map(|e| format!("{status}: {e}")),
             duration_seconds: duration_ms as f64 / 1000.0,
             rows_loaded: rows,
-            timestamp: now_text(state.schedules.clock.now()),
+            timestamp: crate::time::text(state.schedules.clock.now()),
             dashboard_url: dashboard_url(state),
         },
     );

@@ -1,4 +1,4 @@
-//! HTTP handlers of sources, syncs, files and the activity log.
+//! HTTP handlers of sources, syncs and files.
 
 use std::path::{Path, PathBuf};
 
@@ -219,43 +219,6 @@ pub async fn show_sync_status(
         code: "sync_record_not_found",
         message: format!("there is no sync record {id}"),
     })
-}
-
-#[derive(Deserialize)]
-pub struct LimitQuery {
-    limit: Option<i64>,
-}
-
-/// `GET /api/sources/{name}/logs?limit=100`: the source's log lines, newest first (an
-/// unknown name has none, as the reference answers).
-pub async fn list_source_logs(
-    State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
-    Query(q): Query<LimitQuery>,
-) -> Result<List<repo::LogEntry>> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    let logs = state
-        .meta
-        .read(move |c| repo::activity(c, &repo::LogFilter::newest(Some(&name), limit)))
-        .await?;
-    Ok(List::all(logs))
-}
-
-/// `GET /api/logs?limit=1000&level=&source=&q=&since=&until=`: the activity log, newest
-/// first.
-pub async fn list_logs(
-    State(state): State<AppState>,
-    Query(filter): Query<repo::LogFilter>,
-) -> Result<List<repo::LogEntry>> {
-    Ok(List::all(logs(&state, filter).await?))
-}
-
-pub async fn logs(state: &AppState, filter: repo::LogFilter) -> Result<Vec<repo::LogEntry>> {
-    state
-        .meta
-        .read(move |c| repo::activity(c, &filter))
-        .await
-        .map_err(AppError::from)
 }
 
 #[derive(Deserialize)]

@@ -12,12 +12,13 @@ use chrono::{Duration, Utc};
 use serde::Serialize;
 
 use super::handlers::{SourceDetails, source_details};
-use super::repo::{self, LogEntry};
+use super::repo;
 use super::views::{self, SourceSummary};
 use crate::app::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::Result;
-use crate::web::extract::{Json, Query};
+use crate::events::activity::{self, LogEntry};
+use crate::web::extract::Json;
 use crate::web::page::{Nav, filters, render};
 
 /// Days the overview's chart covers.
@@ -54,19 +55,13 @@ pub struct Overview {
 fn rows_by_day(c: &rusqlite::Connection, days: i64) -> rusqlite::Result<Vec<DayRows>> {
     let today = Utc::now().date_naive();
     let first = today - Duration::days(days - 1);
-    let mut stmt = c.prepare(
-        "SELECT substr(ended_at, 1, 10), coalesce(sum(rows), 0) FROM sync_runs \
-         WHERE ended_at >= ?1 AND status <> 'running' GROUP BY 1",
-    )?;
-    let loaded: std::collections::HashMap<String, i64> = stmt
-        .query_map([first.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let loaded = repo::rows_per_day_since(c, &first.to_string())?;
     let mut out: Vec<DayRows> = first
         .iter_days()
         .take_while(|d| *d <= today)
         .map(|d| {
             let day = d.to_string();
-            let rows = loaded.get(&day).copied().unwrap_or(0).unsigned_abs();
+            let rows = loaded.get(&day).copied().unwrap_or(0);
             DayRows {
                 day,
                 rows,
@@ -92,7 +87,7 @@ pub async fn overview(state: &AppState) -> Result<Overview> {
         .read(|c| {
             Ok((
                 rows_by_day(c, CHART_DAYS)?,
-                repo::activity(c, &repo::LogFilter::newest(None, 12))?,
+                activity::read(c, &activity::LogFilter::newest(None, 12))?,
             ))
         })
         .await?;
@@ -194,30 +189,5 @@ pub async fn source_page(
         s,
         can: Controls::of(&principal),
         max_upload_mb: state.config.api.max_upload_mb,
-    })
-}
-
-#[derive(Template)]
-#[template(path = "logs.html")]
-struct LogsPage {
-    nav: Nav,
-    logs: Vec<LogEntry>,
-    filter: repo::LogFilter,
-    sources: Vec<String>,
-}
-
-/// `GET /logs?level=&source=&q=&since=&until=`: the same rows as `/api/logs`.
-pub async fn logs_page(
-    State(state): State<AppState>,
-    principal: Principal,
-    Query(mut filter): Query<repo::LogFilter>,
-) -> Result<Response> {
-    filter.limit = Some(filter.limit.unwrap_or(300));
-    let logs = super::handlers::logs(&state, filter.clone()).await?;
-    render(&LogsPage {
-        nav: Nav::of(&state, &principal, "/logs"),
-        logs,
-        filter,
-        sources: state.sources().keys().cloned().collect(),
     })
 }

@@ -29,6 +29,31 @@ pub async fn create_run(
     .await
 }
 
+/// Marks the syncs a stop or crash cut off as failed: their file in progress never
+/// committed. Run at start-up, before any sync.
+pub fn close_interrupted_runs(c: &rusqlite::Connection) -> rusqlite::Result<usize> {
+    c.execute(
+        "UPDATE sync_runs SET status = 'failed', error = 'interrupted: Kura stopped during this sync', \
+         ended_at = started_at WHERE status = 'running'",
+        [],
+    )
+}
+
+/// Rows loaded per day (`YYYY-MM-DD` of the sync's end) from `first_day` on.
+pub fn rows_per_day_since(
+    c: &rusqlite::Connection,
+    first_day: &str,
+) -> rusqlite::Result<std::collections::HashMap<String, u64>> {
+    let mut stmt = c.prepare(
+        "SELECT substr(ended_at, 1, 10), coalesce(sum(rows), 0) FROM sync_runs \
+         WHERE ended_at >= ?1 AND status <> 'running' GROUP BY 1",
+    )?;
+    stmt.query_map([first_day], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.unsigned_abs()))
+    })?
+    .collect()
+}
+
 /// Closes a sync record with its outcome.
 pub async fn finish_run(
     meta: &MetaDb,
@@ -173,99 +198,4 @@ pub fn last_runs(c: &rusqlite::Connection) -> rusqlite::Result<BTreeMap<String, 
     let rows = stmt.query_map([], run_from_row)?;
     rows.map(|r| r.map(|run| (run.source.clone(), run)))
         .collect()
-}
-
-/// Activity-log rows, newest first, optionally for one source.
-#[derive(Debug, Clone, Serialize)]
-pub struct LogEntry {
-    pub id: i64,
-    pub timestamp: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub level: String,
-    pub source: Option<String>,
-    pub message: String,
-    pub event: serde_json::Value,
-    /// The reference's grouping of log lines: `sync`, `schedule`, `auth`, ... (the part of
-    /// the event type before its first `_`).
-    pub category: String,
-    /// The reference names its version on every line; Kura's, here.
-    pub dango_version: &'static str,
-}
-
-/// Which activity-log rows to read; every field narrows.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogFilter {
-    pub limit: Option<i64>,
-    /// info, warning or error: that level and above.
-    pub level: Option<String>,
-    pub source: Option<String>,
-    /// Case-insensitive text in the message.
-    pub q: Option<String>,
-    /// RFC 3339 times (or dates): from `since`, before `until`.
-    pub since: Option<String>,
-    pub until: Option<String>,
-}
-
-impl LogFilter {
-    pub fn newest(source: Option<&str>, limit: i64) -> Self {
-        Self {
-            limit: Some(limit),
-            source: source.map(str::to_owned),
-            ..Self::default()
-        }
-    }
-
-    /// The levels at or above `level`, or `None` for every level.
-    fn levels(&self) -> Option<&'static str> {
-        match self.level.as_deref()? {
-            "error" => Some("error"),
-            "warning" => Some("warning,error"),
-            _ => None,
-        }
-    }
-}
-
-pub fn activity(c: &rusqlite::Connection, f: &LogFilter) -> rusqlite::Result<Vec<LogEntry>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT id, ts, type, level, source, message, payload FROM activity_log \
-         WHERE (?1 IS NULL OR source = ?1) \
-           AND (?2 IS NULL OR instr(',' || ?2 || ',', ',' || level || ',') > 0) \
-           AND (?3 IS NULL OR instr(lower(message), lower(?3)) > 0) \
-           AND (?4 IS NULL OR ts >= ?4) AND (?5 IS NULL OR ts < ?5) \
-         ORDER BY id DESC LIMIT ?6",
-    )?;
-    let nonempty = |v: &Option<String>| {
-        v.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let params = rusqlite::params![
-        nonempty(&f.source),
-        f.levels(),
-        nonempty(&f.q),
-        nonempty(&f.since),
-        nonempty(&f.until),
-        f.limit.unwrap_or(1000).clamp(1, 10_000)
-    ];
-    let rows = stmt.query_map(params, |r| {
-        let payload: Option<String> = r.get(6)?;
-        let kind: String = r.get(2)?;
-        Ok(LogEntry {
-            id: r.get(0)?,
-            timestamp: r.get(1)?,
-            category: kind.split('_').next().unwrap_or_default().to_owned(),
-            dango_version: crate::VERSION,
-            kind,
-            level: r.get(3)?,
-            source: r.get(4)?,
-            message: r.get(5)?,
-            event: payload
-                .and_then(|p| serde_json::from_str(&p).ok())
-                .unwrap_or(serde_json::Value::Null),
-        })
-    })?;
-    rows.collect()
 }

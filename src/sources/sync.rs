@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use chrono::Utc;
 use serde::Serialize;
 
 mod plan;
@@ -346,7 +345,7 @@ pub async fn run(
                 .events
                 .publish(EventKind::FreshnessUpdate {
                     source: source.name.clone(),
-                    last_update: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    last_update: crate::time::now_text(),
                     row_count,
                 })
                 .await;

@@ -295,9 +295,7 @@ fn summary(
         status,
         failed_files: ledger.failed,
         freshness: Freshness {
-            last_update: ledger
-                .last_loaded
-                .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            last_update: ledger.last_loaded.map(crate::time::text),
             days_old,
             status: freshness_status,
             hours_since_sync,

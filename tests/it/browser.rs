@@ -390,3 +390,144 @@ async fn a_viewer_sees_no_sync_or_upload_controls_and_is_refused_anyway() {
     assert!(nav.contains("Overview") && nav.contains("Sources"), "{nav}");
     assert!(!nav.contains("Users") && !nav.contains("Secrets"), "{nav}");
 }
+
+/// The settings and schedules pages, driven as an admin would: every list is the
+/// server's, and every action shows its outcome in the list without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_manages_users_secrets_keys_and_schedules_from_the_pages() {
+    let app = TestApp::with_config(|c| {
+        c.auth.enabled = true;
+        c.auth.rate_limit_per_minute = 100_000;
+        c.auth.rate_limit_burst = 100_000;
+        std::fs::write(
+            c.root.join("schedules.yml"),
+            "schedules:\n  - name: nightly\n    cron: \"0 3 * * *\"\n    sources: [uploads]\n",
+        )
+        .unwrap();
+    })
+    .await;
+    write(&app.dir.path().join("data/uploads/a.csv"), &csv(5));
+    app.add_user("ana@example.com", Role::Admin).await;
+    let d = Driver::start(1366, 900).await;
+    sign_in(&d, &app, "ana@example.com").await;
+    let row_text = "const r = [...document.querySelectorAll(arguments[0])].find((r) => r.textContent.includes(arguments[1])); \
+                    return r ? r.textContent : null";
+
+    // Users: invite, then change the role from the list.
+    d.goto(&app.url("/settings/users")).await;
+    d.js(
+        "window.__noReload = true; window.confirm = () => true; return true",
+        json!([]),
+    )
+    .await;
+    d.type_into("#invite input[name=email]", "ben@example.com")
+        .await;
+    d.click("#invite button[type=submit]").await;
+    d.wait_for(
+        "the invitation link and ben's row",
+        "return !document.getElementById('invite-link').hidden && document.getElementById('users').textContent.includes('ben@example.com')",
+        json!([]),
+    )
+    .await;
+    let ben = d
+        .js(row_text, json!(["#users tr", "ben@example.com"]))
+        .await;
+    assert!(ben.as_str().unwrap().contains("invited"), "{ben}");
+    d.js(
+        "const s = [...document.querySelectorAll('#users tr')].find((r) => r.textContent.includes('ben@example.com')).querySelector('select'); \
+         s.value = 'editor'; s.dispatchEvent(new Event('change', {bubbles: true})); return true",
+        json!([]),
+    )
+    .await;
+    d.wait_for(
+        "ben to be an editor in the list",
+        "const r = [...document.querySelectorAll('#users tr')].find((r) => r.textContent.includes('ben@example.com')); \
+         return r && r.children[2].textContent.trim() === 'editor'",
+        json!([]),
+    )
+    .await;
+    assert_eq!(
+        d.js("return window.__noReload", json!([])).await,
+        true,
+        "the page reloaded"
+    );
+    d.screenshot("users-managed").await;
+
+    // Secrets: add one, see it masked, delete it.
+    d.goto(&app.url("/settings/secrets")).await;
+    d.js("window.confirm = () => true; return true", json!([]))
+        .await;
+    d.type_into("#secret input[name=key]", "SHOP_TOKEN").await;
+    d.type_into("#secret input[name=value]", "s3cret-value-123")
+        .await;
+    d.click("#secret button[type=submit]").await;
+    d.wait_for(
+        "the new secret in the list",
+        "return document.getElementById('secrets').textContent.includes('SHOP_TOKEN')",
+        json!([]),
+    )
+    .await;
+    assert!(!d.text("#secrets").await.contains("s3cret-value-123"));
+    d.screenshot("secrets").await;
+    d.click("#secrets button[data-action=delete]").await;
+    d.wait_for(
+        "the secret to go",
+        "return !document.getElementById('secrets').textContent.includes('SHOP_TOKEN')",
+        json!([]),
+    )
+    .await;
+
+    // API keys: create one (shown once), see it listed, revoke it.
+    d.goto(&app.url("/settings/account")).await;
+    d.js("window.confirm = () => true; return true", json!([]))
+        .await;
+    d.type_into("#key-create input[name=name]", "nightly report")
+        .await;
+    d.click("#key-create button[type=submit]").await;
+    d.wait_for(
+        "the new key, shown once and listed",
+        "return document.getElementById('key-value').textContent.startsWith('kura_ak_') && \
+         document.getElementById('keys').textContent.includes('nightly report')",
+        json!([]),
+    )
+    .await;
+    assert!(d.text("#sessions").await.contains("this session"));
+    d.click("#keys button[data-action=revoke]").await;
+    d.wait_for(
+        "the key to show as revoked",
+        "return document.getElementById('keys').textContent.includes('revoked')",
+        json!([]),
+    )
+    .await;
+    d.screenshot("account-keys").await;
+
+    // Schedules: the history opens under the schedule; Run now starts a job that shows up
+    // in it.
+    d.goto(&app.url("/schedules")).await;
+    let nightly = d.js(row_text, json!(["#schedules tr", "nightly"])).await;
+    assert!(nightly.as_str().unwrap().contains("never ran"), "{nightly}");
+    d.click("#schedules button[data-action=history]").await;
+    d.wait_for(
+        "an empty history",
+        "return document.querySelector('#schedules tr.history')?.textContent.includes('No runs yet')",
+        json!([]),
+    )
+    .await;
+    d.click("#schedules button[data-action=run]").await;
+    d.wait_for(
+        "the job in the history and the last run",
+        "const h = document.querySelector('#schedules tr.history'); \
+         const row = document.querySelector('#schedules tr[data-name=nightly]'); \
+         return h && h.textContent.includes('success') && row.textContent.includes('success')",
+        json!([]),
+    )
+    .await;
+    d.screenshot("schedules-history").await;
+    d.click("#schedules button[data-action=history]").await;
+    d.wait_for(
+        "the history to close",
+        "return document.querySelector('#schedules tr.history') === null",
+        json!([]),
+    )
+    .await;
+}

@@ -807,8 +807,17 @@ async fn a_query_past_the_memory_ceiling_is_stopped_and_the_server_answers_meanw
         .post(format!("{base}/api/query"))
         .json(&serde_json::json!({"sql": "SELECT sum(len(list_concat(range(50000), [range]))) FROM range(2000000)"}))
         .send();
+    let pid = _server.0.id();
     let meanwhile = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Once the query is building its lists (the process has grown by 100 MB), the
+        // server must still answer.
+        let start = rss_kb(pid);
+        for _ in 0..600 {
+            if rss_kb(pid) > start + 100 * 1024 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         client
             .get(format!("{base}/api/status"))
             .send()
@@ -830,4 +839,16 @@ async fn a_query_past_the_memory_ceiling_is_stopped_and_the_server_answers_meanw
         .await
         .unwrap();
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+/// The resident memory of process `pid` (Linux).
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }

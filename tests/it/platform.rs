@@ -198,3 +198,206 @@ async fn static_files_are_served_under_content_hashed_urls() {
     }
     app.stop().await;
 }
+
+/// Every API call a page script makes names a route that exists with that method, and
+/// every query parameter it sends is one the route accepts (the source page's Delete once
+/// sent `?path=` to a route that needs `file_path`, and failed on every click).
+#[tokio::test]
+async fn every_api_call_of_the_page_scripts_fits_its_route() {
+    let calls = page_api_calls();
+    assert!(calls.len() > 30, "the scan found too few calls: {calls:?}");
+    let specs = kura::routes::route_specs();
+    for call in &calls {
+        let known = specs
+            .iter()
+            .any(|s| s.method.as_str() == call.method && segments_match(s.path, &call.path));
+        assert!(
+            known,
+            "{} calls {} {}, which is no route",
+            call.file, call.method, call.path
+        );
+    }
+    let app = TestApp::new().await;
+    for call in calls.iter().filter(|c| !c.query.is_empty()) {
+        let path: Vec<&str> = call
+            .path
+            .split('/')
+            .map(|s| if s == "{}" { "1" } else { s })
+            .collect();
+        let query: Vec<String> = call.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let url = app.url(&format!("{}?{}", path.join("/"), query.join("&")));
+        let method = reqwest::Method::from_bytes(call.method.as_bytes()).unwrap();
+        let r = app.client.request(method, &url).send().await.unwrap();
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        assert!(
+            body["error"] != "invalid_query",
+            "{}: {} {url} sends a query the route refuses ({status}): {body}",
+            call.file,
+            call.method
+        );
+    }
+    app.stop().await;
+}
+
+/// One API call found in a page script.
+#[derive(Debug)]
+struct PageCall {
+    file: String,
+    method: String,
+    /// The path with each `${…}` as `{}`.
+    path: String,
+    /// Query parameters with the literal value the script sends (`1` for a computed one).
+    query: Vec<(String, String)>,
+}
+
+/// `kura.api("METHOD", url…)` (and the pages' `act("METHOD", url…)`), `kura.upload(url…)`
+/// and `fetch(url, {method…})` calls of every script under `static/`.
+fn page_api_calls() -> Vec<PageCall> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "js") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        // `act(method, url, …)`: the pages' own wrapper of kura.api that refreshes after.
+        for (opener, fixed) in [
+            ("kura.api(", None),
+            ("act(", None),
+            ("kura.upload(", Some("POST")),
+            ("fetch(", Some("")),
+        ] {
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find(opener) {
+                rest = &rest[at + opener.len()..];
+                let (method, after) = match fixed {
+                    None => {
+                        let Some((m, after)) = string_literal(rest) else {
+                            continue;
+                        };
+                        let after = after
+                            .trim_start()
+                            .strip_prefix(',')
+                            .unwrap_or(after)
+                            .trim_start();
+                        (m, after)
+                    }
+                    Some(m) => (m.to_owned(), rest),
+                };
+                let Some((url, after)) = string_literal(after) else {
+                    continue;
+                };
+                if !url.starts_with("/api/") {
+                    continue;
+                }
+                let method = if method.is_empty() {
+                    // fetch: the method in its options, GET without one.
+                    let options = &after[..after.len().min(200)];
+                    ["POST", "PUT", "DELETE"]
+                        .into_iter()
+                        .find(|m| options.contains(&format!("method: \"{m}\"")))
+                        .unwrap_or("GET")
+                        .to_owned()
+                } else {
+                    method
+                };
+                out.push(page_call(&file, method, &url));
+            }
+        }
+    }
+    out
+}
+
+/// The `"…"` or `` `…` `` literal `s` starts with (`${…}` kept whole), and what follows.
+fn string_literal(s: &str) -> Option<(String, &str)> {
+    let quote = s.chars().next().filter(|c| matches!(c, '"' | '`'))?;
+    let mut depth = 0;
+    let body = &s[1..];
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '$' if quote == '`' && chars.peek().is_some_and(|(_, n)| *n == '{') => {
+                depth += 1;
+                chars.next();
+            }
+            '}' if depth > 0 => depth -= 1,
+            c if c == quote && depth == 0 => return Some((body[..i].to_owned(), &body[i + 1..])),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn page_call(file: &str, method: String, url: &str) -> PageCall {
+    // Query parameters, wherever they are written (also inside `${cond ? "?a=b" : ""}`).
+    let mut query = Vec::new();
+    for (i, _) in url.match_indices(['?', '&']) {
+        let rest = &url[i + 1..];
+        let Some(eq) = rest.find('=') else { continue };
+        let name = &rest[..eq];
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            continue;
+        }
+        let value: String = rest[eq + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        query.push((
+            name.to_owned(),
+            if value.is_empty() {
+                "1".to_owned()
+            } else {
+                value
+            },
+        ));
+    }
+    // The path: each `${…}` a placeholder; one glued to a segment is an optional suffix.
+    let mut path = String::new();
+    let mut depth = 0;
+    let mut chars = url.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' if chars.peek() == Some(&'{') => {
+                chars.next();
+                depth += 1;
+                if depth == 1 {
+                    path.push_str("{}");
+                }
+            }
+            '}' if depth > 0 => depth -= 1,
+            '?' if depth == 0 => break,
+            c if depth == 0 => path.push(c),
+            _ => {}
+        }
+    }
+    let path = path
+        .split('/')
+        .map(|s| {
+            if s == "{}" {
+                s.to_owned()
+            } else {
+                s.replace("{}", "")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    PageCall {
+        file: file.to_owned(),
+        method,
+        path,
+        query,
+    }
+}
+
+/// `/api/sources/{name}/sync` matches `/api/sources/{}/sync`.
+fn segments_match(route: &str, call: &str) -> bool {
+    let (r, c): (Vec<&str>, Vec<&str>) = (route.split('/').collect(), call.split('/').collect());
+    r.len() == c.len()
+        && r.iter().zip(&c).all(|(r, c)| {
+            let param = r.starts_with('{') && r.ends_with('}');
+            (param && *c == "{}") || r == c
+        })
+}

@@ -192,8 +192,14 @@ async fn a_runaway_query_is_interrupted_and_the_server_keeps_answering() {
             )
         })
     };
-    // Meanwhile the other worker answers.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Meanwhile (once the runaway statement runs) the other worker answers.
+    let wh = app.state.warehouse.clone();
+    eventually(Duration::from_secs(5), || {
+        let wh = wh.clone();
+        async move { (wh.statements_running() == 1).then_some(()) }
+    })
+    .await
+    .expect("the runaway query runs");
     let (status, _) = app.query("SELECT 1").await;
     assert_eq!(status, StatusCode::OK);
     let (status, body, elapsed) = runaway.await.unwrap();
@@ -233,11 +239,10 @@ async fn a_full_queue_answers_503_busy_with_retry_after() {
     let wh = app.state.warehouse.clone();
     eventually(Duration::from_secs(5), || {
         let wh = wh.clone();
-        async move { (wh.interactive_load().1 == 0).then_some(()) }
+        async move { (wh.statements_running() == 1).then_some(()) }
     })
     .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    .expect("the first query runs on the only worker");
     let second = send_slow();
     eventually(Duration::from_secs(5), || {
         let wh = wh.clone();

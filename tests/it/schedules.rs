@@ -451,10 +451,23 @@ async fn the_schedules_page_renders_for_those_who_may_see_it() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let html = r.text().await.unwrap();
+    // Rendered by the server: the schedule, its description, and (with the right to
+    // manage schedules; auth is off) its Run now button.
     assert!(
-        html.contains("data-manage=\"true\"") && html.contains("/static/schedules.js"),
+        html.contains("data-name=\"nightly\"")
+            && html.contains("every day at 02:00")
+            && html.contains("data-action=\"run\"")
+            && html.contains("/static/schedules.js"),
         "{html}"
     );
+    // ?history= renders that schedule's (empty) history under it.
+    let r = app
+        .client
+        .get(app.url("/schedules?history=nightly"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("No runs yet."));
     let js = app
         .client
         .get(app.url("/static/schedules.js"))

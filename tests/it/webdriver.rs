@@ -36,8 +36,34 @@ pub(crate) struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // End the session first: chromedriver then quits Chromium. Killing chromedriver
+        // alone left every test's Chromium running (dozens of them after a full run).
+        self.end_session();
         let _ = self.process.kill();
         let _ = self.process.wait();
+    }
+}
+
+impl Driver {
+    /// `DELETE /session/{id}`, synchronously (a `Drop` cannot await): a plain HTTP/1.1
+    /// request to chromedriver, waiting for its answer, which comes once Chromium is gone.
+    fn end_session(&self) {
+        use std::io::{Read, Write};
+        let Some(addr) = self.base.strip_prefix("http://") else {
+            return;
+        };
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            return;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let request = format!(
+            "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.session
+        );
+        if stream.write_all(request.as_bytes()).is_ok() {
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer);
+        }
     }
 }
 
