@@ -39,25 +39,25 @@ use crate::watcher::WatcherStatus;
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
-    pub config: Config,
+    pub(crate) config: Config,
     pub meta: MetaDb,
     pub warehouse: Warehouse,
     pub gate: Arc<Gate>,
     /// Answers of repeated deterministic queries (`api.result_cache_mb`).
-    pub result_cache: crate::query::cache::ResultCache,
-    pub events: EventBus,
+    pub(crate) result_cache: crate::query::cache::ResultCache,
+    pub(crate) events: EventBus,
     pub syncs: SyncTracker,
-    pub tasks: Tasks,
+    pub(crate) tasks: Tasks,
     pub auth: AuthState,
-    pub schedules: ScheduleService,
+    pub(crate) schedules: ScheduleService,
     /// The live `/ws` connections.
-    pub clients: Arc<crate::events::ws::Clients>,
-    pub source_views: crate::sources::views::ViewCache,
+    pub(crate) clients: Arc<crate::events::ws::Clients>,
+    pub(crate) source_views: crate::sources::views::ViewCache,
     /// The project's `.env` secrets file and its writers' lock.
-    pub env_file: Arc<crate::secrets::EnvFile>,
+    pub(crate) env_file: Arc<crate::secrets::EnvFile>,
     /// Exports running now: at most `query_workers - 1`, so queries always have a worker.
     pub exports: Arc<tokio::sync::Semaphore>,
-    pub started_at: DateTime<Utc>,
+    pub(crate) started_at: DateTime<Utc>,
     watcher: Mutex<WatcherStatus>,
     /// The sources as last discovered (see [`AppState::sources`]).
     registry: std::sync::RwLock<Arc<BTreeMap<String, Source>>>,
@@ -154,12 +154,12 @@ impl AppState {
     /// The project's sources: a snapshot, discovered off the runtime at start and again
     /// whenever the watcher sees a folder come or go ([`AppState::refresh_sources`]), so
     /// no request lists directories on a tokio worker.
-    pub fn sources(&self) -> Arc<BTreeMap<String, Source>> {
+    pub(crate) fn sources(&self) -> Arc<BTreeMap<String, Source>> {
         crate::locks::read(&self.registry).clone()
     }
 
     /// Discovers the sources again (off the runtime) and keeps the result as the snapshot.
-    pub async fn refresh_sources(&self) -> Arc<BTreeMap<String, Source>> {
+    pub(crate) async fn refresh_sources(&self) -> Arc<BTreeMap<String, Source>> {
         let config = self.config.clone();
         let fresh = Arc::new(blocking::run(move || discover(&config)).await);
         *crate::locks::write(&self.registry) = fresh.clone();
@@ -168,7 +168,7 @@ impl AppState {
 
     /// The source named `name`; a name the snapshot lacks is looked for on disk once more
     /// (its folder may have been made a moment ago, before the watcher heard of it).
-    pub async fn find_source(&self, name: &str) -> Option<Source> {
+    pub(crate) async fn find_source(&self, name: &str) -> Option<Source> {
         if let Some(source) = self.sources().get(name) {
             return Some(source.clone());
         }
@@ -177,7 +177,7 @@ impl AppState {
 
     /// Starts the folder watcher and syncs every source once, so files dropped while Kura
     /// was down (or a load cut off by a crash) are loaded now, exactly once.
-    pub async fn start_background(&self) {
+    pub(crate) async fn start_background(&self) {
         crate::watcher::start(self);
         // Discovered again now that the folders are watched: a folder made since the state
         // was built is in the snapshot, and one made from here on is an event.
@@ -212,15 +212,15 @@ impl AppState {
         }
     }
 
-    pub fn watcher_status(&self) -> WatcherStatus {
+    pub(crate) fn watcher_status(&self) -> WatcherStatus {
         crate::locks::lock(&self.watcher).clone()
     }
 
-    pub fn set_watcher_status(&self, status: WatcherStatus) {
+    pub(crate) fn set_watcher_status(&self, status: WatcherStatus) {
         *crate::locks::lock(&self.watcher) = status;
     }
 
-    pub fn update_watcher_status(&self, f: impl FnOnce(&mut WatcherStatus)) {
+    pub(crate) fn update_watcher_status(&self, f: impl FnOnce(&mut WatcherStatus)) {
         f(&mut crate::locks::lock(&self.watcher));
     }
 
@@ -236,11 +236,11 @@ impl AppState {
 
     /// The watcher has seen `path` change and not yet seen it complete: a sync (started by
     /// anything) leaves it alone, and the watcher syncs it once it is whole.
-    pub fn is_being_written(&self, path: &Path) -> bool {
+    pub(crate) fn is_being_written(&self, path: &Path) -> bool {
         crate::locks::lock(&self.writing).contains(path)
     }
 
-    pub fn note_watcher_event(&self, path: &Path) {
+    pub(crate) fn note_watcher_event(&self, path: &Path) {
         self.update_watcher_status(|s| {
             s.last_event = Some(crate::time::now_text());
             s.last_event_path = Some(path.display().to_string());
@@ -334,7 +334,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");

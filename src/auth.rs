@@ -44,22 +44,10 @@ pub enum Access {
     Permission(Permission),
 }
 
-impl Access {
-    pub fn describe(self) -> String {
-        match self {
-            Self::Public => "public".into(),
-            Self::PendingTwoFactor => "2fa-pending".into(),
-            Self::Account => "account".into(),
-            Self::SignedIn => "signed-in".into(),
-            Self::Permission(p) => p.as_str().into(),
-        }
-    }
-}
-
 /// How the caller proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Via {
+pub(crate) enum Via {
     Session {
         public_id: String,
         #[serde(skip)]
@@ -76,26 +64,26 @@ pub enum Via {
 
 /// The caller of a request, placed in the request's extensions by `authenticate`.
 #[derive(Debug, Clone)]
-pub struct Principal {
+pub(crate) struct Principal {
     /// `None` for the CLI token and auth-disabled mode.
-    pub user_id: Option<i64>,
-    pub email: String,
-    pub role: Role,
-    pub via: Via,
-    pub must_change_password: bool,
+    pub(crate) user_id: Option<i64>,
+    pub(crate) email: String,
+    pub(crate) role: Role,
+    pub(crate) via: Via,
+    pub(crate) must_change_password: bool,
     /// `auth.require_2fa` is on and this user has not enrolled.
-    pub needs_two_factor: bool,
+    pub(crate) needs_two_factor: bool,
 }
 
 impl Principal {
     /// What this caller may see of the warehouse, as a key: answers cached for one scope
     /// are never served to another. Today every role that may query sees every table, so
     /// the role is a (conservative) scope; per-role visibility keeps the cache honest.
-    pub fn data_scope(&self) -> &'static str {
+    pub(crate) fn data_scope(&self) -> &'static str {
         self.role.as_str()
     }
 
-    pub fn local_admin(via: Via) -> Self {
+    pub(crate) fn local_admin(via: Via) -> Self {
         let email = match via {
             Via::Cli => "cli@localhost",
             _ => "local@localhost",
@@ -110,12 +98,12 @@ impl Principal {
         }
     }
 
-    pub fn can(&self, p: Permission) -> bool {
+    pub(crate) fn can(&self, p: Permission) -> bool {
         self.role.allows(p)
     }
 
     /// The user id of an account-bound caller, or a 400 naming why not.
-    pub fn require_user(&self) -> Result<i64, AppError> {
+    pub(crate) fn require_user(&self) -> Result<i64, AppError> {
         self.user_id.ok_or_else(|| {
             AppError::bad_request(
                 "no_account",
@@ -139,42 +127,45 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 
 /// What a signed-in session holds under the key `auth`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SessionAuth {
-    pub user_id: i64,
+pub(crate) struct SessionAuth {
+    pub(crate) user_id: i64,
     /// The user's `session_epoch` at sign-in; a later epoch ends this session.
-    pub epoch: i64,
-    pub csrf: String,
-    pub signed_in_at: i64,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
+    pub(crate) epoch: i64,
+    pub(crate) csrf: String,
+    pub(crate) signed_in_at: i64,
+    pub(crate) ip: Option<String>,
+    pub(crate) user_agent: Option<String>,
 }
 
 /// What a session holds between the password step and the TOTP step (key `pending_2fa`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PendingTwoFactor {
-    pub user_id: i64,
-    pub epoch: i64,
-    pub started_at: i64,
+pub(crate) struct PendingTwoFactor {
+    pub(crate) user_id: i64,
+    pub(crate) epoch: i64,
+    pub(crate) started_at: i64,
     /// Names this sign-in's row in `two_factor_attempts`, where wrong codes are counted.
-    pub id: String,
+    pub(crate) id: String,
 }
 
-pub const SESSION_AUTH: &str = "auth";
-pub const SESSION_PENDING: &str = "pending_2fa";
-pub const SESSION_COOKIE: &str = "kura_session";
+pub(crate) const SESSION_AUTH: &str = "auth";
+pub(crate) const SESSION_PENDING: &str = "pending_2fa";
+pub(crate) const SESSION_COOKIE: &str = "kura_session";
 
 /// Long-lived auth state owned by the app: the TOTP key, the CLI token, caches, limits.
 pub struct AuthState {
-    pub secret_box: totp::SecretBox,
+    pub(crate) secret_box: totp::SecretBox,
     /// The token the `kura` CLI presents; written to `.kura/cli-token` (mode 0600).
-    pub cli_token: String,
+    pub(crate) cli_token: String,
     pub keys: keys::KeyCache,
-    pub limiter: ratelimit::RateLimiter,
-    pub sessions: session_store::MetaSessionStore,
+    pub(crate) limiter: ratelimit::RateLimiter,
+    pub(crate) sessions: session_store::MetaSessionStore,
 }
 
 impl AuthState {
-    pub fn open(config: &crate::Config, meta: &crate::db::meta::MetaDb) -> anyhow::Result<Self> {
+    pub(crate) fn open(
+        config: &crate::Config,
+        meta: &crate::db::meta::MetaDb,
+    ) -> anyhow::Result<Self> {
         let state_dir = config.state_dir();
         let cli_token = format!("kura_cli_{}", tokens::random_base62(40));
         let path = state_dir.join("cli-token");

@@ -7,7 +7,7 @@
 use tracing::Span;
 
 /// Runs `f` on tokio's blocking pool and returns its result.
-pub async fn run<F, R>(f: F) -> R
+pub(crate) async fn run<F, R>(f: F) -> R
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of environment variables that override `project.yml` keys; `__` separates levels.
-pub const ENV_PREFIX: &str = "KURA__";
+pub(crate) const ENV_PREFIX: &str = "KURA__";
 
 /// The whole project configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -23,7 +23,7 @@ pub struct Config {
     pub api: ApiSection,
     pub auth: AuthSection,
     /// Sources declared explicitly; sub-folders of the watched folders need no entry.
-    pub sources: Vec<SourceConfig>,
+    pub(crate) sources: Vec<SourceConfig>,
     /// The project directory; not part of the file, set by [`Config::load`].
     #[serde(skip)]
     pub root: PathBuf,
@@ -33,8 +33,8 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ProjectSection {
     /// Shown in the UI and in `/api/config`.
-    pub name: String,
-    pub description: String,
+    pub(crate) name: String,
+    pub(crate) description: String,
     /// The time zone of SQL sessions (an IANA name such as `Europe/Berlin`): what
     /// `current_date`, `::DATE` of a `TIMESTAMP WITH TIME ZONE` and `date_trunc` use.
     pub timezone: String,
@@ -57,7 +57,7 @@ pub struct PlatformSection {
     /// Address to bind; loopback by default so a fresh project is never exposed.
     pub bind: IpAddr,
     /// Folders watched for files, relative to the project directory.
-    pub watch_directories: Vec<PathBuf>,
+    pub(crate) watch_directories: Vec<PathBuf>,
     /// A file is loaded once its size and mtime have not changed for this long.
     pub debounce_ms: u64,
 }
@@ -76,7 +76,7 @@ impl Default for PlatformSection {
 /// How a source treats a changed file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum Mode {
+pub(crate) enum Mode {
     /// A changed file's rows replace the rows loaded from it before.
     #[default]
     Replace,
@@ -87,7 +87,7 @@ pub enum Mode {
 /// What happens to a deleted file's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum OnDelete {
+pub(crate) enum OnDelete {
     #[default]
     Remove,
     Keep,
@@ -96,29 +96,29 @@ pub enum OnDelete {
 /// The only source type so far: files in a local directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum SourceType {
+pub(crate) enum SourceType {
     LocalFiles,
 }
 
 /// A source declared in `project.yml`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct SourceConfig {
+pub(crate) struct SourceConfig {
     /// Lowercase letters, digits and `_`; the table is `raw_<name>.<name>`.
-    pub name: String,
+    pub(crate) name: String,
     #[serde(rename = "type")]
-    pub kind: SourceType,
+    pub(crate) kind: SourceType,
     /// Relative to the project directory.
-    pub directory: PathBuf,
+    pub(crate) directory: PathBuf,
     /// File-name pattern (`*` and `?`), e.g. `*.csv`.
     #[serde(default = "any_file")]
-    pub pattern: String,
+    pub(crate) pattern: String,
     #[serde(default)]
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     #[serde(default)]
-    pub on_delete: OnDelete,
+    pub(crate) on_delete: OnDelete,
     #[serde(default = "yes")]
-    pub enabled: bool,
+    pub(crate) enabled: bool,
 }
 
 fn any_file() -> String {
@@ -133,15 +133,15 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields, default)]
 pub struct WarehouseSection {
     /// DuckDB file, relative to the project directory.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// DuckDB `memory_limit` (e.g. `512MB`, `2GB`).
-    pub memory_limit: String,
+    pub(crate) memory_limit: String,
     /// DuckDB worker threads; 0 means one per core.
-    pub threads: u32,
+    pub(crate) threads: u32,
     /// DuckDB `max_temp_directory_size`: how much a query may spill to disk.
-    pub max_temp_directory_size: String,
+    pub(crate) max_temp_directory_size: String,
     /// DuckDB `max_expression_depth`: bounds deeply nested user expressions.
-    pub max_expression_depth: u32,
+    pub(crate) max_expression_depth: u32,
     /// The process's resident memory above which running queries are stopped (DuckDB's
     /// `memory_limit` does not cover every allocation). Empty: twice `memory_limit`.
     pub max_process_memory: String,
@@ -149,7 +149,7 @@ pub struct WarehouseSection {
 
 impl WarehouseSection {
     /// The memory watchdog's ceiling, in bytes.
-    pub fn process_memory_ceiling(&self) -> u64 {
+    pub(crate) fn process_memory_ceiling(&self) -> u64 {
         parse_size(&self.max_process_memory)
             .or_else(|| parse_size(&self.memory_limit).map(|b| b.saturating_mul(2)))
             .unwrap_or(1 << 30)
@@ -173,9 +173,9 @@ impl Default for WarehouseSection {
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
     /// Rows returned by `POST /api/query`; more set `truncated: true`.
-    pub max_query_rows: usize,
+    pub(crate) max_query_rows: usize,
     /// Largest SQL text accepted, in bytes.
-    pub max_sql_bytes: usize,
+    pub(crate) max_sql_bytes: usize,
     /// A query running longer is interrupted and answered with 408.
     pub query_timeout_seconds: u64,
     /// Threads running user queries, each with its own DuckDB connection.
@@ -183,7 +183,7 @@ pub struct ApiSection {
     /// Queries waiting for a worker before new ones get 503 `busy`.
     pub query_queue: usize,
     /// An export (no row cap) running longer than this is stopped.
-    pub export_timeout_seconds: u64,
+    pub(crate) export_timeout_seconds: u64,
     /// Largest file accepted by the upload endpoint, in MiB (413 beyond).
     pub max_upload_mb: u64,
     /// Memory for answers of repeated deterministic queries, in MiB (0: no cache).
@@ -213,18 +213,18 @@ pub struct AuthSection {
     /// Everyone must enrol TOTP two-factor before they can do anything else.
     pub require_2fa: bool,
     /// A session unused this long ends.
-    pub session_idle_minutes: u64,
+    pub(crate) session_idle_minutes: u64,
     /// A session ends this long after sign-in, however busy.
-    pub session_max_hours: u64,
+    pub(crate) session_max_hours: u64,
     /// Failed sign-ins for one email before it is locked.
     pub lockout_attempts: u32,
-    pub lockout_minutes: u64,
+    pub(crate) lockout_minutes: u64,
     /// Requests that test a credential (sign-in, 2FA code, invitation, password change)
     /// per client address.
     pub rate_limit_per_minute: u32,
     pub rate_limit_burst: u32,
     /// How long an invitation link stays valid.
-    pub invite_hours: u64,
+    pub(crate) invite_hours: u64,
 }
 
 impl Default for AuthSection {
@@ -391,7 +391,7 @@ impl Config {
 
     /// Auth may be off only while nothing beyond this machine can connect. Checked at load
     /// and again at serve time, after command-line flags changed the bind address.
-    pub fn check_exposure(&self) -> Result<(), String> {
+    pub(crate) fn check_exposure(&self) -> Result<(), String> {
         if !self.auth.enabled && !self.platform.bind.is_loopback() {
             return Err(format!(
                 "auth.enabled: false is allowed only on a loopback address, and platform.bind is {}; \
@@ -403,7 +403,7 @@ impl Config {
     }
 
     /// Absolute path of the warehouse file.
-    pub fn warehouse_path(&self) -> PathBuf {
+    pub(crate) fn warehouse_path(&self) -> PathBuf {
         self.root.join(&self.warehouse.path)
     }
 
@@ -472,7 +472,7 @@ fn check_size(key: &str, value: &str) -> Result<(), String> {
 }
 
 /// A size like `512MB`, `2GB` or `1GiB` in bytes (DuckDB's units: KB = 1000, KiB = 1024).
-pub fn parse_size(value: &str) -> Option<u64> {
+pub(crate) fn parse_size(value: &str) -> Option<u64> {
     let v = value.trim();
     let split = v
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -495,7 +495,7 @@ pub fn parse_size(value: &str) -> Option<u64> {
 }
 
 /// A JSON view of the config for `/api/config`, with anything secret-looking masked.
-pub fn masked_json(config: &Config) -> serde_json::Value {
+pub(crate) fn masked_json(config: &Config) -> serde_json::Value {
     let mut value = serde_json::to_value(config).unwrap_or(serde_json::Value::Null);
     mask_secrets(&mut value);
     value

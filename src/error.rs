@@ -15,10 +15,10 @@ use serde_json::{Map, Value, json};
 use crate::query::QueryError;
 
 /// Result alias for handlers and the code they call.
-pub type Result<T, E = AppError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = AppError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
-pub enum AppError {
+pub(crate) enum AppError {
     #[error("{0}")]
     NotFound(String),
     /// Not found, with a more specific code than `not_found` (an unknown job, say).
@@ -69,37 +69,37 @@ pub enum AppError {
 
 /// What the error boundary decided, attached to the response for logging and HTML rendering.
 #[derive(Debug, Clone)]
-pub struct ErrorInfo {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
+pub(crate) struct ErrorInfo {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
     /// The cause of an internal error: logged, never sent.
-    pub internal: Option<String>,
+    pub(crate) internal: Option<String>,
 }
 
 impl AppError {
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::BadRequest {
             code,
             message: message.into(),
         }
     }
 
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(code: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid {
             code,
             message: message.into(),
         }
     }
 
-    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
         Self::Unauthenticated {
             code,
             message: message.into(),
         }
     }
 
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
         Self::Forbidden {
             code,
             message: message.into(),
@@ -226,7 +226,7 @@ fn error_body(status: StatusCode, code: &str, message: &str, ctx: Map<String, Va
 
 /// The reference product's `error_code` for the same situation (its `DANGO-S…` security
 /// and scheduler, `DANGO-Q…` query, `DANGO-SYNC-…` sync and `DANGO-W…` web codes), so its clients' error handling keeps working.
-pub fn reference_code(code: &str) -> Option<&'static str> {
+pub(crate) fn reference_code(code: &str) -> Option<&'static str> {
     Some(match code {
         "unauthenticated" | "invalid_token" | "invalid_api_key" | "api_key_expired"
         | "no_pending_sign_in" => "DANGO-S001",
@@ -249,7 +249,11 @@ pub fn reference_code(code: &str) -> Option<&'static str> {
 }
 
 /// A JSON error response for cases outside a handler (extractor rejections, fallbacks).
-pub fn json_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+pub(crate) fn json_error(
+    status: StatusCode,
+    code: &'static str,
+    message: impl Into<String>,
+) -> Response {
     let message = message.into();
     let mut response = (
         status,

@@ -7,5 +7,5 @@ pub mod event;
 pub mod handlers;
 pub mod ws;
 
-pub use bus::EventBus;
-pub use event::{Event, EventKind};
+pub(crate) use bus::EventBus;
+pub(crate) use event::{Event, EventKind};

@@ -14,9 +14,21 @@
 //! second `kura serve` on the same project is refused by `.kura/serve.lock`. Blocking work
 //! never runs on tokio workers: databases have their own threads, the rest goes through
 //! [`blocking::run`]. See `docs/ARCHITECTURE.md` for the map.
+//!
+//! Modules:
+//! - [`app`]: `AppState`, start-up and ordered shutdown; [`routes`]: the route table;
+//!   [`cli`]: the command line; [`config`]: `project.yml`; [`project`]: `kura init`.
+//! - [`sources`]: folders of files → tables (registry, ledger, sync plan, load, views,
+//!   pages); [`watcher`]: inotify → syncs; [`query`]: the gate, runs, exports, the result
+//!   cache; [`schedules`]: `schedules.yml`, the scheduler, its history; [`events`]: the
+//!   bus, the activity log, `/ws`; [`platform`]: status, config, health; [`auth`]:
+//!   accounts, sessions, keys, roles; [`secrets`]: `.env`.
+//! - [`db`]: the DuckDB warehouse (single writer, guarded query lanes), the SQLite
+//!   metadata store, lanes; [`web`]: extractors, middleware, page layout; [`error`]: the
+//!   JSON error shape; [`tasks`], [`blocking`], [`time`], `locks`: shared plumbing.
 
 /// This build's version, as `/api/status` and the logs name it.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod app;
 pub mod auth;

@@ -8,14 +8,12 @@ pub mod handlers;
 pub mod page;
 pub mod repo;
 
-pub use repo::{TableCounts, count_tables};
-
 use std::path::Path;
 
 use serde::Serialize;
 
 /// Bytes of the files under `dir` (0 when it does not exist).
-pub fn folder_bytes(dir: &Path) -> u64 {
+pub(crate) fn folder_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -32,16 +30,16 @@ pub fn folder_bytes(dir: &Path) -> u64 {
 /// How full the warehouse is against the size this machine handles well: the smaller of
 /// 4× its memory and 80 % of its disk (the reference's rule, so its monitors agree).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Capacity {
-    pub duckdb_size_bytes: u64,
-    pub duckdb_capacity_pct: f64,
-    pub recommended_max_db_size_bytes: u64,
+pub(crate) struct Capacity {
+    pub(crate) duckdb_size_bytes: u64,
+    pub(crate) duckdb_capacity_pct: f64,
+    pub(crate) recommended_max_db_size_bytes: u64,
     /// healthy (up to 50 %), warning (up to 75 %), critical or unknown.
-    pub duckdb_capacity_status: &'static str,
-    pub duckdb_capacity_warning: bool,
+    pub(crate) duckdb_capacity_status: &'static str,
+    pub(crate) duckdb_capacity_warning: bool,
 }
 
-pub fn capacity(size: u64, disk_total: Option<u64>, memory_total: Option<u64>) -> Capacity {
+pub(crate) fn capacity(size: u64, disk_total: Option<u64>, memory_total: Option<u64>) -> Capacity {
     let recommended = match (disk_total, memory_total) {
         (Some(d), Some(m)) => Some(m.saturating_mul(4).min(d / 10 * 8)),
         (Some(d), None) => Some(d / 10 * 8),
@@ -74,7 +72,7 @@ pub fn capacity(size: u64, disk_total: Option<u64>, memory_total: Option<u64>) -
 }
 
 /// Size in bytes of the warehouse file plus its write-ahead log.
-pub fn warehouse_bytes(path: &Path) -> u64 {
+pub(crate) fn warehouse_bytes(path: &Path) -> u64 {
     let wal = crate::db::warehouse::wal_path(path);
     [path, wal.as_path()]
         .iter()
@@ -85,12 +83,12 @@ pub fn warehouse_bytes(path: &Path) -> u64 {
 
 /// Free and total bytes on the disk holding `path`.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Disk {
-    pub free_bytes: u64,
-    pub total_bytes: u64,
+pub(crate) struct Disk {
+    pub(crate) free_bytes: u64,
+    pub(crate) total_bytes: u64,
 }
 
-pub fn disk(path: &Path) -> std::io::Result<Disk> {
+pub(crate) fn disk(path: &Path) -> std::io::Result<Disk> {
     Ok(Disk {
         free_bytes: fs4::available_space(path)?,
         total_bytes: fs4::total_space(path)?,
@@ -98,7 +96,7 @@ pub fn disk(path: &Path) -> std::io::Result<Disk> {
 }
 
 /// `ok`, `warning` (under 10 % or 5 GB free) or `critical` (under 1 GB free).
-pub fn disk_status(d: &Disk) -> &'static str {
+pub(crate) fn disk_status(d: &Disk) -> &'static str {
     const GB: u64 = 1 << 30;
     if d.free_bytes < GB {
         "critical"
@@ -163,10 +161,10 @@ mod tests {
 
 /// Memory of the Kura process and of the machine, where the system tells (Linux `/proc`).
 #[derive(Debug, Clone, Copy, Serialize, Default)]
-pub struct Memory {
-    pub process_rss_mb: Option<f64>,
-    pub system_total_mb: Option<f64>,
-    pub system_available_mb: Option<f64>,
+pub(crate) struct Memory {
+    pub(crate) process_rss_mb: Option<f64>,
+    pub(crate) system_total_mb: Option<f64>,
+    pub(crate) system_available_mb: Option<f64>,
 }
 
 /// The kB value of `key` in a `/proc` status-style file.
@@ -181,7 +179,7 @@ fn proc_kb(text: &str, key: &str) -> Option<f64> {
     })
 }
 
-pub fn memory() -> Memory {
+pub(crate) fn memory() -> Memory {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mb = |kb: f64| (kb / 1024.0 * 10.0).round() / 10.0;

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// `project.yml` as `kura init` writes it: every key with its default, commented.
-pub const PROJECT_YML: &str = include_str!("../project.yml.example");
+pub(crate) const PROJECT_YML: &str = include_str!("../project.yml.example");
 
 const SCHEDULES_YML: &str = "\
 # Schedules: when Kura syncs which sources, and whom it tells when something fails.
@@ -92,7 +92,7 @@ pub fn init(dir: &Path, force: bool) -> Result<Vec<PathBuf>, InitError> {
 /// Writes a file readable only by its owner (mode 0600), atomically: the bytes go to a
 /// temporary file beside it, are synced, and replace the file by rename, so a crash leaves
 /// either the old file or the new one, never half of one.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -127,13 +127,13 @@ fn yaml_scalar(s: &str) -> String {
 
 /// An exclusive lock on `.kura/serve.lock`, held while a server runs on the project.
 /// The file holds the server's pid and, once it listens, its address (for `kura sync`).
-pub struct ServeLock {
+pub(crate) struct ServeLock {
     file: File,
 }
 
 impl ServeLock {
     /// Takes the lock, or says which process holds it.
-    pub fn acquire(state_dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn acquire(state_dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(state_dir)?;
         let path = state_dir.join("serve.lock");
         let mut file = std::fs::OpenOptions::new()
@@ -165,7 +165,7 @@ impl ServeLock {
 
 impl ServeLock {
     /// Records the address the server listens on, after the pid.
-    pub fn record_address(&self, addr: std::net::SocketAddr) -> std::io::Result<()> {
+    pub(crate) fn record_address(&self, addr: std::net::SocketAddr) -> std::io::Result<()> {
         let mut file = &self.file;
         file.set_len(0)?;
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
@@ -174,7 +174,7 @@ impl ServeLock {
 }
 
 /// The address a running server recorded in `.kura/serve.lock`, if any.
-pub fn running_server_address(state_dir: &Path) -> Option<std::net::SocketAddr> {
+pub(crate) fn running_server_address(state_dir: &Path) -> Option<std::net::SocketAddr> {
     let text = std::fs::read_to_string(state_dir.join("serve.lock")).ok()?;
     text.lines().nth(1)?.trim().parse().ok()
 }

@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
-pub use gate::{CatalogCell, FunctionCatalog, Gate};
+pub(crate) use gate::{CatalogCell, FunctionCatalog, Gate};
 
 /// Why a query was refused or failed; each variant has its own stable `error` code.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -54,7 +54,7 @@ pub enum QueryError {
 }
 
 impl QueryError {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -62,7 +62,7 @@ impl QueryError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::Empty => "empty_query",
             Self::TooLarge { .. } => "sql_too_large",
@@ -76,7 +76,7 @@ impl QueryError {
     }
 
     /// Extra fields for the JSON error body.
-    pub fn context(&self) -> Map<String, Value> {
+    pub(crate) fn context(&self) -> Map<String, Value> {
         let mut ctx = Map::new();
         match self {
             Self::TooLarge { size, limit } => {

@@ -487,7 +487,7 @@ pub fn route_specs() -> Vec<RouteSpec> {
 }
 
 /// Builds the router with its middleware.
-pub fn build_router(state: AppState) -> Router {
+pub(crate) fn build_router(state: AppState) -> Router {
     // A query body is the SQL (at most api.max_sql_bytes) in JSON: JSON escaping can at
     // most double it; anything larger is refused before it is read whole.
     let body_limit = state.config.api.max_sql_bytes * 2 + 4096;

@@ -22,13 +22,13 @@ use crate::web::extract::{ClientIp, Json};
 /// The project's `.env`, with the lock its writers take turns on (read, change, replace
 /// must not interleave). One per `AppState`, so apps in one process do not share it.
 #[derive(Debug)]
-pub struct EnvFile {
+pub(crate) struct EnvFile {
     path: std::path::PathBuf,
     write_lock: Mutex<()>,
 }
 
 impl EnvFile {
-    pub fn new(path: std::path::PathBuf) -> Self {
+    pub(crate) fn new(path: std::path::PathBuf) -> Self {
         Self {
             path,
             write_lock: Mutex::new(()),
@@ -36,7 +36,7 @@ impl EnvFile {
     }
 
     /// Changes one key in the file, atomically; returns whether the key existed.
-    pub fn change(&self, key: &str, value: Option<&str>) -> std::io::Result<bool> {
+    pub(crate) fn change(&self, key: &str, value: Option<&str>) -> std::io::Result<bool> {
         let _turn = crate::locks::lock(&self.write_lock);
         let (text, found) = edit(&read_file(&self.path)?, key, value);
         if value.is_some() || found {
@@ -47,17 +47,17 @@ impl EnvFile {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    pub key: String,
-    pub value: String,
+pub(crate) struct Entry {
+    pub(crate) key: String,
+    pub(crate) value: String,
 }
 
-pub fn env_path(root: &Path) -> PathBuf {
+pub(crate) fn env_path(root: &Path) -> PathBuf {
     root.join(".env")
 }
 
 /// A key: an environment variable name (upper-case letters, digits, `_`; not a digit first).
-pub fn valid_key(key: &str) -> bool {
+pub(crate) fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 128
         && !key.starts_with(|c: char| c.is_ascii_digit())
@@ -67,7 +67,7 @@ pub fn valid_key(key: &str) -> bool {
 }
 
 /// Parses `KEY=value` lines (optionally `export KEY=...`, values optionally quoted).
-pub fn parse(text: &str) -> Vec<Entry> {
+pub(crate) fn parse(text: &str) -> Vec<Entry> {
     text.lines().filter_map(parse_line).collect()
 }
 
@@ -127,7 +127,7 @@ fn quote(value: &str) -> String {
 }
 
 /// `value` masked for display: never more than a short head of a long value.
-pub fn mask(value: &str) -> String {
+pub(crate) fn mask(value: &str) -> String {
     let chars: Vec<char> = value.chars().collect();
     if chars.len() >= 16 {
         format!("{}********", chars[..3].iter().collect::<String>())
@@ -138,7 +138,7 @@ pub fn mask(value: &str) -> String {
 
 /// Sets (`Some`) or removes (`None`) `key` in the `.env` text; returns the new text and
 /// whether the key was there before.
-pub fn edit(text: &str, key: &str, value: Option<&str>) -> (String, bool) {
+pub(crate) fn edit(text: &str, key: &str, value: Option<&str>) -> (String, bool) {
     let mut out = String::new();
     let mut found = false;
     for line in text.lines() {
@@ -168,15 +168,15 @@ fn read_file(path: &Path) -> std::io::Result<String> {
 
 /// A secret as it is listed: its key and a masked value, never the value itself.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Listed {
-    pub key: String,
-    pub masked_value: String,
-    pub source: &'static str,
-    pub length: usize,
+pub(crate) struct Listed {
+    pub(crate) key: String,
+    pub(crate) masked_value: String,
+    pub(crate) source: &'static str,
+    pub(crate) length: usize,
 }
 
 /// The project's secrets, masked, in the file's order.
-pub async fn listed(state: &AppState) -> Result<Vec<Listed>> {
+pub(crate) async fn listed(state: &AppState) -> Result<Vec<Listed>> {
     let path = env_path(&state.config.root);
     let text = blocking::run(move || read_file(&path))
         .await
@@ -193,7 +193,7 @@ pub async fn listed(state: &AppState) -> Result<Vec<Listed>> {
 }
 
 /// `GET /api/secrets`: names and masked values.
-pub async fn list_secrets(State(state): State<AppState>) -> Result<Json<Value>> {
+pub(crate) async fn list_secrets(State(state): State<AppState>) -> Result<Json<Value>> {
     let secrets = listed(&state).await?;
     // `env_vars` and `oauth_credentials` are the reference's keys (Kura keeps no OAuth
     // tokens); `secrets` is the same list under Kura's earlier name.
@@ -206,13 +206,13 @@ pub async fn list_secrets(State(state): State<AppState>) -> Result<Json<Value>> 
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SetSecret {
+pub(crate) struct SetSecret {
     key: String,
     value: String,
 }
 
 /// `POST /api/secrets`: creates or replaces one secret.
-pub async fn set_secret(
+pub(crate) async fn set_secret(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
@@ -253,7 +253,7 @@ pub async fn set_secret(
 }
 
 /// `DELETE /api/secrets/{key}`.
-pub async fn delete_secret(
+pub(crate) async fn delete_secret(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,

@@ -13,24 +13,24 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 #[derive(Clone, Default)]
-pub struct Tasks {
+pub(crate) struct Tasks {
     token: CancellationToken,
     tracker: TaskTracker,
     running: Arc<Mutex<Vec<String>>>,
 }
 
 impl Tasks {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// The token every task watches; cancelled when shutdown starts.
-    pub fn token(&self) -> CancellationToken {
+    pub(crate) fn token(&self) -> CancellationToken {
         self.token.clone()
     }
 
     /// Spawns a named task that runs until it returns or the token is cancelled.
-    pub fn spawn<F>(&self, name: &'static str, fut: F)
+    pub(crate) fn spawn<F>(&self, name: &'static str, fut: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -38,7 +38,7 @@ impl Tasks {
     }
 
     /// Like [`Tasks::spawn`], for names made at run time (`sync:sales`).
-    pub fn spawn_dynamic<F>(&self, name: String, fut: F)
+    pub(crate) fn spawn_dynamic<F>(&self, name: String, fut: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -55,7 +55,7 @@ impl Tasks {
     }
 
     /// Cancels every task and waits up to `deadline` for them to finish.
-    pub async fn shutdown(&self, deadline: Duration) {
+    pub(crate) async fn shutdown(&self, deadline: Duration) {
         self.token.cancel();
         self.tracker.close();
         if tokio::time::timeout(deadline, self.tracker.wait())

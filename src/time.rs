@@ -4,17 +4,17 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// `at` as Kura writes times.
-pub fn text(at: DateTime<Utc>) -> String {
+pub(crate) fn text(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Now, as Kura writes times.
-pub fn now_text() -> String {
+pub(crate) fn now_text() -> String {
     text(Utc::now())
 }
 
 /// Unix seconds as Kura writes times; `None` outside chrono's range.
-pub fn unix_text(seconds: i64) -> Option<String> {
+pub(crate) fn unix_text(seconds: i64) -> Option<String> {
     DateTime::from_timestamp(seconds, 0).map(text)
 }
 

@@ -50,16 +50,16 @@ enum Signal {
 
 /// What `/api/watcher/status` shows.
 #[derive(Debug, Clone, Serialize, Default)]
-pub struct WatcherStatus {
-    pub running: bool,
-    pub directories: Vec<PathBuf>,
-    pub patterns: Vec<String>,
-    pub ignored: Vec<String>,
-    pub debounce_ms: u64,
-    pub pending_files: Vec<String>,
-    pub last_event: Option<String>,
-    pub last_event_path: Option<String>,
-    pub error: Option<String>,
+pub(crate) struct WatcherStatus {
+    pub(crate) running: bool,
+    pub(crate) directories: Vec<PathBuf>,
+    pub(crate) patterns: Vec<String>,
+    pub(crate) ignored: Vec<String>,
+    pub(crate) debounce_ms: u64,
+    pub(crate) pending_files: Vec<String>,
+    pub(crate) last_event: Option<String>,
+    pub(crate) last_event_path: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// A pending path: its last observed (size, mtime) and when that last changed; and when
@@ -72,7 +72,7 @@ struct Pending {
 
 /// Starts the watcher task. Errors (a folder that cannot be watched) are logged and shown
 /// in the status; the server runs on without live loading.
-pub fn start(state: &AppState) {
+pub(crate) fn start(state: &AppState) {
     let (tx, rx) = mpsc::channel::<(PathBuf, Signal)>(CHANNEL);
     let overflow = Arc::new(AtomicBool::new(false));
     let dirs = watched_dirs(state);

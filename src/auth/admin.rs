@@ -16,7 +16,7 @@ use crate::error::{AppError, Result};
 use crate::web::extract::{ClientIp, Json, JsonOrEmpty, List, Path};
 
 /// `GET /api/admin/users`.
-pub async fn list_users(State(state): State<AppState>) -> Result<List<User>> {
+pub(crate) async fn list_users(State(state): State<AppState>) -> Result<List<User>> {
     Ok(List::all(state.meta.read(store::list_users).await?))
 }
 
@@ -48,7 +48,7 @@ fn default_role() -> String {
 /// password that must be changed at the first sign-in. The role defaults to viewer.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Invite {
+pub(crate) struct Invite {
     email: String,
     #[serde(default = "default_role")]
     role: String,
@@ -87,7 +87,7 @@ fn invite_answer(headers: &HeaderMap, user: &User, token: &str, expires_at: i64)
 }
 
 /// `POST /api/admin/users`: creates an invited user and an invitation link.
-pub async fn invite_user(
+pub(crate) async fn invite_user(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
@@ -199,7 +199,7 @@ fn not_self(principal: &Principal, id: i64, what: &str) -> Result<()> {
 }
 
 /// `POST /api/admin/users/{id}/reinvite`: a new link for a user who has not accepted yet.
-pub async fn reinvite_user(
+pub(crate) async fn reinvite_user(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
@@ -231,12 +231,12 @@ pub async fn reinvite_user(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RoleChange {
+pub(crate) struct RoleChange {
     role: String,
 }
 
 /// `PUT /api/admin/users/{id}/role`.
-pub async fn change_role(
+pub(crate) async fn change_role(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
@@ -267,7 +267,7 @@ pub async fn change_role(
 
 /// `POST /api/admin/users/{id}/reset-password`: a temporary password, shown once, that
 /// must be changed at the next sign-in; the user's sessions end.
-pub async fn reset_password(
+pub(crate) async fn reset_password(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
@@ -292,7 +292,7 @@ pub async fn reset_password(
 
 /// `POST /api/admin/users/{id}/deactivate`: sign-in and sessions stop at once, and the
 /// user's API keys are revoked for good.
-pub async fn deactivate_user(
+pub(crate) async fn deactivate_user(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
@@ -314,7 +314,7 @@ pub async fn deactivate_user(
 }
 
 /// `POST /api/admin/users/{id}/reactivate`.
-pub async fn reactivate_user(
+pub(crate) async fn reactivate_user(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
@@ -332,13 +332,13 @@ pub async fn reactivate_user(
 /// The reference's confirmation for deleting a user: the user's email, typed again.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct DeleteConfirmation {
+pub(crate) struct DeleteConfirmation {
     confirm_email: Option<String>,
 }
 
 /// `DELETE /api/admin/users/{id}`: the user, their keys and sessions go. A body's
 /// `confirm_email`, when sent, must be the user's email.
-pub async fn delete_user(
+pub(crate) async fn delete_user(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
@@ -372,7 +372,7 @@ pub async fn delete_user(
 }
 
 /// `POST /api/admin/users/{id}/unlock`: lifts a lockout after failed sign-ins.
-pub async fn unlock_user(
+pub(crate) async fn unlock_user(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
@@ -399,7 +399,7 @@ pub async fn unlock_user(
 }
 
 /// `POST /api/admin/users/{id}/revoke-sessions`: every session of the user ends now.
-pub async fn revoke_sessions(
+pub(crate) async fn revoke_sessions(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,

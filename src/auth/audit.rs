@@ -15,7 +15,7 @@ use crate::error::{AppError, Result};
 use crate::web::extract::{Json, Query};
 
 /// Appends an entry inside a write transaction (for changes made outside a request).
-pub fn insert(
+pub(crate) fn insert(
     tx: &rusqlite::Transaction<'_>,
     actor: &str,
     action: &str,
@@ -29,7 +29,7 @@ pub fn insert(
 }
 
 /// Appends an entry. Failing to write one is logged, not fatal to the request.
-pub async fn record(
+pub(crate) async fn record(
     state: &AppState,
     actor: Option<&Principal>,
     action: &'static str,
@@ -58,7 +58,7 @@ pub async fn record(
 
 /// After a change to an account (role, status, password, 2FA, keys): cached key lookups
 /// are dropped so the change applies to the very next request, and the change is audited.
-pub async fn account_changed(
+pub(crate) async fn account_changed(
     state: &AppState,
     actor: &Principal,
     action: &'static str,
@@ -71,13 +71,13 @@ pub async fn account_changed(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Page {
+pub(crate) struct Page {
     limit: Option<u32>,
     offset: Option<u32>,
 }
 
 /// `GET /api/audit?limit=&offset=`: newest first.
-pub async fn list_audit(
+pub(crate) async fn list_audit(
     State(state): State<AppState>,
     Query(page): Query<Page>,
 ) -> Result<Json<Value>> {

@@ -35,7 +35,7 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
 /// reference answers), not a validation 422.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Login {
+pub(crate) struct Login {
     #[serde(default)]
     email: Option<String>,
     #[serde(default)]
@@ -43,7 +43,7 @@ pub struct Login {
 }
 
 /// `POST /api/auth/login`.
-pub async fn login(
+pub(crate) async fn login(
     State(state): State<AppState>,
     session: Session,
     ClientIp(ip): ClientIp,
@@ -195,7 +195,7 @@ fn describe(state: &AppState, user: &User, csrf: Option<&str>, via: &str) -> Val
 }
 
 /// `POST /api/auth/logout`: ends this session (a no-op without one).
-pub async fn logout(
+pub(crate) async fn logout(
     State(state): State<AppState>,
     session: Session,
     principal: Option<Principal>,
@@ -214,7 +214,7 @@ pub async fn logout(
 }
 
 /// `GET /api/auth/me`.
-pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Json<Value>> {
+pub(crate) async fn me(State(state): State<AppState>, principal: Principal) -> Result<Json<Value>> {
     let Some(user_id) = principal.user_id else {
         return Ok(Json(json!({
             "auth_enabled": state.config.auth.enabled,
@@ -260,13 +260,13 @@ async fn confirm_password(state: &AppState, user_id: i64, given: String) -> Resu
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ChangePassword {
+pub(crate) struct ChangePassword {
     current_password: String,
     new_password: String,
 }
 
 /// `POST /api/auth/change-password`: ends every other session; this one continues.
-pub async fn change_password(
+pub(crate) async fn change_password(
     State(state): State<AppState>,
     session: Session,
     principal: Principal,
@@ -308,7 +308,7 @@ fn weak_password(message: String) -> AppError {
 }
 
 /// `GET /api/auth/sessions`: the caller's signed-in sessions.
-pub async fn list_sessions(
+pub(crate) async fn list_sessions(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<List<Value>> {
@@ -344,7 +344,7 @@ pub async fn list_sessions(
 }
 
 /// `DELETE /api/auth/sessions/{id}`: ends one of the caller's sessions.
-pub async fn delete_session(
+pub(crate) async fn delete_session(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
@@ -373,7 +373,7 @@ pub async fn delete_session(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AcceptInvite {
+pub(crate) struct AcceptInvite {
     token: String,
     password: String,
     #[serde(default)]
@@ -381,7 +381,7 @@ pub struct AcceptInvite {
 }
 
 /// `POST /api/auth/accept-invite`: sets the password and signs the new user in.
-pub async fn accept_invite(
+pub(crate) async fn accept_invite(
     State(state): State<AppState>,
     session: Session,
     ClientIp(ip): ClientIp,
@@ -429,13 +429,13 @@ pub async fn accept_invite(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PasswordOnly {
+pub(crate) struct PasswordOnly {
     password: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CodeOnly {
+pub(crate) struct CodeOnly {
     code: String,
 }
 
@@ -443,7 +443,7 @@ pub struct CodeOnly {
 /// a recovery code, so no authenticator code is tried.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SignInCode {
+pub(crate) struct SignInCode {
     code: String,
     #[serde(default)]
     is_recovery: bool,
@@ -451,7 +451,7 @@ pub struct SignInCode {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PasswordAndCode {
+pub(crate) struct PasswordAndCode {
     password: String,
     code: String,
 }
@@ -469,7 +469,7 @@ fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
 }
 
 /// `POST /api/auth/2fa/setup`: a new secret (pending until a code from it is verified).
-pub async fn setup_two_factor(
+pub(crate) async fn setup_two_factor(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
@@ -559,7 +559,7 @@ async fn totp_state(
 }
 
 /// `POST /api/auth/2fa/verify-setup`: a code from the new secret turns 2FA on.
-pub async fn verify_two_factor_setup(
+pub(crate) async fn verify_two_factor_setup(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
@@ -591,7 +591,7 @@ pub async fn verify_two_factor_setup(
 }
 
 /// `POST /api/auth/2fa/verify`: the second sign-in step, with a TOTP or recovery code.
-pub async fn verify_two_factor(
+pub(crate) async fn verify_two_factor(
     State(state): State<AppState>,
     session: Session,
     ClientIp(ip): ClientIp,
@@ -720,7 +720,7 @@ async fn confirm_password_and_code(
 }
 
 /// `POST /api/auth/2fa/disable`.
-pub async fn disable_two_factor(
+pub(crate) async fn disable_two_factor(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
@@ -739,7 +739,7 @@ pub async fn disable_two_factor(
 }
 
 /// `POST /api/auth/2fa/regenerate-recovery`: new codes; the old ones stop working.
-pub async fn regenerate_recovery_codes(
+pub(crate) async fn regenerate_recovery_codes(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,

@@ -25,7 +25,7 @@ use crate::web::extract::{ClientIp, Json, List, Path, Query};
 const TOUCH_EVERY_SECONDS: i64 = 60;
 
 #[derive(Debug)]
-pub struct CachedKey {
+pub(crate) struct CachedKey {
     key_id: i64,
     user_id: i64,
     email: String,
@@ -57,7 +57,7 @@ impl KeyCache {
 }
 
 /// The caller a presented key stands for, or a 401 saying why not.
-pub async fn authenticate(state: &AppState, presented: &str) -> Result<Principal> {
+pub(crate) async fn authenticate(state: &AppState, presented: &str) -> Result<Principal> {
     let hash = tokens::sha256_hex(presented);
     let cached = match state.auth.keys.get(&hash) {
         Some(k) => k,
@@ -121,7 +121,7 @@ pub async fn authenticate(state: &AppState, presented: &str) -> Result<Principal
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewKey {
+pub(crate) struct NewKey {
     name: String,
     /// Days until the key stops working; none means it does not expire.
     #[serde(default)]
@@ -132,7 +132,7 @@ pub struct NewKey {
 }
 
 /// `POST /api/auth/api-keys`: the key is in this answer and nowhere else, ever.
-pub async fn create_key(
+pub(crate) async fn create_key(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,
@@ -205,14 +205,14 @@ pub async fn create_key(
 }
 
 #[derive(Deserialize)]
-pub struct ListKeys {
+pub(crate) struct ListKeys {
     /// Revoked keys too (the reference lists only the usable ones).
     #[serde(default)]
     include_revoked: bool,
 }
 
 /// `GET /api/auth/api-keys`: the caller's keys (prefix only), revoked ones on request.
-pub async fn list_keys(
+pub(crate) async fn list_keys(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<ListKeys>,
@@ -246,7 +246,7 @@ fn key_json(k: &store::KeyRow, now: i64) -> Value {
 }
 
 /// `DELETE /api/auth/api-keys/{id}`: revokes one of the caller's keys (admins: anyone's).
-pub async fn revoke_key(
+pub(crate) async fn revoke_key(
     State(state): State<AppState>,
     principal: Principal,
     ClientIp(ip): ClientIp,

@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::error::AppError;
 use crate::web::extract::client_ip;
 
-pub fn unauthenticated() -> AppError {
+pub(crate) fn unauthenticated() -> AppError {
     AppError::unauthenticated(
         "unauthenticated",
         "sign in first (POST /api/auth/login), or send Authorization: Bearer <API key>",
@@ -25,7 +25,11 @@ pub fn unauthenticated() -> AppError {
 /// Resolves the caller and stores it as a [`Principal`] in the request's extensions.
 /// Presented credentials that do not hold are refused here (401); no credentials at all
 /// pass on without a principal, for the route's guard to decide.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn authenticate(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let ip = client_ip(req.extensions());
     let limited = req.method() == Method::POST && tests_a_credential(req.uri().path());
     if limited && let Err(retry_after) = state.auth.limiter.check(ip) {
@@ -168,7 +172,7 @@ async fn session_principal(
 
 /// Enforces one route's [`Access`]. Browsers asking for a page are sent to the sign-in
 /// page (or the password change page) instead of getting JSON.
-pub async fn guard(access: Access, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(access: Access, req: Request, next: Next) -> Response {
     let checked = {
         let principal = req.extensions().get::<Principal>().cloned();
         let session = req.extensions().get::<Session>().cloned();
@@ -348,7 +352,7 @@ fn is_loopback_name(name: &str) -> bool {
 /// arrives with its own name), an `Origin`, if any, of this server, and on writes a header
 /// that a plain cross-site form cannot send (`X-Requested-With`, `X-CSRF-Token` or
 /// `Authorization`, which force a CORS preflight that Kura never answers).
-pub fn check_local_request(method: &Method, headers: &HeaderMap) -> Result<(), AppError> {
+pub(crate) fn check_local_request(method: &Method, headers: &HeaderMap) -> Result<(), AppError> {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -393,7 +397,7 @@ fn is_safe(method: &Method) -> bool {
 /// grants. Scripts with a cookie jar send no browser header and pass: SameSite=Lax
 /// already keeps the cookie off cross-site posts, and a browser always sends one of the
 /// two on a cross-site request.
-pub fn check_csrf(headers: &HeaderMap, expected: &str) -> Result<(), AppError> {
+pub(crate) fn check_csrf(headers: &HeaderMap, expected: &str) -> Result<(), AppError> {
     if !is_browser(headers) {
         return Ok(());
     }

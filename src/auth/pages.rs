@@ -20,7 +20,7 @@ struct LoginPage<'a> {
 }
 
 /// `GET /login`.
-pub async fn login_page(State(state): State<AppState>) -> Result<Response> {
+pub(crate) async fn login_page(State(state): State<AppState>) -> Result<Response> {
     render(&LoginPage {
         project: &state.config.project.name,
     })
@@ -33,7 +33,10 @@ struct SetupPage {
 }
 
 /// `GET /setup`: the forced password change.
-pub async fn setup_page(State(state): State<AppState>, principal: Principal) -> Result<Response> {
+pub(crate) async fn setup_page(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response> {
     if !principal.must_change_password {
         return Ok(Redirect::to("/settings/account").into_response());
     }
@@ -50,7 +53,7 @@ struct InvitePage<'a> {
 }
 
 /// `GET /invite/{token}`: refused at once when the link is unknown, used or expired.
-pub async fn invite_page(
+pub(crate) async fn invite_page(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response> {
@@ -105,7 +108,10 @@ struct AccountPage {
 /// `GET /settings/account`: two-factor state, API keys and sessions of the signed-in user
 /// (the rows of `/api/auth/me`, `/api/auth/api-keys?include_revoked=true` and
 /// `/api/auth/sessions`); the page fetches it again after each change.
-pub async fn account_page(State(state): State<AppState>, principal: Principal) -> Result<Response> {
+pub(crate) async fn account_page(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response> {
     let now = store::now_unix();
     let current = match &principal.via {
         super::Via::Session { public_id, .. } => Some(public_id.clone()),
@@ -166,7 +172,10 @@ struct UsersPage {
 }
 
 /// `GET /settings/users`: the accounts (the rows of `/api/admin/users`) with their actions.
-pub async fn users_page(State(state): State<AppState>, principal: Principal) -> Result<Response> {
+pub(crate) async fn users_page(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response> {
     render(&UsersPage {
         nav: Nav::of(&state, &principal, "/settings/users"),
         invite_hours: state.config.auth.invite_hours,
@@ -183,7 +192,10 @@ struct SecretsPage {
 }
 
 /// `GET /settings/secrets`: the keys of `.env`, values masked (as `/api/secrets`).
-pub async fn secrets_page(State(state): State<AppState>, principal: Principal) -> Result<Response> {
+pub(crate) async fn secrets_page(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response> {
     render(&SecretsPage {
         nav: Nav::of(&state, &principal, "/settings/secrets"),
         secrets: crate::secrets::listed(&state).await?,

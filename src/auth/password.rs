@@ -10,7 +10,7 @@ use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
-pub const MIN_LENGTH: usize = 10;
+pub(crate) const MIN_LENGTH: usize = 10;
 const MAX_LENGTH: usize = 1024;
 
 static COMMON: &str = include_str!("common-passwords.txt");
@@ -29,7 +29,7 @@ pub fn hash(password: &str) -> anyhow::Result<String> {
 }
 
 /// Whether `password` matches `phc`. A malformed stored hash never matches.
-pub fn verify(password: &str, phc: &str) -> bool {
+pub(crate) fn verify(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
         Ok(parsed) => hasher()
             .verify_password(password.as_bytes(), &parsed)
@@ -39,7 +39,7 @@ pub fn verify(password: &str, phc: &str) -> bool {
 }
 
 /// A hash no password matches in practice, verified against for unknown emails.
-pub fn dummy_hash() -> &'static str {
+pub(crate) fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
         hash(&crate::auth::tokens::random_base62(32)).unwrap_or_else(|_| {
@@ -60,19 +60,19 @@ fn hashing_slots() -> &'static tokio::sync::Semaphore {
 }
 
 /// [`verify`] on the blocking pool, within the hashing slots.
-pub async fn verify_async(password: String, phc: String) -> bool {
+pub(crate) async fn verify_async(password: String, phc: String) -> bool {
     let _slot = hashing_slots().acquire().await;
     crate::blocking::run(move || verify(&password, &phc)).await
 }
 
 /// [`hash`] on the blocking pool, within the hashing slots.
-pub async fn hash_async(password: String) -> anyhow::Result<String> {
+pub(crate) async fn hash_async(password: String) -> anyhow::Result<String> {
     let _slot = hashing_slots().acquire().await;
     crate::blocking::run(move || hash(&password)).await
 }
 
 /// Checks the password rules; the error is the message shown to the user.
-pub fn check_policy(password: &str, email: &str) -> Result<(), String> {
+pub(crate) fn check_policy(password: &str, email: &str) -> Result<(), String> {
     let chars = password.chars().count();
     if chars < MIN_LENGTH {
         return Err(format!(
@@ -107,7 +107,7 @@ fn is_common(lower: &str) -> bool {
 }
 
 /// A random password for a new admin or a reset: 20 base62 characters (~119 bits).
-pub fn generate() -> String {
+pub(crate) fn generate() -> String {
     crate::auth::tokens::random_base62(20)
 }
 

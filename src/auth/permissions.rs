@@ -30,7 +30,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Self; 22] = [
+    pub(crate) const ALL: [Self; 22] = [
         Self::SourceView,
         Self::SourceSync,
         Self::SourceManage,
@@ -127,7 +127,7 @@ impl Role {
         }
     }
 
-    pub fn permissions(self) -> Vec<&'static str> {
+    pub(crate) fn permissions(self) -> Vec<&'static str> {
         Permission::ALL
             .into_iter()
             .filter(|p| self.allows(*p))

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     per_second: f64,
     burst: f64,
     buckets: Mutex<HashMap<Option<IpAddr>, Bucket>>,
@@ -20,7 +20,7 @@ struct Bucket {
 const MAX_TRACKED: usize = 10_000;
 
 impl RateLimiter {
-    pub fn new(per_minute: u32, burst: u32) -> Self {
+    pub(crate) fn new(per_minute: u32, burst: u32) -> Self {
         Self {
             per_second: f64::from(per_minute) / 60.0,
             burst: f64::from(burst),
@@ -29,12 +29,12 @@ impl RateLimiter {
     }
 
     /// Takes one token for `ip`; `Err(seconds)` says when the next one is available.
-    pub fn check(&self, ip: Option<IpAddr>) -> Result<(), u64> {
+    pub(crate) fn check(&self, ip: Option<IpAddr>) -> Result<(), u64> {
         self.check_at(ip, Instant::now())
     }
 
     /// Gives back the token of a request that turned out not to be a guess.
-    pub fn refund(&self, ip: Option<IpAddr>) {
+    pub(crate) fn refund(&self, ip: Option<IpAddr>) {
         let mut buckets = crate::locks::lock(&self.buckets);
         if let Some(b) = buckets.get_mut(&ip) {
             b.tokens = (b.tokens + 1.0).min(self.burst);

@@ -14,7 +14,7 @@ use tower_sessions::session_store::{Error, Result};
 use crate::db::meta::MetaDb;
 
 #[derive(Clone)]
-pub struct MetaSessionStore {
+pub(crate) struct MetaSessionStore {
     meta: MetaDb,
 }
 
@@ -25,12 +25,12 @@ impl std::fmt::Debug for MetaSessionStore {
 }
 
 impl MetaSessionStore {
-    pub fn new(meta: MetaDb) -> Self {
+    pub(crate) fn new(meta: MetaDb) -> Self {
         Self { meta }
     }
 
     /// Removes expired sessions; returns how many.
-    pub async fn purge_expired(&self) -> anyhow::Result<usize> {
+    pub(crate) async fn purge_expired(&self) -> anyhow::Result<usize> {
         let now = super::store::now_unix();
         Ok(self
             .meta
@@ -45,7 +45,7 @@ fn stored_id(id: &Id) -> String {
 }
 
 /// The id shown for a session: not the cookie value, but derived from it.
-pub fn public_id(id: &Id) -> String {
+pub(crate) fn public_id(id: &Id) -> String {
     super::tokens::sha256_hex(&id.to_string())[..16].to_owned()
 }
 

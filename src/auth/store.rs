@@ -6,9 +6,9 @@ use serde::Serialize;
 
 use super::permissions::Role;
 
-pub use crate::time::now_text;
+pub(crate) use crate::time::now_text;
 
-pub fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
@@ -20,22 +20,22 @@ pub fn now_unix() -> i64 {
 pub struct User {
     pub id: i64,
     pub email: String,
-    pub display_name: String,
+    pub(crate) display_name: String,
     pub role: Role,
     pub status: String,
-    pub must_change_password: bool,
+    pub(crate) must_change_password: bool,
     pub totp_enabled: bool,
-    pub created_at: String,
-    pub updated_at: String,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
     pub last_login_at: Option<String>,
     /// Failed sign-ins counted against this email since the last success.
-    pub failed_login_attempts: i64,
+    pub(crate) failed_login_attempts: i64,
     /// Unix seconds until which sign-in is refused (0: not locked).
-    pub locked_until: i64,
+    pub(crate) locked_until: i64,
     /// Unix seconds at which the newest open invitation expires.
-    pub invite_expires_at: Option<i64>,
-    pub password_hash: Option<String>,
-    pub session_epoch: i64,
+    pub(crate) invite_expires_at: Option<i64>,
+    pub(crate) password_hash: Option<String>,
+    pub(crate) session_epoch: i64,
 }
 
 impl User {
@@ -44,13 +44,13 @@ impl User {
     }
 
     /// Sign-in is refused for now after failed attempts.
-    pub fn is_locked(&self) -> bool {
+    pub(crate) fn is_locked(&self) -> bool {
         self.locked_until > now_unix()
     }
 
     /// The user as the reference answers a user: the user object itself, with `user`
     /// nested as well (its sign-in answer's shape, and Kura's earlier one).
-    pub fn answer(&self) -> serde_json::Value {
+    pub(crate) fn answer(&self) -> serde_json::Value {
         let mut body = serde_json::to_value(self).unwrap_or_else(|_| serde_json::json!({}));
         body["user"] = serde_json::json!(self);
         body
@@ -127,7 +127,7 @@ pub fn user_by_email(c: &Connection, email: &str) -> rusqlite::Result<Option<Use
     .optional()
 }
 
-pub fn user_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<User>> {
+pub(crate) fn user_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<User>> {
     c.prepare_cached(&format!(
         "SELECT {USER_COLUMNS} FROM {USER_FROM} WHERE u.id = ?1"
     ))?
@@ -142,12 +142,12 @@ pub fn list_users(c: &Connection) -> rusqlite::Result<Vec<User>> {
     stmt.query_map([], user_row)?.collect()
 }
 
-pub fn count_users(c: &Connection) -> rusqlite::Result<i64> {
+pub(crate) fn count_users(c: &Connection) -> rusqlite::Result<i64> {
     c.query_row("SELECT count(*) FROM users", [], |r| r.get(0))
 }
 
 /// Active admins other than `except`: the last one cannot be demoted, deactivated or deleted.
-pub fn other_active_admins(c: &Connection, except: i64) -> rusqlite::Result<i64> {
+pub(crate) fn other_active_admins(c: &Connection, except: i64) -> rusqlite::Result<i64> {
     c.query_row(
         "SELECT count(*) FROM users WHERE role = 'admin' AND status = 'active' AND id <> ?1",
         [except],
@@ -204,7 +204,11 @@ pub fn set_password(
 
 /// Ends the user's sessions (all, or all but `keep`, the one asking) at once: the rows go
 /// and the epoch moves, so a request already in flight cannot bring one back.
-pub fn end_sessions(c: &Connection, user_id: i64, keep: Option<&str>) -> rusqlite::Result<()> {
+pub(crate) fn end_sessions(
+    c: &Connection,
+    user_id: i64,
+    keep: Option<&str>,
+) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE users SET session_epoch = session_epoch + 1 WHERE id = ?1",
         [user_id],
@@ -230,7 +234,7 @@ pub fn end_sessions(c: &Connection, user_id: i64, keep: Option<&str>) -> rusqlit
 }
 
 /// Counts a failed sign-in for `email`; returns the lock end (unix s) when this locks it.
-pub fn record_failure(
+pub(crate) fn record_failure(
     c: &Connection,
     email: &str,
     attempts: u32,
@@ -262,7 +266,7 @@ pub fn record_failure(
 
 /// Counts one more try of the pending sign-in `pending_id` and returns the count,
 /// atomically (one statement on the single writer), before the code is evaluated.
-pub fn count_two_factor_try(c: &Connection, pending_id: &str) -> rusqlite::Result<u32> {
+pub(crate) fn count_two_factor_try(c: &Connection, pending_id: &str) -> rusqlite::Result<u32> {
     let now = now_unix();
     c.execute(
         "DELETE FROM two_factor_attempts WHERE started_at < ?1",
@@ -277,7 +281,7 @@ pub fn count_two_factor_try(c: &Connection, pending_id: &str) -> rusqlite::Resul
 }
 
 /// Forgets a pending sign-in's tries (it succeeded).
-pub fn clear_two_factor_tries(c: &Connection, pending_id: &str) -> rusqlite::Result<()> {
+pub(crate) fn clear_two_factor_tries(c: &Connection, pending_id: &str) -> rusqlite::Result<()> {
     c.execute(
         "DELETE FROM two_factor_attempts WHERE pending_id = ?1",
         [pending_id],
@@ -286,7 +290,7 @@ pub fn clear_two_factor_tries(c: &Connection, pending_id: &str) -> rusqlite::Res
 }
 
 /// Seconds left on a lock of `email`, if it is locked.
-pub fn locked_for(c: &Connection, email: &str) -> rusqlite::Result<Option<u64>> {
+pub(crate) fn locked_for(c: &Connection, email: &str) -> rusqlite::Result<Option<u64>> {
     let until: Option<i64> = c
         .query_row(
             "SELECT locked_until FROM login_throttle WHERE email = ?1",
@@ -298,7 +302,7 @@ pub fn locked_for(c: &Connection, email: &str) -> rusqlite::Result<Option<u64>> 
     Ok(until.filter(|u| *u > now).map(|u| (u - now) as u64))
 }
 
-pub fn clear_failures(c: &Connection, email: &str) -> rusqlite::Result<()> {
+pub(crate) fn clear_failures(c: &Connection, email: &str) -> rusqlite::Result<()> {
     c.execute(
         "DELETE FROM login_throttle WHERE email = ?1",
         [email.trim()],
@@ -307,7 +311,7 @@ pub fn clear_failures(c: &Connection, email: &str) -> rusqlite::Result<()> {
 }
 
 /// Stamps a successful sign-in.
-pub fn touch_login(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
+pub(crate) fn touch_login(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE users SET last_login_at = ?2 WHERE id = ?1",
         params![user_id, now_text()],
@@ -315,7 +319,7 @@ pub fn touch_login(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
     .map(|_| ())
 }
 
-pub fn set_display_name(c: &Connection, user_id: i64, name: &str) -> rusqlite::Result<()> {
+pub(crate) fn set_display_name(c: &Connection, user_id: i64, name: &str) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE users SET display_name = ?2 WHERE id = ?1",
         params![user_id, name],
@@ -323,7 +327,7 @@ pub fn set_display_name(c: &Connection, user_id: i64, name: &str) -> rusqlite::R
     .map(|_| ())
 }
 
-pub fn set_role(c: &Connection, user_id: i64, role: Role) -> rusqlite::Result<()> {
+pub(crate) fn set_role(c: &Connection, user_id: i64, role: Role) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE users SET role = ?2, updated_at = ?3 WHERE id = ?1",
         params![user_id, role.as_str(), now_text()],
@@ -333,7 +337,7 @@ pub fn set_role(c: &Connection, user_id: i64, role: Role) -> rusqlite::Result<()
 
 /// Closes the account: sign-in stops, its sessions end, and its API keys are revoked for
 /// good (reactivating it must not bring back credentials handed out before).
-pub fn deactivate(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
+pub(crate) fn deactivate(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE users SET status = 'deactivated', updated_at = ?2 WHERE id = ?1",
         params![user_id, now_text()],
@@ -346,7 +350,7 @@ pub fn deactivate(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
 }
 
 /// Opens a closed account again: active, or invited when no password was ever set.
-pub fn reactivate(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
+pub(crate) fn reactivate(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE users SET status = CASE WHEN password_hash IS NULL THEN 'invited' ELSE 'active' END, \
          updated_at = ?2 WHERE id = ?1",
@@ -356,7 +360,7 @@ pub fn reactivate(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
 }
 
 /// Deletes the account; its keys, sessions, invites and codes go with it (foreign keys).
-pub fn delete_user(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
+pub(crate) fn delete_user(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
     c.execute("DELETE FROM users WHERE id = ?1", [user_id])
         .map(|_| ())
 }
@@ -365,18 +369,22 @@ pub fn delete_user(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
 
 /// One signed-in session of a user, as the sessions list shows it.
 #[derive(Debug, Clone)]
-pub struct SessionRow {
-    pub public_id: String,
-    pub created_at: String,
-    pub last_seen_at: String,
+pub(crate) struct SessionRow {
+    pub(crate) public_id: String,
+    pub(crate) created_at: String,
+    pub(crate) last_seen_at: String,
     /// Unix seconds.
-    pub expires_at: i64,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
+    pub(crate) expires_at: i64,
+    pub(crate) ip: Option<String>,
+    pub(crate) user_agent: Option<String>,
 }
 
 /// The user's sessions that have not expired at `now` (unix s), oldest first.
-pub fn sessions_of(c: &Connection, user_id: i64, now: i64) -> rusqlite::Result<Vec<SessionRow>> {
+pub(crate) fn sessions_of(
+    c: &Connection,
+    user_id: i64,
+    now: i64,
+) -> rusqlite::Result<Vec<SessionRow>> {
     let mut stmt = c.prepare(
         "SELECT public_id, created_at, last_seen_at, expires_at, \
          json_extract(data, '$.auth.ip'), json_extract(data, '$.auth.user_agent') \
@@ -396,7 +404,7 @@ pub fn sessions_of(c: &Connection, user_id: i64, now: i64) -> rusqlite::Result<V
 }
 
 /// Ends one session of the user; false when the user has none by that id.
-pub fn end_session(c: &Connection, user_id: i64, public_id: &str) -> rusqlite::Result<bool> {
+pub(crate) fn end_session(c: &Connection, user_id: i64, public_id: &str) -> rusqlite::Result<bool> {
     c.execute(
         "DELETE FROM sessions WHERE public_id = ?1 AND user_id = ?2",
         params![public_id, user_id],
@@ -404,7 +412,7 @@ pub fn end_session(c: &Connection, user_id: i64, public_id: &str) -> rusqlite::R
     .map(|n| n > 0)
 }
 
-pub fn count_sessions(c: &Connection, user_id: i64) -> rusqlite::Result<i64> {
+pub(crate) fn count_sessions(c: &Connection, user_id: i64) -> rusqlite::Result<i64> {
     c.query_row(
         "SELECT count(*) FROM sessions WHERE user_id = ?1",
         [user_id],
@@ -415,7 +423,7 @@ pub fn count_sessions(c: &Connection, user_id: i64) -> rusqlite::Result<i64> {
 // ---- invitations ----------------------------------------------------------------------
 
 /// A new invitation for the user (its token's digest), replacing any earlier one.
-pub fn replace_invite(
+pub(crate) fn replace_invite(
     c: &Connection,
     user_id: i64,
     token_hash: &str,
@@ -429,13 +437,17 @@ pub fn replace_invite(
     .map(|_| ())
 }
 
-pub fn delete_invites(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
+pub(crate) fn delete_invites(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
     c.execute("DELETE FROM invites WHERE user_id = ?1", [user_id])
         .map(|_| ())
 }
 
 /// The invited user whose invitation has this token digest and is still open at `now`.
-pub fn invited_user(c: &Connection, token_hash: &str, now: i64) -> rusqlite::Result<Option<User>> {
+pub(crate) fn invited_user(
+    c: &Connection,
+    token_hash: &str,
+    now: i64,
+) -> rusqlite::Result<Option<User>> {
     let id: Option<i64> = c
         .query_row(
             "SELECT i.user_id FROM invites i JOIN users u ON u.id = i.user_id \
@@ -453,13 +465,13 @@ pub fn invited_user(c: &Connection, token_hash: &str, now: i64) -> rusqlite::Res
 
 /// A user's TOTP secrets (sealed) and the last time step a code was accepted for.
 #[derive(Debug, Clone, Default)]
-pub struct TotpState {
-    pub secret: Option<Vec<u8>>,
-    pub pending: Option<Vec<u8>>,
-    pub last_step: i64,
+pub(crate) struct TotpState {
+    pub(crate) secret: Option<Vec<u8>>,
+    pub(crate) pending: Option<Vec<u8>>,
+    pub(crate) last_step: i64,
 }
 
-pub fn totp_state(c: &Connection, user_id: i64) -> rusqlite::Result<TotpState> {
+pub(crate) fn totp_state(c: &Connection, user_id: i64) -> rusqlite::Result<TotpState> {
     c.query_row(
         "SELECT totp_secret, totp_pending, totp_last_step FROM users WHERE id = ?1",
         [user_id],
@@ -475,7 +487,7 @@ pub fn totp_state(c: &Connection, user_id: i64) -> rusqlite::Result<TotpState> {
 
 /// Claims the time step of an accepted code. Conditional, so two requests racing with the
 /// same code cannot both win: false when a code of this step (or a later one) was used.
-pub fn claim_totp_step(c: &Connection, user_id: i64, step: i64) -> rusqlite::Result<bool> {
+pub(crate) fn claim_totp_step(c: &Connection, user_id: i64, step: i64) -> rusqlite::Result<bool> {
     c.execute(
         "UPDATE users SET totp_last_step = ?2 WHERE id = ?1 AND totp_last_step < ?2",
         params![user_id, step],
@@ -484,7 +496,7 @@ pub fn claim_totp_step(c: &Connection, user_id: i64, step: i64) -> rusqlite::Res
 }
 
 /// An enrolment begins: the new secret waits, with its recovery codes, for a code from it.
-pub fn begin_two_factor(
+pub(crate) fn begin_two_factor(
     c: &Connection,
     user_id: i64,
     sealed_secret: &[u8],
@@ -502,7 +514,7 @@ pub fn begin_two_factor(
 }
 
 /// The pending secret and codes become the active ones; the old codes stop working.
-pub fn enable_two_factor(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
+pub(crate) fn enable_two_factor(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, updated_at = ?2 WHERE id = ?1",
         params![user_id, now_text()],
@@ -518,7 +530,7 @@ pub fn enable_two_factor(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
     .map(|_| ())
 }
 
-pub fn disable_two_factor(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
+pub(crate) fn disable_two_factor(c: &Connection, user_id: i64) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE users SET totp_secret = NULL, totp_pending = NULL, updated_at = ?2 WHERE id = ?1",
         params![user_id, now_text()],
@@ -528,7 +540,11 @@ pub fn disable_two_factor(c: &Connection, user_id: i64) -> rusqlite::Result<()> 
 }
 
 /// Uses one unused recovery code with this digest; false when there is none.
-pub fn use_recovery_code(c: &Connection, user_id: i64, code_hash: &str) -> rusqlite::Result<bool> {
+pub(crate) fn use_recovery_code(
+    c: &Connection,
+    user_id: i64,
+    code_hash: &str,
+) -> rusqlite::Result<bool> {
     c.execute(
         "UPDATE recovery_codes SET used_at = ?3 WHERE id = \
          (SELECT id FROM recovery_codes WHERE user_id = ?1 AND code_hash = ?2 \
@@ -539,7 +555,7 @@ pub fn use_recovery_code(c: &Connection, user_id: i64, code_hash: &str) -> rusql
 }
 
 /// New active recovery codes; every earlier one stops working.
-pub fn replace_recovery_codes(
+pub(crate) fn replace_recovery_codes(
     c: &Connection,
     user_id: i64,
     code_hashes: &[String],
@@ -566,18 +582,18 @@ fn insert_recovery_codes(
 
 /// The account an API key acts for (the key unrevoked, its owner active).
 #[derive(Debug, Clone)]
-pub struct KeyOwner {
-    pub key_id: i64,
-    pub user_id: i64,
-    pub email: String,
-    pub role: Role,
+pub(crate) struct KeyOwner {
+    pub(crate) key_id: i64,
+    pub(crate) user_id: i64,
+    pub(crate) email: String,
+    pub(crate) role: Role,
     /// Unix seconds.
-    pub expires_at: Option<i64>,
-    pub must_change_password: bool,
-    pub totp_enabled: bool,
+    pub(crate) expires_at: Option<i64>,
+    pub(crate) must_change_password: bool,
+    pub(crate) totp_enabled: bool,
 }
 
-pub fn key_owner(c: &Connection, key_hash: &str) -> rusqlite::Result<Option<KeyOwner>> {
+pub(crate) fn key_owner(c: &Connection, key_hash: &str) -> rusqlite::Result<Option<KeyOwner>> {
     c.query_row(
         "SELECT k.id, u.id, u.email, u.role, k.expires_at, u.must_change_password, \
          u.totp_secret IS NOT NULL \
@@ -600,7 +616,7 @@ pub fn key_owner(c: &Connection, key_hash: &str) -> rusqlite::Result<Option<KeyO
 }
 
 /// Records that the key was used at `at`.
-pub fn touch_key(c: &Connection, key_id: i64, at: &str) -> rusqlite::Result<()> {
+pub(crate) fn touch_key(c: &Connection, key_id: i64, at: &str) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
         params![key_id, at],
@@ -609,7 +625,7 @@ pub fn touch_key(c: &Connection, key_id: i64, at: &str) -> rusqlite::Result<()> 
 }
 
 /// A new key (its digest, never the key); returns its id.
-pub fn insert_key(
+pub(crate) fn insert_key(
     c: &Connection,
     user_id: i64,
     name: &str,
@@ -628,20 +644,20 @@ pub fn insert_key(
 
 /// An API key as its owner sees it listed.
 #[derive(Debug, Clone)]
-pub struct KeyRow {
-    pub id: i64,
-    pub name: String,
-    pub prefix: String,
-    pub created_at: String,
+pub(crate) struct KeyRow {
+    pub(crate) id: i64,
+    pub(crate) name: String,
+    pub(crate) prefix: String,
+    pub(crate) created_at: String,
     /// Unix seconds.
-    pub expires_at: Option<i64>,
-    pub last_used_at: Option<String>,
-    pub revoked_at: Option<String>,
+    pub(crate) expires_at: Option<i64>,
+    pub(crate) last_used_at: Option<String>,
+    pub(crate) revoked_at: Option<String>,
 }
 
 impl KeyRow {
     /// active, expired or revoked, at `now` (unix s).
-    pub fn status(&self, now: i64) -> &'static str {
+    pub(crate) fn status(&self, now: i64) -> &'static str {
         if self.revoked_at.is_some() {
             "revoked"
         } else if self.expires_at.is_some_and(|e| e <= now) {
@@ -653,7 +669,7 @@ impl KeyRow {
 }
 
 /// The user's keys, oldest first; revoked ones only when asked.
-pub fn keys_of(
+pub(crate) fn keys_of(
     c: &Connection,
     user_id: i64,
     include_revoked: bool,
@@ -678,7 +694,7 @@ pub fn keys_of(
 
 /// Revokes an active key of `user_id` (of anyone when `any_owner`); false when there is no
 /// such key.
-pub fn revoke_key(
+pub(crate) fn revoke_key(
     c: &Connection,
     key_id: i64,
     user_id: i64,

@@ -7,18 +7,18 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-pub const API_KEY_PREFIX: &str = "kura_ak_";
+pub(crate) const API_KEY_PREFIX: &str = "kura_ak_";
 /// Characters of a key shown in listings (the fixed prefix plus a few of the body).
 const SHOWN: usize = API_KEY_PREFIX.len() + 6;
 
-pub fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     rand::rng().fill_bytes(&mut bytes);
     bytes
 }
 
 /// `len` characters drawn uniformly from [0-9A-Za-z] (rejection sampling, no modulo bias).
-pub fn random_base62(len: usize) -> String {
+pub(crate) fn random_base62(len: usize) -> String {
     let mut rng = rand::rng();
     let mut out = String::with_capacity(len);
     while out.len() < len {
@@ -32,7 +32,7 @@ pub fn random_base62(len: usize) -> String {
 }
 
 /// `bytes` as a base62 number (big-endian), so a key carries exactly those random bytes.
-pub fn base62(bytes: &[u8]) -> String {
+pub(crate) fn base62(bytes: &[u8]) -> String {
     let mut digits = Vec::new();
     let mut number = bytes.to_vec();
     while number.iter().any(|&b| b != 0) {
@@ -66,13 +66,13 @@ pub fn sha256_hex(text: &str) -> String {
 }
 
 /// Recovery codes are shown as `xxxxx-xxxxx` (lowercase letters and digits, ~51 bits).
-pub fn new_recovery_code() -> String {
+pub(crate) fn new_recovery_code() -> String {
     let raw = random_base62(10).to_lowercase();
     format!("{}-{}", &raw[..5], &raw[5..])
 }
 
 /// What a typed recovery code is compared as: lowercase, dashes and spaces dropped.
-pub fn normalize_recovery_code(code: &str) -> String {
+pub(crate) fn normalize_recovery_code(code: &str) -> String {
     code.chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_lowercase())

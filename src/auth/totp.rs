@@ -12,13 +12,13 @@ const SECRET_BYTES: usize = 20;
 
 /// Encrypts TOTP secrets with a key kept in `.kura/secret.key` (mode 0600), so a copy of
 /// the metadata database alone does not give away anyone's second factor.
-pub struct SecretBox {
+pub(crate) struct SecretBox {
     cipher: ChaCha20Poly1305,
 }
 
 impl SecretBox {
     /// Loads the project's key, creating it on first use.
-    pub fn open(state_dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn open(state_dir: &Path) -> anyhow::Result<Self> {
         let path = state_dir.join("secret.key");
         let key: [u8; 32] = match std::fs::read(&path) {
             Ok(bytes) => bytes.as_slice().try_into().map_err(|_| {
@@ -38,7 +38,7 @@ impl SecretBox {
     }
 
     /// `nonce || ciphertext`.
-    pub fn seal(&self, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
+    pub(crate) fn seal(&self, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
         let nonce_bytes = super::tokens::random_bytes::<12>();
         let nonce = Nonce::from(nonce_bytes);
         let sealed = self
@@ -50,7 +50,7 @@ impl SecretBox {
         Ok(out)
     }
 
-    pub fn open_sealed(&self, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
+    pub(crate) fn open_sealed(&self, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
         if sealed.len() < 12 {
             anyhow::bail!("a stored TOTP secret is truncated");
         }
@@ -62,7 +62,7 @@ impl SecretBox {
     }
 }
 
-pub fn new_secret() -> Vec<u8> {
+pub(crate) fn new_secret() -> Vec<u8> {
     super::tokens::random_bytes::<SECRET_BYTES>().to_vec()
 }
 
@@ -79,7 +79,7 @@ fn totp(secret: &[u8]) -> anyhow::Result<Totp> {
 
 /// The time step `code` belongs to (within ±1 step of `now`), or `None`. The caller
 /// accepts it only if the step is newer than the last one accepted: no replays.
-pub fn matching_step(secret: &[u8], code: &str, now: u64) -> Option<u64> {
+pub(crate) fn matching_step(secret: &[u8], code: &str, now: u64) -> Option<u64> {
     let code = code.trim();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -92,7 +92,7 @@ pub fn code_at(secret: &[u8], time: u64) -> anyhow::Result<String> {
     Ok(totp(secret)?.generate(time).to_string())
 }
 
-pub fn base32(secret: &[u8]) -> String {
+pub(crate) fn base32(secret: &[u8]) -> String {
     totp_rs::Secret::from(secret.to_vec()).to_base32()
 }
 
@@ -102,7 +102,7 @@ pub fn decode_base32(text: &str) -> Option<Vec<u8>> {
 }
 
 /// The `otpauth://` URI an authenticator app reads from the QR code.
-pub fn otpauth_uri(secret: &[u8], email: &str) -> String {
+pub(crate) fn otpauth_uri(secret: &[u8], email: &str) -> String {
     format!(
         "otpauth://totp/{ISSUER}:{}?secret={}&issuer={ISSUER}&algorithm=SHA1&digits=6&period=30",
         percent_encode(email),
@@ -123,7 +123,7 @@ fn percent_encode(text: &str) -> String {
 }
 
 /// The QR code of `text` as an SVG data URI: drawn here, no external service or CDN.
-pub fn qr_svg_data_uri(text: &str) -> anyhow::Result<String> {
+pub(crate) fn qr_svg_data_uri(text: &str) -> anyhow::Result<String> {
     use qrcodegen::{QrCode, QrCodeEcc};
     let qr = QrCode::encode_text(text, QrCodeEcc::Medium)
         .map_err(|e| anyhow::anyhow!("cannot draw the QR code: {e:?}"))?;

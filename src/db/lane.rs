@@ -15,18 +15,18 @@ use tokio::sync::oneshot;
 type Job<C> = Box<dyn FnOnce(&mut C) + Send>;
 
 /// After how long without a job, and what to do then.
-pub type OnIdle<C> = Option<(std::time::Duration, Arc<dyn Fn(&mut C) + Send + Sync>)>;
+pub(crate) type OnIdle<C> = Option<(std::time::Duration, Arc<dyn Fn(&mut C) + Send + Sync>)>;
 
 /// Why a job was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum LaneError {
+pub(crate) enum LaneError {
     #[error("the queue is full")]
     Full,
     #[error("the lane is shut down")]
     Closed,
 }
 
-pub struct Lane<C> {
+pub(crate) struct Lane<C> {
     name: &'static str,
     sender: RwLock<Option<Sender<Job<C>>>>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
@@ -36,7 +36,7 @@ pub struct Lane<C> {
 impl<C: Send + 'static> Lane<C> {
     /// Starts one thread per connection, named `<name>-<i>`. `on_exit` runs on each thread
     /// with its connection once the lane is closed and the queue drained.
-    pub fn start(
+    pub(crate) fn start(
         name: &'static str,
         conns: Vec<C>,
         capacity: usize,
@@ -46,7 +46,7 @@ impl<C: Send + 'static> Lane<C> {
     }
 
     /// Like [`Lane::start`]; `on_idle` runs on a thread that had no job for that long.
-    pub fn start_with_idle(
+    pub(crate) fn start_with_idle(
         name: &'static str,
         conns: Vec<C>,
         capacity: usize,
@@ -100,7 +100,7 @@ impl<C: Send + 'static> Lane<C> {
     }
 
     /// Queues `f`; the receiver yields its result. Never blocks.
-    pub fn submit<R, F>(&self, f: F) -> Result<oneshot::Receiver<R>, LaneError>
+    pub(crate) fn submit<R, F>(&self, f: F) -> Result<oneshot::Receiver<R>, LaneError>
     where
         F: FnOnce(&mut C) -> R + Send + 'static,
         R: Send + 'static,
@@ -126,16 +126,16 @@ impl<C: Send + 'static> Lane<C> {
     }
 
     /// Jobs waiting for a thread.
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.queued.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub fn threads(&self) -> usize {
+    pub(crate) fn threads(&self) -> usize {
         self.threads.lock().map(|t| t.len()).unwrap_or(0)
     }
 
     /// Refuses new jobs, lets queued ones finish, runs `on_exit` and joins the threads.
-    pub fn close_and_join(&self) {
+    pub(crate) fn close_and_join(&self) {
         crate::locks::write(&self.sender).take();
         let threads = std::mem::take(&mut *crate::locks::lock(&self.threads));
         for t in threads {

@@ -135,7 +135,7 @@ impl MetaDb {
     /// Like [`MetaDb::write`], for closures that decide as well as write: a domain rule
     /// checked inside the transaction (the last admin stays an admin) returns the caller's
     /// error, and nothing is committed. The check and the write cannot be raced.
-    pub async fn write_with<F, R, E>(&self, f: F) -> Result<R, E>
+    pub(crate) async fn write_with<F, R, E>(&self, f: F) -> Result<R, E>
     where
         F: FnOnce(&Transaction<'_>) -> Result<R, E> + Send + 'static,
         R: Send + 'static,
@@ -154,12 +154,12 @@ impl MetaDb {
         rx.await.map_err(|_| MetaError::Closed)?
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.inner.path
     }
 
     /// The applied schema version.
-    pub async fn schema_version(&self) -> Result<i64, MetaError> {
+    pub(crate) async fn schema_version(&self) -> Result<i64, MetaError> {
         self.read(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
             .await
     }
@@ -173,7 +173,7 @@ impl MetaDb {
 
 /// `.kura/` holds sessions, key hashes, the CLI token and secrets' metadata: only the
 /// owner may enter it (0700), whatever the umask made of it.
-pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -63,7 +63,7 @@ pub struct QueryConn {
     pub conn: Connection,
     handle: Arc<InterruptHandle>,
     /// The warehouse generation and start time of the open read-only transaction.
-    pub open_transaction: std::cell::Cell<Option<(u64, std::time::Instant)>>,
+    pub(crate) open_transaction: std::cell::Cell<Option<(u64, std::time::Instant)>>,
     generation: Arc<std::sync::atomic::AtomicU64>,
     /// Whose statements the connection's prepared-statement cache holds: statements are
     /// never shared between users (a cached statement is another user's SQL, literals
@@ -73,7 +73,7 @@ pub struct QueryConn {
 
 impl QueryConn {
     /// Empties the prepared-statement cache if it holds another caller's statements.
-    pub fn use_statement_cache_of(&self, owner: &str) {
+    pub(crate) fn use_statement_cache_of(&self, owner: &str) {
         let mut current = self.cache_owner.borrow_mut();
         if *current != owner {
             self.conn.flush_prepared_statement_cache();
@@ -83,7 +83,7 @@ impl QueryConn {
 
     /// How many writer jobs have finished so far: a read-only transaction begun at an
     /// older generation may miss committed data.
-    pub fn warehouse_generation(&self) -> u64 {
+    pub(crate) fn warehouse_generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
@@ -98,7 +98,7 @@ impl QueryConn {
     }
 
     /// Ends the kept read-only transaction, if there is one.
-    pub fn end_kept_transaction(&self) {
+    pub(crate) fn end_kept_transaction(&self) {
         if self.open_transaction.get().is_some() {
             self.end_transaction();
         }
@@ -108,7 +108,7 @@ impl QueryConn {
 /// Rolls back `conn`'s transaction, if any. An interrupt that arrived just as a statement
 /// finished fails the first ROLLBACK and is cleared by it, so one retry always suffices;
 /// without it the transaction would stay open and the connection's next BEGIN would fail.
-pub fn rollback(conn: &Connection) {
+pub(crate) fn rollback(conn: &Connection) {
     for attempt in 0..2 {
         match conn.execute_batch("ROLLBACK") {
             Ok(()) => return,
@@ -152,12 +152,12 @@ impl JobControl {
     }
 
     /// Marks `conn`'s statements as interruptible. Returns false if the job was cancelled.
-    pub fn statement_started(&self, conn: &QueryConn) -> bool {
+    pub(crate) fn statement_started(&self, conn: &QueryConn) -> bool {
         self.statement_started_on(&conn.handle)
     }
 
     /// Like [`JobControl::statement_started`], for a connection known by its handle.
-    pub fn statement_started_on(&self, handle: &Arc<InterruptHandle>) -> bool {
+    pub(crate) fn statement_started_on(&self, handle: &Arc<InterruptHandle>) -> bool {
         let mut state = self.lock();
         if matches!(*state, JobState::Cancelled) {
             return false;
@@ -167,14 +167,14 @@ impl JobControl {
     }
 
     /// No statement runs any more: interrupts from now on are ignored.
-    pub fn statement_finished(&self) {
+    pub(crate) fn statement_finished(&self) {
         let mut state = self.lock();
         if matches!(*state, JobState::Running(_)) {
             *state = JobState::Idle;
         }
     }
 
-    pub fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         matches!(*self.lock(), JobState::Cancelled)
     }
 
@@ -190,7 +190,7 @@ impl JobControl {
     }
 
     /// The ceiling (MB) if the memory watchdog stopped this job.
-    pub fn stopped_for_memory(&self) -> Option<u64> {
+    pub(crate) fn stopped_for_memory(&self) -> Option<u64> {
         match self
             .out_of_memory
             .load(std::sync::atomic::Ordering::Acquire)
@@ -201,7 +201,7 @@ impl JobControl {
     }
 
     /// Cancels the job: a queued job is skipped, a running statement is interrupted.
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         let mut state = self.lock();
         if let JobState::Running(handle) = &*state {
             handle.interrupt();
@@ -228,7 +228,7 @@ struct Lock {
 }
 
 /// The engine settings as read back at startup, for `/api/status`.
-pub type Settings = Vec<(String, String)>;
+pub(crate) type Settings = Vec<(String, String)>;
 
 /// Bumps the generation when dropped: at the end of a writer job, even one that panicked.
 struct BumpOnDrop<'a>(&'a std::sync::atomic::AtomicU64);
@@ -272,7 +272,7 @@ struct Inner {
 
 impl Warehouse {
     /// Opens the warehouse file of `config`, locks it down and starts the worker threads.
-    pub fn open(config: &Config) -> Result<Self, WarehouseError> {
+    pub(crate) fn open(config: &Config) -> Result<Self, WarehouseError> {
         let path = config.warehouse_path();
         let staging = config.state_dir().join("staging");
         prepare_dirs(&path, &staging).map_err(|e| WarehouseError::Open {
@@ -466,7 +466,7 @@ impl Warehouse {
 
     /// Bumped when a writer job starts (to an odd number) and when it ends (to an even one):
     /// what was read at one even generation holds until it moves.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.inner
             .generation
             .load(std::sync::atomic::Ordering::Acquire)
@@ -491,19 +491,19 @@ impl Warehouse {
 
     /// The writer connection's interrupt handle: hand it to [`JobControl::statement_started_on`]
     /// around a load statement that may be cancelled.
-    pub fn writer_interrupt(&self) -> Arc<InterruptHandle> {
+    pub(crate) fn writer_interrupt(&self) -> Arc<InterruptHandle> {
         self.inner.writer_interrupt.clone()
     }
 
-    pub fn staging_dir(&self) -> &Path {
+    pub(crate) fn staging_dir(&self) -> &Path {
         &self.inner.staging
     }
 
-    pub fn settings(&self) -> &Settings {
+    pub(crate) fn settings(&self) -> &Settings {
         &self.inner.settings
     }
 
-    pub fn functions(&self) -> &Arc<crate::query::CatalogCell> {
+    pub(crate) fn functions(&self) -> &Arc<crate::query::CatalogCell> {
         &self.inner.functions
     }
 
@@ -525,14 +525,14 @@ impl Warehouse {
 
     /// Interrupts whatever user queries are running (shutdown only: DuckDB keeps an
     /// interrupt sent to an idle connection and fails its next statement with it).
-    pub fn interrupt_running(&self) {
+    pub(crate) fn interrupt_running(&self) {
         for handle in &self.inner.interrupts {
             handle.interrupt();
         }
     }
 
     /// Stops taking work, interrupts running queries, drains the writer and checkpoints.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         lock(&self.inner.watchdog_stop).take();
         if let Some(reader) = lock(&self.inner.catalog_reader).take() {
             let _ = reader.join();
@@ -682,7 +682,7 @@ fn release_code_pages() {
 }
 
 /// The process's resident set size, from `/proc/self/status` (Linux).
-pub fn resident_bytes() -> Option<u64> {
+pub(crate) fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -869,7 +869,7 @@ const WRITER_IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 const IDLE_CHECKPOINT_MIN_WAL: u64 = 8 * 1024 * 1024;
 
 /// The write-ahead log DuckDB keeps beside `db` (`<file>.wal`).
-pub fn wal_path(db: &Path) -> PathBuf {
+pub(crate) fn wal_path(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push(".wal");
     PathBuf::from(name)
@@ -896,12 +896,12 @@ fn checkpoint(conn: &mut Connection) {
 }
 
 /// Quotes a string as a SQL literal.
-pub fn sql_string(s: &str) -> String {
+pub(crate) fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
 /// Quotes an identifier (schema, table, column) for DuckDB.
-pub fn sql_ident(s: &str) -> String {
+pub(crate) fn sql_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 

@@ -7,7 +7,11 @@ use serde::Serialize;
 use super::Event;
 
 /// Appends one published event (`payload` is its JSON, with its `type`).
-pub fn append(c: &rusqlite::Connection, event: &Event, payload: &str) -> rusqlite::Result<()> {
+pub(crate) fn append(
+    c: &rusqlite::Connection,
+    event: &Event,
+    payload: &str,
+) -> rusqlite::Result<()> {
     let kind_name = serde_json::from_str::<serde_json::Value>(payload)
         .ok()
         .and_then(|v| v["type"].as_str().map(str::to_owned))
@@ -29,39 +33,39 @@ pub fn append(c: &rusqlite::Connection, event: &Event, payload: &str) -> rusqlit
 
 /// One line of the activity log.
 #[derive(Debug, Clone, Serialize)]
-pub struct LogEntry {
-    pub id: i64,
-    pub timestamp: String,
+pub(crate) struct LogEntry {
+    pub(crate) id: i64,
+    pub(crate) timestamp: String,
     #[serde(rename = "type")]
-    pub kind: String,
-    pub level: String,
-    pub source: Option<String>,
-    pub message: String,
-    pub event: serde_json::Value,
+    pub(crate) kind: String,
+    pub(crate) level: String,
+    pub(crate) source: Option<String>,
+    pub(crate) message: String,
+    pub(crate) event: serde_json::Value,
     /// The reference's grouping of log lines: `sync`, `schedule`, `auth`, ... (the part of
     /// the event type before its first `_`).
-    pub category: String,
+    pub(crate) category: String,
     /// The reference names its version on every line; Kura's, here.
-    pub dango_version: &'static str,
+    pub(crate) dango_version: &'static str,
 }
 
 /// Which activity-log rows to read; every field narrows.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogFilter {
-    pub limit: Option<i64>,
+pub(crate) struct LogFilter {
+    pub(crate) limit: Option<i64>,
     /// info, warning or error: that level and above.
-    pub level: Option<String>,
-    pub source: Option<String>,
+    pub(crate) level: Option<String>,
+    pub(crate) source: Option<String>,
     /// Case-insensitive text in the message.
-    pub q: Option<String>,
+    pub(crate) q: Option<String>,
     /// RFC 3339 times (or dates): from `since`, before `until`.
-    pub since: Option<String>,
-    pub until: Option<String>,
+    pub(crate) since: Option<String>,
+    pub(crate) until: Option<String>,
 }
 
 impl LogFilter {
-    pub fn newest(source: Option<&str>, limit: i64) -> Self {
+    pub(crate) fn newest(source: Option<&str>, limit: i64) -> Self {
         Self {
             limit: Some(limit),
             source: source.map(str::to_owned),
@@ -80,7 +84,7 @@ impl LogFilter {
 }
 
 /// The rows `f` selects, newest first.
-pub fn read(c: &rusqlite::Connection, f: &LogFilter) -> rusqlite::Result<Vec<LogEntry>> {
+pub(crate) fn read(c: &rusqlite::Connection, f: &LogFilter) -> rusqlite::Result<Vec<LogEntry>> {
     let mut stmt = c.prepare_cached(
         "SELECT id, ts, type, level, source, message, payload FROM activity_log \
          WHERE (?1 IS NULL OR source = ?1) \

@@ -16,22 +16,21 @@ use crate::db::meta::MetaDb;
 
 const CAPACITY: usize = 1024;
 
-/// A published event and its JSON text, held as WebSocket text (a shared buffer: cloning
+/// A published event as JSON, held as WebSocket text (a shared buffer: cloning
 /// it for each client copies nothing).
 #[derive(Debug, Clone)]
-pub struct Published {
-    pub event: Arc<Event>,
-    pub json: Utf8Bytes,
+pub(crate) struct Published {
+    pub(crate) json: Utf8Bytes,
 }
 
 #[derive(Clone)]
-pub struct EventBus {
+pub(crate) struct EventBus {
     tx: broadcast::Sender<Published>,
     meta: MetaDb,
 }
 
 impl EventBus {
-    pub fn new(meta: MetaDb) -> Self {
+    pub(crate) fn new(meta: MetaDb) -> Self {
         Self {
             tx: broadcast::channel(CAPACITY).0,
             meta,
@@ -39,7 +38,7 @@ impl EventBus {
     }
 
     /// Appends the event to the activity log, then broadcasts it.
-    pub async fn publish(&self, kind: EventKind) {
+    pub(crate) async fn publish(&self, kind: EventKind) {
         let event = Arc::new(Event::new(kind, Utc::now()));
         let json = serde_json::to_string(&*event).unwrap_or_default();
         let (row, payload) = (event.clone(), json.clone());
@@ -51,13 +50,10 @@ impl EventBus {
             tracing::warn!(error = %e, "cannot append an event to the activity log");
         }
         // No listeners is fine.
-        let _ = self.tx.send(Published {
-            event,
-            json: json.into(),
-        });
+        let _ = self.tx.send(Published { json: json.into() });
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Published> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Published> {
         self.tx.subscribe()
     }
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum EventKind {
+pub(crate) enum EventKind {
     SyncStarted {
         source: String,
         record_id: i64,
@@ -75,7 +75,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// The activity-log level of the event.
-    pub fn level(&self) -> &'static str {
+    pub(crate) fn level(&self) -> &'static str {
         match self {
             Self::SyncFailed { .. } | Self::ScheduleFailed { .. } => "error",
             Self::SyncStale { .. } => "warning",
@@ -84,7 +84,7 @@ impl EventKind {
         }
     }
 
-    pub fn source(&self) -> Option<&str> {
+    pub(crate) fn source(&self) -> Option<&str> {
         match self {
             Self::SyncStarted { source, .. }
             | Self::SyncCompleted { source, .. }
@@ -101,7 +101,7 @@ impl EventKind {
     }
 
     /// One readable line for the activity log.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             Self::SyncStarted {
                 source,
@@ -202,11 +202,11 @@ impl EventKind {
 /// `rows_loaded` and `duration_seconds` on `sync_completed`; on file events `file` is the
 /// file's name and `path` its project-relative path.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    pub timestamp: String,
-    pub level: &'static str,
-    pub message: String,
-    pub kind: EventKind,
+pub(crate) struct Event {
+    pub(crate) timestamp: String,
+    pub(crate) level: &'static str,
+    pub(crate) message: String,
+    pub(crate) kind: EventKind,
 }
 
 impl Serialize for Event {
@@ -252,7 +252,7 @@ impl Serialize for Event {
 }
 
 impl Event {
-    pub fn new(kind: EventKind, at: DateTime<Utc>) -> Self {
+    pub(crate) fn new(kind: EventKind, at: DateTime<Utc>) -> Self {
         Self {
             timestamp: crate::time::text(at),
             level: kind.level(),

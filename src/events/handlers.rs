@@ -14,13 +14,13 @@ use crate::web::extract::{List, Path, Query};
 use crate::web::page::{Nav, filters, render};
 
 #[derive(Deserialize)]
-pub struct LimitQuery {
+pub(crate) struct LimitQuery {
     limit: Option<i64>,
 }
 
 /// `GET /api/sources/{name}/logs?limit=100`: the source's log lines, newest first (an
 /// unknown name has none, as the reference answers).
-pub async fn list_source_logs(
+pub(crate) async fn list_source_logs(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<LimitQuery>,
@@ -35,14 +35,14 @@ pub async fn list_source_logs(
 
 /// `GET /api/logs?limit=1000&level=&source=&q=&since=&until=`: the activity log, newest
 /// first.
-pub async fn list_logs(
+pub(crate) async fn list_logs(
     State(state): State<AppState>,
     Query(filter): Query<LogFilter>,
 ) -> Result<List<LogEntry>> {
     Ok(List::all(logs(&state, filter).await?))
 }
 
-pub async fn logs(state: &AppState, filter: LogFilter) -> Result<Vec<LogEntry>> {
+pub(crate) async fn logs(state: &AppState, filter: LogFilter) -> Result<Vec<LogEntry>> {
     state
         .meta
         .read(move |c| activity::read(c, &filter))
@@ -60,7 +60,7 @@ struct LogsPage {
 }
 
 /// `GET /logs?level=&source=&q=&since=&until=`: the same rows as `/api/logs`.
-pub async fn logs_page(
+pub(crate) async fn logs_page(
     State(state): State<AppState>,
     principal: Principal,
     Query(mut filter): Query<LogFilter>,

@@ -34,17 +34,17 @@ const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
 /// One live connection, as `GET /api/clients` lists it.
 #[derive(Debug, Clone, Serialize)]
-pub struct ClientInfo {
-    pub id: u64,
-    pub user: String,
-    pub role: &'static str,
-    pub since: String,
-    pub address: String,
+pub(crate) struct ClientInfo {
+    pub(crate) id: u64,
+    pub(crate) user: String,
+    pub(crate) role: &'static str,
+    pub(crate) since: String,
+    pub(crate) address: String,
 }
 
 /// The live connections.
 #[derive(Default)]
-pub struct Clients {
+pub(crate) struct Clients {
     next: AtomicU64,
     live: Mutex<BTreeMap<u64, ClientInfo>>,
 }
@@ -72,7 +72,7 @@ impl Clients {
         }
     }
 
-    pub fn list(&self) -> Vec<ClientInfo> {
+    pub(crate) fn list(&self) -> Vec<ClientInfo> {
         self.lock().values().cloned().collect()
     }
 }
@@ -89,7 +89,7 @@ impl Drop for Registration {
     }
 }
 
-pub async fn upgrade(
+pub(crate) async fn upgrade(
     State(state): State<AppState>,
     ConnectInfo(PeerAddr(address)): ConnectInfo<PeerAddr>,
     principal: Principal,
@@ -105,7 +105,7 @@ pub async fn upgrade(
 }
 
 /// `GET /api/clients` (admin): the live WebSocket connections.
-pub async fn list_clients(State(state): State<AppState>) -> Json<serde_json::Value> {
+pub(crate) async fn list_clients(State(state): State<AppState>) -> Json<serde_json::Value> {
     let clients = state.clients.list();
     Json(json!({"clients": clients, "count": clients.len()}))
 }

@@ -38,7 +38,7 @@ fn uptime_text(seconds: i64) -> String {
 }
 
 /// `GET /api/status`: each component and its state.
-pub async fn show_status(State(state): State<AppState>) -> Result<Json<Value>> {
+pub(crate) async fn show_status(State(state): State<AppState>) -> Result<Json<Value>> {
     let facts = warehouse_facts(&state).await?;
     let schema_version = state
         .meta
@@ -90,7 +90,7 @@ pub async fn show_status(State(state): State<AppState>) -> Result<Json<Value>> {
 }
 
 /// `GET /api/config`: the project configuration, secrets masked, and where to reach Kura.
-pub async fn show_config(State(state): State<AppState>) -> Json<Value> {
+pub(crate) async fn show_config(State(state): State<AppState>) -> Json<Value> {
     let c = &state.config;
     let host = match c.platform.bind {
         ip if ip.is_unspecified() => "localhost".to_owned(),
@@ -117,67 +117,67 @@ pub async fn show_config(State(state): State<AppState>) -> Json<Value> {
 }
 
 #[derive(Debug, Serialize)]
-pub struct DatabaseHealth {
-    pub size_gb: f64,
-    pub size_mb: f64,
-    pub tables: u64,
-    pub status: &'static str,
-    pub raw_tables: u64,
-    pub staging_tables: u64,
-    pub marts_tables: u64,
+pub(crate) struct DatabaseHealth {
+    pub(crate) size_gb: f64,
+    pub(crate) size_mb: f64,
+    pub(crate) tables: u64,
+    pub(crate) status: &'static str,
+    pub(crate) raw_tables: u64,
+    pub(crate) staging_tables: u64,
+    pub(crate) marts_tables: u64,
 }
 
 #[derive(Debug, Serialize)]
-pub struct DiskHealth {
+pub(crate) struct DiskHealth {
     /// healthy, warning, critical or unknown.
-    pub status: &'static str,
-    pub free_gb: Option<f64>,
-    pub total_gb: Option<f64>,
-    pub used_gb: Option<f64>,
-    pub used_pct: Option<f64>,
+    pub(crate) status: &'static str,
+    pub(crate) free_gb: Option<f64>,
+    pub(crate) total_gb: Option<f64>,
+    pub(crate) used_gb: Option<f64>,
+    pub(crate) used_pct: Option<f64>,
 }
 
 /// Where the project's disk space goes (the reference's `disk_breakdown`). Kura keeps no
 /// backups, dbt artifacts, dlt pipelines or Metabase data: those are 0 (Metabase null).
 #[derive(Debug, Serialize)]
-pub struct DiskBreakdown {
-    pub duckdb: Value,
-    pub csv_uploads: Value,
-    pub backups: Value,
-    pub dbt_artifacts: Value,
-    pub dlt_pipelines: Value,
-    pub metabase: Value,
-    pub total_mb: f64,
+pub(crate) struct DiskBreakdown {
+    pub(crate) duckdb: Value,
+    pub(crate) csv_uploads: Value,
+    pub(crate) backups: Value,
+    pub(crate) dbt_artifacts: Value,
+    pub(crate) dlt_pipelines: Value,
+    pub(crate) metabase: Value,
+    pub(crate) total_mb: f64,
 }
 
 /// `/api/health/platform` in the reference product's shape (plus `memory`); the health
 /// page shows the same.
 #[derive(Debug, Serialize)]
-pub struct PlatformHealth {
+pub(crate) struct PlatformHealth {
     /// healthy, degraded or unhealthy.
-    pub status: &'static str,
-    pub timestamp: String,
-    pub database: DatabaseHealth,
-    pub disk: DiskHealth,
-    pub memory: Memory,
-    pub disk_breakdown: DiskBreakdown,
-    pub duckdb_capacity: super::Capacity,
+    pub(crate) status: &'static str,
+    pub(crate) timestamp: String,
+    pub(crate) database: DatabaseHealth,
+    pub(crate) disk: DiskHealth,
+    pub(crate) memory: Memory,
+    pub(crate) disk_breakdown: DiskBreakdown,
+    pub(crate) duckdb_capacity: super::Capacity,
     /// Files that failed to load (the first 100).
-    pub sync_failures: Vec<SyncFailure>,
-    pub sync_failure_count: usize,
+    pub(crate) sync_failures: Vec<SyncFailure>,
+    pub(crate) sync_failure_count: usize,
     /// Failed model builds (none until models run in Kura).
-    pub dbt_failures: Vec<Value>,
-    pub total_sources: usize,
-    pub enabled_sources: usize,
-    pub critical_issues: Vec<String>,
-    pub warnings: Vec<String>,
-    pub scheduler: Value,
+    pub(crate) dbt_failures: Vec<Value>,
+    pub(crate) total_sources: usize,
+    pub(crate) enabled_sources: usize,
+    pub(crate) critical_issues: Vec<String>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) scheduler: Value,
     /// Kura connects to no OAuth services.
-    pub oauth_health: Vec<Value>,
-    pub credential_health: Value,
+    pub(crate) oauth_health: Vec<Value>,
+    pub(crate) credential_health: Value,
 }
 
-pub async fn platform_health(state: &AppState) -> PlatformHealth {
+pub(crate) async fn platform_health(state: &AppState) -> PlatformHealth {
     let (db_status, facts) = match warehouse_facts(state).await {
         Ok(f) => ("healthy", Some(f)),
         Err(e) => {
@@ -334,7 +334,7 @@ pub async fn platform_health(state: &AppState) -> PlatformHealth {
 }
 
 /// `GET /api/health/platform`.
-pub async fn show_platform_health(State(state): State<AppState>) -> Json<PlatformHealth> {
+pub(crate) async fn show_platform_health(State(state): State<AppState>) -> Json<PlatformHealth> {
     Json(platform_health(&state).await)
 }
 

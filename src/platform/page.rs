@@ -19,7 +19,10 @@ struct HealthPage {
     uptime: String,
 }
 
-pub async fn health_page(State(state): State<AppState>, principal: Principal) -> Result<Response> {
+pub(crate) async fn health_page(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response> {
     let up = (chrono::Utc::now() - state.started_at).num_seconds().max(0);
     let uptime = match up {
         s if s < 3600 => format!("{} min", s / 60),

@@ -7,17 +7,17 @@ use crate::sources::ledger;
 /// Tables in the warehouse by layer, from the schema naming convention:
 /// `raw_*` (loaded files), `staging*` and `marts*` (models), anything else "other".
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct TableCounts {
-    pub tables: u64,
-    pub raw_tables: u64,
-    pub staging_tables: u64,
-    pub marts_tables: u64,
+pub(crate) struct TableCounts {
+    pub(crate) tables: u64,
+    pub(crate) raw_tables: u64,
+    pub(crate) staging_tables: u64,
+    pub(crate) marts_tables: u64,
     /// `raw_<source>` schemas: one per source that has loaded data.
-    pub raw_schemas: u64,
+    pub(crate) raw_schemas: u64,
 }
 
 /// Counts user tables per layer (internal `_kura` bookkeeping excluded).
-pub fn count_tables(conn: &duckdb::Connection) -> duckdb::Result<TableCounts> {
+pub(crate) fn count_tables(conn: &duckdb::Connection) -> duckdb::Result<TableCounts> {
     conn.query_row(
         "SELECT count(*),
                 count(*) FILTER (WHERE schema_name LIKE 'raw\\_%' ESCAPE '\\'),
@@ -40,17 +40,17 @@ pub fn count_tables(conn: &duckdb::Connection) -> duckdb::Result<TableCounts> {
 
 /// What the warehouse reports about itself: table counts, failed ledger files, and the
 /// share of the data each schema holds.
-pub struct WarehouseFacts {
-    pub counts: TableCounts,
-    pub failed_files: Vec<ledger::Failure>,
+pub(crate) struct WarehouseFacts {
+    pub(crate) counts: TableCounts,
+    pub(crate) failed_files: Vec<ledger::Failure>,
     /// schema → estimated rows × columns, for splitting the file's size by schema.
-    pub schema_cells: Vec<(String, f64)>,
+    pub(crate) schema_cells: Vec<(String, f64)>,
 }
 
 /// The failed files listed at most.
 const FAILED_FILES_SHOWN: usize = 100;
 
-pub fn warehouse_facts(conn: &duckdb::Connection) -> duckdb::Result<WarehouseFacts> {
+pub(crate) fn warehouse_facts(conn: &duckdb::Connection) -> duckdb::Result<WarehouseFacts> {
     let counts = count_tables(conn)?;
     let failed_files = ledger::failures(conn, FAILED_FILES_SHOWN)?;
     let mut stmt = conn.prepare(

@@ -26,15 +26,15 @@ use std::sync::{Arc, Mutex};
 
 /// A cached answer: the JSON body up to (not including) `,"elapsed_ms":…}`.
 #[derive(Debug)]
-pub struct Entry {
-    pub head: Vec<u8>,
-    pub rows: usize,
+pub(crate) struct Entry {
+    pub(crate) head: Vec<u8>,
+    pub(crate) rows: usize,
 }
 
 /// Bookkeeping per entry beyond the bytes themselves (key, map and queue slots).
 const OVERHEAD: usize = 128;
 
-pub struct ResultCache {
+pub(crate) struct ResultCache {
     capacity: usize,
     inner: Mutex<Inner>,
 }
@@ -51,7 +51,7 @@ struct Inner {
 
 impl ResultCache {
     /// A cache of at most `capacity_mb` MiB (0: nothing is ever cached).
-    pub fn new(capacity_mb: u64) -> Self {
+    pub(crate) fn new(capacity_mb: u64) -> Self {
         Self {
             capacity: usize::try_from(capacity_mb.saturating_mul(1024 * 1024))
                 .unwrap_or(usize::MAX),
@@ -60,7 +60,7 @@ impl ResultCache {
     }
 
     /// The answer to `sql` for `scope` at warehouse generation `generation`, if cached.
-    pub fn get(&self, generation: u64, scope: &str, sql: &str) -> Option<Arc<Entry>> {
+    pub(crate) fn get(&self, generation: u64, scope: &str, sql: &str) -> Option<Arc<Entry>> {
         if self.capacity == 0 || !is_quiet(generation) {
             return None;
         }
@@ -71,7 +71,7 @@ impl ResultCache {
 
     /// Keeps `entry` as the answer to `sql` for `scope`, computed in a transaction begun at
     /// `began`; `now` is the generation after the answer came back.
-    pub fn put(&self, began: u64, now: u64, scope: &str, sql: &str, entry: Entry) {
+    pub(crate) fn put(&self, began: u64, now: u64, scope: &str, sql: &str, entry: Entry) {
         let size = entry.head.len() + sql.len() + OVERHEAD;
         if began != now || !is_quiet(began) || size > self.capacity / 4 {
             return;
@@ -108,7 +108,8 @@ impl ResultCache {
     }
 
     /// Bytes held (entries and their bookkeeping).
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
         self.lock().bytes
     }
 

@@ -26,18 +26,18 @@ use crate::db::warehouse::{JobControl, QueryConn};
 
 const CHUNK: usize = 256 * 1024;
 /// Chunks in flight between the worker and the socket: bounds memory per export.
-pub const CHANNEL_CHUNKS: usize = 8;
+pub(crate) const CHANNEL_CHUNKS: usize = 8;
 const PARQUET_ROW_GROUP: usize = 128 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Csv,
     Ndjson,
     Parquet,
 }
 
 impl Format {
-    pub fn parse(s: &str) -> Result<Self, QueryError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, QueryError> {
         match s.to_ascii_lowercase().as_str() {
             "csv" => Ok(Self::Csv),
             "ndjson" | "jsonl" => Ok(Self::Ndjson),
@@ -46,7 +46,7 @@ impl Format {
         }
     }
 
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Self::Csv => "text/csv; charset=utf-8",
             Self::Ndjson => "application/x-ndjson",
@@ -54,7 +54,7 @@ impl Format {
         }
     }
 
-    pub fn extension(self) -> &'static str {
+    pub(crate) fn extension(self) -> &'static str {
         match self {
             Self::Csv => "csv",
             Self::Ndjson => "ndjson",
@@ -64,7 +64,7 @@ impl Format {
 }
 
 /// What the body stream carries.
-pub type Chunk = Result<Bytes, std::io::Error>;
+pub(crate) type Chunk = Result<Bytes, std::io::Error>;
 
 /// Sends chunks from the worker thread; a failed send means the client is gone.
 struct ChannelWriter {
@@ -115,13 +115,13 @@ impl Write for ChannelWriter {
 }
 
 /// What one export runs.
-pub struct ExportJob {
-    pub sql: String,
-    pub format: Format,
+pub(crate) struct ExportJob {
+    pub(crate) sql: String,
+    pub(crate) format: Format,
     /// Prefix CSV text cells that a spreadsheet would run as a formula with `'`.
-    pub escape_formulas: bool,
+    pub(crate) escape_formulas: bool,
     /// Whose statement cache the worker may use (see `QueryConn::use_statement_cache_of`).
-    pub owner: String,
+    pub(crate) owner: String,
 }
 
 #[derive(Clone, Copy)]
@@ -131,7 +131,7 @@ struct TextOptions {
 
 /// The export job. `started` is answered once the statement runs (or with why it could
 /// not); after that, errors go into the body stream.
-pub fn export_job(
+pub(crate) fn export_job(
     qc: &QueryConn,
     control: &JobControl,
     gate: &Gate,

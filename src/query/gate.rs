@@ -39,7 +39,7 @@ use super::{ALLOWED_TABLE_FUNCTIONS, QueryError, allowed_names, is_denied_functi
 const CACHE_ENTRIES: usize = 4096;
 
 /// Functions DuckDB knows, minus the denied ones: the scalar/aggregate/window allowlist.
-pub struct FunctionCatalog {
+pub(crate) struct FunctionCatalog {
     scalar: HashSet<String>,
     /// DuckDB's own views and tables in `main` and `pg_catalog` (`pg_settings`,
     /// `pg_prepared_statements`, `duckdb_*`, `sqlite_master`, ...): an unqualified name
@@ -56,18 +56,11 @@ pub struct FunctionCatalog {
 /// beside the rest of the start instead of before the first answer. A check that comes
 /// earlier waits for it (on a warehouse worker, never on the async runtime).
 #[derive(Default)]
-pub struct CatalogCell(OnceLock<Result<FunctionCatalog, String>>);
+pub(crate) struct CatalogCell(OnceLock<Result<FunctionCatalog, String>>);
 
 impl CatalogCell {
-    /// A cell that is already filled (tests, benches).
-    pub fn ready(catalog: FunctionCatalog) -> Self {
-        let cell = Self::default();
-        cell.fill(Ok(catalog));
-        cell
-    }
-
     /// Stores the outcome of the read; only the first one counts.
-    pub fn fill(&self, outcome: Result<FunctionCatalog, String>) {
+    pub(crate) fn fill(&self, outcome: Result<FunctionCatalog, String>) {
         if let Err(message) = &outcome {
             tracing::error!(error = %message, "cannot read DuckDB's function catalog; queries will be refused");
         }
@@ -75,7 +68,7 @@ impl CatalogCell {
     }
 
     /// The catalog, waiting for the read if it is still running.
-    pub fn wait(&self) -> Result<&FunctionCatalog, QueryError> {
+    pub(crate) fn wait(&self) -> Result<&FunctionCatalog, QueryError> {
         self.0.wait().as_ref().map_err(|message| {
             QueryError::Failed(format!(
                 "DuckDB's function catalog could not be read: {message}"
@@ -97,11 +90,11 @@ const INFORMATION_SCHEMA_VIEWS: &[&str] = &[
 ];
 
 /// Largest list or string the constant-size functions may build (elements or characters).
-pub const MAX_CONSTANT_SIZE: f64 = 1_000_000.0;
+pub(crate) const MAX_CONSTANT_SIZE: f64 = 1_000_000.0;
 
 impl FunctionCatalog {
     /// Reads DuckDB's function catalog (on an unguarded connection; user SQL never can).
-    pub fn load(conn: &Connection) -> duckdb::Result<Self> {
+    pub(crate) fn load(conn: &Connection) -> duckdb::Result<Self> {
         // One scan of duckdb_functions() (each costs DuckDB ~40 ms at startup): names for
         // the allowlist, stability for the volatile set.
         let mut stmt = conn.prepare(
@@ -128,7 +121,8 @@ impl FunctionCatalog {
     }
 
     /// A catalog from a list of names (tests without DuckDB).
-    pub fn from_names(names: &[&str]) -> Self {
+    #[cfg(test)]
+    pub(crate) fn from_names(names: &[&str]) -> Self {
         Self {
             scalar: allowed_names(names.iter().map(|s| (*s).to_owned())),
             internal_relations: ["pg_settings", "pg_prepared_statements", "duckdb_settings"]
@@ -240,11 +234,11 @@ pub struct Checked {
     pub sql: Arc<str>,
     /// Its result is set by the warehouse's contents alone (no volatile function, no
     /// sample), so it may be answered from the result cache.
-    pub deterministic: bool,
+    pub(crate) deterministic: bool,
 }
 
 impl Gate {
-    pub fn new(catalog: Arc<CatalogCell>, max_bytes: usize) -> Self {
+    pub(crate) fn new(catalog: Arc<CatalogCell>, max_bytes: usize) -> Self {
         Self {
             catalog,
             max_bytes,
@@ -253,7 +247,7 @@ impl Gate {
     }
 
     /// The size check alone: cheap, done before a query is queued.
-    pub fn check_size(&self, sql: &str) -> Result<(), QueryError> {
+    pub(crate) fn check_size(&self, sql: &str) -> Result<(), QueryError> {
         if sql.len() > self.max_bytes {
             return Err(QueryError::TooLarge {
                 size: sql.len(),

@@ -21,7 +21,7 @@ use crate::web::extract::Json;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct QueryRequest {
+pub(crate) struct QueryRequest {
     sql: String,
     /// Keep it in the caller's recent queries (the SQL page sets this).
     #[serde(default)]
@@ -30,7 +30,7 @@ pub struct QueryRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExportRequest {
+pub(crate) struct ExportRequest {
     sql: String,
     #[serde(default = "default_format")]
     format: String,
@@ -49,7 +49,7 @@ fn default_format() -> String {
 
 /// Runs one read-only statement and answers with at most `api.max_query_rows` rows.
 #[tracing::instrument(skip_all)]
-pub async fn run_query(
+pub(crate) async fn run_query(
     State(state): State<AppState>,
     principal: Principal,
     Json(req): Json<QueryRequest>,
@@ -126,7 +126,7 @@ fn json_response(body: Vec<u8>) -> Response {
 /// The first `limit` rows of `schema.table` (a table Kura knows, named by the caller), in
 /// `/api/query`'s shape. Runs on the same hardened interactive workers as user SQL; only
 /// the gate is skipped, since the statement is Kura's own with quoted identifiers.
-pub async fn run_internal_select(
+pub(crate) async fn run_internal_select(
     state: &AppState,
     schema: &str,
     table: &str,
@@ -155,7 +155,7 @@ pub async fn run_internal_select(
 /// export is held to the query timeout; the job is cancelled as soon as the client goes
 /// away, whether before or after the response started.
 #[tracing::instrument(skip_all)]
-pub async fn export_query(
+pub(crate) async fn export_query(
     State(state): State<AppState>,
     principal: Principal,
     Json(req): Json<ExportRequest>,

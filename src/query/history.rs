@@ -17,16 +17,16 @@ use crate::web::extract::{Json, Query};
 const KEEP: i64 = 200;
 
 /// How one remembered query went.
-pub struct Outcome {
-    pub ok: bool,
-    pub rows: Option<usize>,
-    pub elapsed_ms: f64,
-    pub error: Option<String>,
+pub(crate) struct Outcome {
+    pub(crate) ok: bool,
+    pub(crate) rows: Option<usize>,
+    pub(crate) elapsed_ms: f64,
+    pub(crate) error: Option<String>,
 }
 
 /// Appends a query to `email`'s history, in the background (a tracked task): the answer
 /// never waits for it.
-pub fn remember(state: &AppState, email: &str, sql: &str, outcome: Outcome) {
+pub(crate) fn remember(state: &AppState, email: &str, sql: &str, outcome: Outcome) {
     let (meta, email, sql) = (state.meta.clone(), email.to_owned(), sql.to_owned());
     state.tasks.spawn("query_history", async move {
         let written = meta
@@ -58,22 +58,22 @@ pub fn remember(state: &AppState, email: &str, sql: &str, outcome: Outcome) {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Entry {
-    pub sql: String,
-    pub ran_at: String,
-    pub ok: bool,
-    pub rows: Option<i64>,
-    pub elapsed_ms: Option<f64>,
-    pub error: Option<String>,
+pub(crate) struct Entry {
+    pub(crate) sql: String,
+    pub(crate) ran_at: String,
+    pub(crate) ok: bool,
+    pub(crate) rows: Option<i64>,
+    pub(crate) elapsed_ms: Option<f64>,
+    pub(crate) error: Option<String>,
 }
 
 #[derive(Deserialize)]
-pub struct HistoryQuery {
+pub(crate) struct HistoryQuery {
     limit: Option<i64>,
 }
 
 /// `GET /api/query/history?limit=20`: the caller's recent distinct queries, newest first.
-pub async fn list_history(
+pub(crate) async fn list_history(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<HistoryQuery>,

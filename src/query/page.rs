@@ -25,12 +25,12 @@ struct QueryPage {
 }
 
 #[derive(Deserialize)]
-pub struct PageQuery {
+pub(crate) struct PageQuery {
     /// Start with `SELECT * FROM <table> LIMIT 100` (the source page's "Query" link).
     table: Option<String>,
 }
 
-pub async fn query_page(
+pub(crate) async fn query_page(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<PageQuery>,

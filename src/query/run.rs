@@ -64,7 +64,7 @@ pub fn in_read_only_transaction<R>(
 
 /// Maps an error from preparing `sql` (parse, bind, catalog) to `invalid_sql`, with the
 /// position DuckDB marked in its message, if any.
-pub fn prepare_error(e: duckdb::Error, sql: &str) -> QueryError {
+pub(crate) fn prepare_error(e: duckdb::Error, sql: &str) -> QueryError {
     let message = e.to_string();
     QueryError::InvalidSql {
         position: caret_position(&message, sql),
@@ -76,7 +76,7 @@ pub fn prepare_error(e: duckdb::Error, sql: &str) -> QueryError {
 /// under it. Returns the byte offset into `sql` the caret marks, when the quoted text is
 /// found on that line of `sql` (DuckDB shortens long lines, so the quote is searched for,
 /// not assumed to start the line).
-pub fn caret_position(message: &str, sql: &str) -> Option<usize> {
+pub(crate) fn caret_position(message: &str, sql: &str) -> Option<usize> {
     let mut lines = message.lines();
     let (number, quoted, prefix_len) = lines.by_ref().find_map(|l| {
         let rest = l.strip_prefix("LINE ")?;
@@ -102,23 +102,27 @@ pub fn caret_position(message: &str, sql: &str) -> Option<usize> {
 }
 
 /// Maps an error while executing or fetching to `query_failed`.
-pub fn execution_error(e: duckdb::Error) -> QueryError {
+pub(crate) fn execution_error(e: duckdb::Error) -> QueryError {
     QueryError::Failed(e.to_string())
 }
 
 /// A capped result: schema, batches with at most `max_rows` rows, and whether more existed.
-pub struct Capped {
-    pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
-    pub rows: usize,
-    pub truncated: bool,
+pub(crate) struct Capped {
+    pub(crate) schema: SchemaRef,
+    pub(crate) batches: Vec<RecordBatch>,
+    pub(crate) rows: usize,
+    pub(crate) truncated: bool,
 }
 
 /// Runs `sql` (already through the gate) and fetches at most `max_rows` rows. Statements
 /// are cached per worker connection: dashboards repeat their queries, and DuckDB's
 /// parser is most of what a small query costs. DuckDB rebinds a cached statement by
 /// itself when a table it reads has changed.
-pub fn fetch_capped(conn: &Connection, sql: &str, max_rows: usize) -> Result<Capped, QueryError> {
+pub(crate) fn fetch_capped(
+    conn: &Connection,
+    sql: &str,
+    max_rows: usize,
+) -> Result<Capped, QueryError> {
     let mut stmt = conn
         .prepare_cached(sql)
         .map_err(|e| prepare_error(e, sql))?;
@@ -161,18 +165,18 @@ fn read_capped(stmt: &mut duckdb::Statement<'_>, max_rows: usize) -> Result<Capp
 }
 
 /// A user query's answer, before its timing is added (see [`finish_json`]).
-pub struct Answer {
+pub(crate) struct Answer {
     /// The JSON body up to `,"elapsed_ms":…}`.
-    pub head: Vec<u8>,
-    pub rows: usize,
+    pub(crate) head: Vec<u8>,
+    pub(crate) rows: usize,
     /// The gate found nothing volatile in the statement.
-    pub deterministic: bool,
+    pub(crate) deterministic: bool,
     /// The warehouse generation read before the transaction that answered began.
-    pub generation: u64,
+    pub(crate) generation: u64,
 }
 
 /// The whole `POST /api/query` job: gate, run, and the JSON answer.
-pub fn run_to_json(
+pub(crate) fn run_to_json(
     qc: &QueryConn,
     control: &JobControl,
     gate: &Gate,
@@ -195,7 +199,7 @@ pub fn run_to_json(
 }
 
 /// [`run_to_json`] for a statement Kura wrote itself (a table preview): no gate.
-pub fn run_trusted_to_json(
+pub(crate) fn run_trusted_to_json(
     qc: &QueryConn,
     control: &JobControl,
     sql: &str,
@@ -209,7 +213,7 @@ pub fn run_trusted_to_json(
 
 /// Completes an answer's head with `"elapsed_ms"` since `started` and, for user queries,
 /// `"cached"`.
-pub fn finish_json(head: &[u8], started: Instant, cached: Option<bool>) -> Vec<u8> {
+pub(crate) fn finish_json(head: &[u8], started: Instant, cached: Option<bool>) -> Vec<u8> {
     let mut out = Vec::with_capacity(head.len() + 40);
     out.extend_from_slice(head);
     out.extend_from_slice(b",\"elapsed_ms\":");

@@ -106,7 +106,7 @@ pub fn write_json(out: &mut Vec<u8>, array: &dyn Array, row: usize) {
 }
 
 /// Writes the value at `row` of `array` as one CSV field (RFC 4180 quoting).
-pub fn write_csv(out: &mut Vec<u8>, array: &dyn Array, row: usize) {
+pub(crate) fn write_csv(out: &mut Vec<u8>, array: &dyn Array, row: usize) {
     if array.is_null(row) {
         return;
     }
@@ -507,7 +507,7 @@ fn iso_duration(out: &mut Vec<u8>, months: i32, days: i32, nanos: i64) {
 }
 
 /// Writes `s` as a JSON string literal.
-pub fn json_string(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
@@ -535,7 +535,7 @@ pub fn json_string(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Writes `s` as a CSV field, quoted only when it must be.
-pub fn csv_string(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn csv_string(out: &mut Vec<u8>, s: &str) {
     let needs = s.is_empty()
         || s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
         || s.starts_with(' ')
@@ -555,7 +555,7 @@ pub fn csv_string(out: &mut Vec<u8>, s: &str) {
 }
 
 /// DuckDB's name for the Arrow type DuckDB exported a column as.
-pub fn type_name(t: &DataType) -> String {
+pub(crate) fn type_name(t: &DataType) -> String {
     match t {
         DataType::Null => "NULL".into(),
         DataType::Boolean => "BOOLEAN".into(),

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;

@@ -29,7 +29,7 @@ const MONTHS: [&str; 12] = [
 const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 /// The presets `schedules.yml` accepts in place of an expression.
-pub fn preset(name: &str) -> Option<&'static str> {
+pub(crate) fn preset(name: &str) -> Option<&'static str> {
     Some(match name {
         "every_15m" => "*/15 * * * *",
         "every_hour" => "0 * * * *",
@@ -41,7 +41,7 @@ pub fn preset(name: &str) -> Option<&'static str> {
 }
 
 impl Cron {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let expression = preset(text.trim()).unwrap_or(text.trim());
         let fields: Vec<&str> = expression.split_whitespace().collect();
         if fields.len() != 5 {
@@ -120,7 +120,7 @@ impl Cron {
 
 impl Cron {
     /// The expression in words, for the common shapes; others are shown as written.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let f: Vec<&str> = self.expression.split_whitespace().collect();
         let [minute, hour, day, month, weekday] = f[..] else {
             return self.expression.clone();
@@ -182,7 +182,12 @@ impl Cron {
 
     /// The shortest gap between the next `count` firings after `from` (`None` if it fires
     /// fewer than twice): how long a job may take before ticks start being skipped.
-    pub fn shortest_interval(&self, tz: Tz, from: DateTime<Utc>, count: usize) -> Option<Duration> {
+    pub(crate) fn shortest_interval(
+        &self,
+        tz: Tz,
+        from: DateTime<Utc>,
+        count: usize,
+    ) -> Option<Duration> {
         let mut previous = self.next_after(tz, from)?;
         let mut shortest: Option<Duration> = None;
         for _ in 1..count {

@@ -10,11 +10,11 @@ use super::cron::Cron;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct ScheduleFile {
+pub(crate) struct ScheduleFile {
     #[serde(default)]
-    pub schedules: Vec<ScheduleDef>,
+    pub(crate) schedules: Vec<ScheduleDef>,
     #[serde(default)]
-    pub notifications: Notifications,
+    pub(crate) notifications: Notifications,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -22,30 +22,30 @@ pub struct ScheduleFile {
 pub struct ScheduleDef {
     pub name: String,
     /// Five fields, or a preset: every_15m, every_hour, every_6h, daily, weekly.
-    pub cron: String,
+    pub(crate) cron: String,
     #[serde(default = "utc")]
     pub timezone: String,
     pub sources: Vec<String>,
     #[serde(default = "yes")]
     pub enabled: bool,
     #[serde(default)]
-    pub full_refresh: bool,
+    pub(crate) full_refresh: bool,
     #[serde(default = "sixty")]
-    pub timeout_minutes: u64,
+    pub(crate) timeout_minutes: u64,
     /// Retries after a failure (30 s, then 120 s, then 120 s ...); timeouts and
     /// cancellations are not retried.
     #[serde(default)]
-    pub retries: u32,
+    pub(crate) retries: u32,
     #[serde(default = "on_failure")]
-    pub notify_on: Vec<NotifyOn>,
+    pub(crate) notify_on: Vec<NotifyOn>,
     /// A tick missed while Kura was down runs at start if it is at most this old.
     #[serde(default = "sixty")]
-    pub misfire_grace_minutes: u64,
+    pub(crate) misfire_grace_minutes: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum NotifyOn {
+pub(crate) enum NotifyOn {
     Failure,
     Success,
     Stale,
@@ -57,7 +57,7 @@ pub struct Notifications {
     #[serde(default)]
     pub webhooks: Vec<Webhook>,
     #[serde(default = "day")]
-    pub stale_threshold_hours: u64,
+    pub(crate) stale_threshold_hours: u64,
 }
 
 impl Default for Notifications {
@@ -72,22 +72,22 @@ impl Default for Notifications {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
-    pub name: String,
-    pub url: String,
+    pub(crate) name: String,
+    pub(crate) url: String,
     #[serde(default)]
-    pub format: WebhookFormat,
+    pub(crate) format: WebhookFormat,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum WebhookFormat {
+pub(crate) enum WebhookFormat {
     #[default]
     Generic,
     Slack,
 }
 
 impl WebhookFormat {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Generic => "generic",
             Self::Slack => "slack",
@@ -268,7 +268,7 @@ fn line_of(text: &str, name: &str) -> Option<usize> {
 }
 
 /// A URL for display: scheme and host only, so tokens in paths and queries stay private.
-pub fn mask_url(url: &str) -> String {
+pub(crate) fn mask_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit('@').next().unwrap_or(authority);

@@ -82,7 +82,7 @@ async fn last_runs(state: &AppState) -> Result<std::collections::HashMap<String,
 }
 
 /// `GET /api/schedules`: the schedules in force, as a plain list.
-pub async fn list_schedules(State(state): State<AppState>) -> Result<List<Value>> {
+pub(crate) async fn list_schedules(State(state): State<AppState>) -> Result<List<Value>> {
     Ok(List::all(described(&state).await?))
 }
 
@@ -112,7 +112,7 @@ pub(crate) async fn described(state: &AppState) -> Result<Vec<Value>> {
 /// `GET /api/schedules/file`: `schedules.yml` itself: where, whether it is valid as it is
 /// on disk now (its problems when not: the previous schedules stay in force), and when
 /// the schedules in force were read.
-pub async fn show_schedules_file(State(state): State<AppState>) -> Json<Value> {
+pub(crate) async fn show_schedules_file(State(state): State<AppState>) -> Json<Value> {
     let current = state.schedules.current();
     Json(json!({
         "path": super::file_path(&state.config),
@@ -156,7 +156,7 @@ async fn runs(
 }
 
 /// `GET /api/schedules/{name}`.
-pub async fn show_schedule(
+pub(crate) async fn show_schedule(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>> {
@@ -177,14 +177,14 @@ pub async fn show_schedule(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HistoryQuery {
+pub(crate) struct HistoryQuery {
     limit: Option<u32>,
     offset: Option<u32>,
     status: Option<String>,
 }
 
 /// `GET /api/schedules/{name}/history?limit=&offset=&status=`.
-pub async fn schedule_history(
+pub(crate) async fn schedule_history(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<HistoryQuery>,
@@ -204,7 +204,7 @@ pub async fn schedule_history(
 }
 
 /// `GET /api/schedules/history/recent`: the latest 50 jobs of every schedule.
-pub async fn recent_history(State(state): State<AppState>) -> Result<List<Value>> {
+pub(crate) async fn recent_history(State(state): State<AppState>) -> Result<List<Value>> {
     let (items, total) = runs(&state, None, None, 50, 0).await?;
     Ok(List {
         items,
@@ -213,7 +213,7 @@ pub async fn recent_history(State(state): State<AppState>) -> Result<List<Value>
 }
 
 /// `POST /api/schedules/{name}/trigger`: runs the schedule now.
-pub async fn trigger_schedule(
+pub(crate) async fn trigger_schedule(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<Value>)> {
@@ -233,7 +233,7 @@ pub async fn trigger_schedule(
 
 /// `POST /api/schedules/reload`: reads `schedules.yml` again. An invalid file is
 /// answered with its problems and leaves the previous schedules in force.
-pub async fn reload_schedules(State(state): State<AppState>) -> Result<Json<Value>> {
+pub(crate) async fn reload_schedules(State(state): State<AppState>) -> Result<Json<Value>> {
     let before = state.schedules.current().schedules;
     Ok(Json(match state.schedules.reload(&state).await {
         Ok(n) => {
@@ -267,7 +267,7 @@ pub async fn reload_schedules(State(state): State<AppState>) -> Result<Json<Valu
 }
 
 /// `GET /api/sources/unscheduled`: sources no enabled schedule syncs.
-pub async fn unscheduled_sources(State(state): State<AppState>) -> Result<Json<Value>> {
+pub(crate) async fn unscheduled_sources(State(state): State<AppState>) -> Result<Json<Value>> {
     Ok(Json(json!({ "sources": unscheduled(&state) })))
 }
 
@@ -314,7 +314,7 @@ pub(crate) fn webhooks(state: &AppState) -> Vec<Webhook> {
 }
 
 /// `GET /api/notifications/config`: the webhook targets, URLs masked.
-pub async fn notifications_config(State(state): State<AppState>) -> Result<Json<Value>> {
+pub(crate) async fn notifications_config(State(state): State<AppState>) -> Result<Json<Value>> {
     let current = state.schedules.current();
     let n = &current.schedules.notifications;
     let hooks = webhooks(&state);
@@ -331,7 +331,7 @@ pub async fn notifications_config(State(state): State<AppState>) -> Result<Json<
 
 /// `POST /api/notifications/test`: sends a test notice to every webhook and answers with
 /// each delivery's outcome.
-pub async fn test_notifications(State(state): State<AppState>) -> Result<Json<Value>> {
+pub(crate) async fn test_notifications(State(state): State<AppState>) -> Result<Json<Value>> {
     let hooks = state.schedules.webhooks();
     if hooks.is_empty() {
         return Err(AppError::bad_request(
@@ -366,7 +366,7 @@ pub async fn test_notifications(State(state): State<AppState>) -> Result<Json<Va
 }
 
 /// `POST /api/schedules/jobs/{job_id}/cancel`.
-pub async fn cancel_job(
+pub(crate) async fn cancel_job(
     State(state): State<AppState>,
     Path(job_id): Path<i64>,
 ) -> Result<Json<Value>> {

@@ -14,16 +14,16 @@ const RETRY_AFTER: [Duration; 2] = [Duration::from_secs(5), Duration::from_secs(
 
 /// What happened, in the generic payload's fields.
 #[derive(Debug, Clone, Serialize)]
-pub struct Notice {
+pub(crate) struct Notice {
     /// schedule_completed, schedule_failed, sync_stale or test
-    pub event: String,
-    pub schedule: Option<String>,
-    pub sources: Vec<String>,
-    pub error: Option<String>,
-    pub duration_seconds: f64,
-    pub rows_loaded: u64,
-    pub timestamp: String,
-    pub dashboard_url: Option<String>,
+    pub(crate) event: String,
+    pub(crate) schedule: Option<String>,
+    pub(crate) sources: Vec<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) duration_seconds: f64,
+    pub(crate) rows_loaded: u64,
+    pub(crate) timestamp: String,
+    pub(crate) dashboard_url: Option<String>,
 }
 
 fn payload(format: WebhookFormat, n: &Notice) -> Value {
@@ -59,7 +59,7 @@ fn payload(format: WebhookFormat, n: &Notice) -> Value {
 }
 
 /// Delivers `notice` to `hook`; the outcome as one line (status or error), for the log.
-pub async fn deliver(
+pub(crate) async fn deliver(
     client: &reqwest::Client,
     hook: &Webhook,
     notice: &Notice,
@@ -91,7 +91,7 @@ pub async fn deliver(
 
 /// Delivers to every target in the background (a tracked task: shutdown waits for it),
 /// logging each outcome.
-pub fn send_all(tasks: &crate::tasks::Tasks, hooks: Vec<Webhook>, notice: Notice) {
+pub(crate) fn send_all(tasks: &crate::tasks::Tasks, hooks: Vec<Webhook>, notice: Notice) {
     if hooks.is_empty() {
         return;
     }

@@ -108,12 +108,12 @@ struct SchedulesPage {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PageQuery {
+pub(crate) struct PageQuery {
     history: Option<String>,
 }
 
 /// `GET /schedules[?history=<name>]`.
-pub async fn schedules_page(
+pub(crate) async fn schedules_page(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<PageQuery>,

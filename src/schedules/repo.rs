@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 /// Marks the jobs a stop cut off as failed (at start-up, before any job runs).
-pub fn close_interrupted(c: &Connection, at: &str) -> rusqlite::Result<usize> {
+pub(crate) fn close_interrupted(c: &Connection, at: &str) -> rusqlite::Result<usize> {
     c.execute(
         "UPDATE schedule_runs SET status = 'failed', error = 'interrupted: Kura stopped during this job', \
          ended_at = ?1 WHERE status = 'running'",
@@ -15,7 +15,7 @@ pub fn close_interrupted(c: &Connection, at: &str) -> rusqlite::Result<usize> {
 }
 
 /// When the schedule's latest job started (RFC 3339), if it ever ran.
-pub fn last_started(c: &Connection, schedule: &str) -> rusqlite::Result<Option<String>> {
+pub(crate) fn last_started(c: &Connection, schedule: &str) -> rusqlite::Result<Option<String>> {
     c.query_row(
         "SELECT started_at FROM schedule_runs WHERE schedule = ?1 ORDER BY id DESC LIMIT 1",
         [schedule],
@@ -25,7 +25,7 @@ pub fn last_started(c: &Connection, schedule: &str) -> rusqlite::Result<Option<S
 }
 
 /// A tick that did not run (`why`); returns the job's id.
-pub fn record_skip(
+pub(crate) fn record_skip(
     c: &Connection,
     schedule: &str,
     trigger: &str,
@@ -41,7 +41,12 @@ pub fn record_skip(
 }
 
 /// A job that starts now; returns its id.
-pub fn start(c: &Connection, schedule: &str, trigger: &str, at: &str) -> rusqlite::Result<i64> {
+pub(crate) fn start(
+    c: &Connection,
+    schedule: &str,
+    trigger: &str,
+    at: &str,
+) -> rusqlite::Result<i64> {
     c.execute(
         "INSERT INTO schedule_runs (schedule, trigger, started_at, status) VALUES (?1, ?2, ?3, 'running')",
         params![schedule, trigger, at],
@@ -50,18 +55,18 @@ pub fn start(c: &Connection, schedule: &str, trigger: &str, at: &str) -> rusqlit
 }
 
 /// How a job ended.
-pub struct JobEnd<'a> {
-    pub status: &'a str,
-    pub ended_at: &'a str,
-    pub error: Option<&'a str>,
-    pub rows: u64,
-    pub duration_ms: u64,
-    pub attempts: u32,
+pub(crate) struct JobEnd<'a> {
+    pub(crate) status: &'a str,
+    pub(crate) ended_at: &'a str,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) rows: u64,
+    pub(crate) duration_ms: u64,
+    pub(crate) attempts: u32,
     /// The sync records of its attempts, as JSON.
-    pub sync_records: &'a str,
+    pub(crate) sync_records: &'a str,
 }
 
-pub fn finish(c: &Connection, job_id: i64, end: &JobEnd<'_>) -> rusqlite::Result<()> {
+pub(crate) fn finish(c: &Connection, job_id: i64, end: &JobEnd<'_>) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE schedule_runs SET status = ?2, ended_at = ?3, error = ?4, rows = ?5, duration_ms = ?6, \
          attempts = ?7, sync_records = ?8 WHERE id = ?1",
@@ -80,7 +85,7 @@ pub fn finish(c: &Connection, job_id: i64, end: &JobEnd<'_>) -> rusqlite::Result
 }
 
 /// The mean duration of each schedule's last five finished jobs (skipped ticks aside).
-pub fn typical_durations(c: &Connection) -> rusqlite::Result<HashMap<String, f64>> {
+pub(crate) fn typical_durations(c: &Connection) -> rusqlite::Result<HashMap<String, f64>> {
     let mut stmt = c.prepare(
         "SELECT schedule, avg(duration_ms) FROM ( \
            SELECT schedule, duration_ms, \
@@ -93,7 +98,7 @@ pub fn typical_durations(c: &Connection) -> rusqlite::Result<HashMap<String, f64
 }
 
 /// The latest job of every schedule, by schedule name.
-pub fn last_runs(c: &Connection) -> rusqlite::Result<HashMap<String, Value>> {
+pub(crate) fn last_runs(c: &Connection) -> rusqlite::Result<HashMap<String, Value>> {
     let mut stmt = c.prepare(&format!(
         "SELECT {RUN_COLUMNS} FROM schedule_runs WHERE id IN \
          (SELECT max(id) FROM schedule_runs GROUP BY schedule)"
@@ -105,7 +110,7 @@ pub fn last_runs(c: &Connection) -> rusqlite::Result<HashMap<String, Value>> {
 
 /// A page of jobs, newest first, of one schedule and/or status (`None`: any), and how
 /// many match in all.
-pub fn runs(
+pub(crate) fn runs(
     c: &Connection,
     schedule: Option<&str>,
     status: Option<&str>,

@@ -34,15 +34,15 @@ const STALE_CHECK_MINUTES: i64 = 10;
 
 /// The schedules in force, and what the file said last.
 #[derive(Clone)]
-pub struct Current {
-    pub schedules: Arc<Schedules>,
+pub(crate) struct Current {
+    pub(crate) schedules: Arc<Schedules>,
     /// Problems of the file as it is on disk now; empty when it is valid.
-    pub errors: Vec<String>,
-    pub loaded_at: DateTime<Utc>,
+    pub(crate) errors: Vec<String>,
+    pub(crate) loaded_at: DateTime<Utc>,
 }
 
-pub struct ScheduleService {
-    pub clock: Arc<dyn Clock>,
+pub(crate) struct ScheduleService {
+    pub(crate) clock: Arc<dyn Clock>,
     current: RwLock<Current>,
     stamp: Mutex<Option<(SystemTime, u64)>>,
     /// schedule → running job id
@@ -59,7 +59,7 @@ pub struct ScheduleService {
 }
 
 impl ScheduleService {
-    pub fn new(clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
         let now = clock.now();
         Self {
             clock,
@@ -79,26 +79,26 @@ impl ScheduleService {
         }
     }
 
-    pub fn current(&self) -> Current {
+    pub(crate) fn current(&self) -> Current {
         crate::locks::read(&self.current).clone()
     }
 
     /// The webhook targets of the file in force.
-    pub fn webhooks(&self) -> Vec<super::file::Webhook> {
+    pub(crate) fn webhooks(&self) -> Vec<super::file::Webhook> {
         self.current().schedules.notifications.webhooks.clone()
     }
 
-    pub fn next_run(&self, name: &str) -> Option<DateTime<Utc>> {
+    pub(crate) fn next_run(&self, name: &str) -> Option<DateTime<Utc>> {
         lock(&self.next).get(name).copied()
     }
 
-    pub fn active_job(&self, name: &str) -> Option<i64> {
+    pub(crate) fn active_job(&self, name: &str) -> Option<i64> {
         lock(&self.running).get(name).copied()
     }
 
     /// Reads the file again. A valid file replaces the schedules; an invalid one leaves
     /// them running and is reported (log, event, `/api/schedules`).
-    pub async fn reload(&self, state: &AppState) -> Result<usize, Vec<String>> {
+    pub(crate) async fn reload(&self, state: &AppState) -> Result<usize, Vec<String>> {
         let config = state.config.clone();
         let (result, stamp) = crate::blocking::run(move || {
             let stamp = file_stamp(&super::file_path(&config));
@@ -128,7 +128,7 @@ impl ScheduleService {
     }
 
     /// The watcher saw `schedules.yml` change (written, replaced, removed).
-    pub fn file_event(&self) {
+    pub(crate) fn file_event(&self) {
         self.file_touched.notify_one();
     }
 
@@ -151,7 +151,7 @@ impl ScheduleService {
     /// Stops a running job: no further source is synced, and the sync running now stops
     /// between files with its current load interrupted (that file's transaction rolls
     /// back). False when no such job runs.
-    pub fn cancel(&self, state: &AppState, job_id: i64) -> bool {
+    pub(crate) fn cancel(&self, state: &AppState, job_id: i64) -> bool {
         if !lock(&self.running).values().any(|j| *j == job_id) {
             return false;
         }
@@ -167,7 +167,7 @@ impl ScheduleService {
     }
 
     /// Starts a job of `name` now; its id, or why not.
-    pub async fn trigger(
+    pub(crate) async fn trigger(
         &self,
         state: &AppState,
         name: &str,
@@ -181,7 +181,7 @@ impl ScheduleService {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum TriggerError {
+pub(crate) enum TriggerError {
     #[error("there is no schedule {0:?}")]
     Unknown(String),
     #[error("schedule {name:?} is running already (job {job_id})")]
@@ -197,7 +197,7 @@ fn file_stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
 
 /// Loads the file, marks jobs a stop cut off, runs missed ticks within their grace,
 /// then keeps firing due schedules until shutdown.
-pub async fn start(state: &AppState) {
+pub(crate) async fn start(state: &AppState) {
     let service = &state.schedules;
     let _ = service.reload(state).await;
     let at = crate::time::text(service.clock.now());
@@ -653,7 +653,7 @@ fn notify_end(
 }
 
 /// Where people reach this server (loopback when bound to every address).
-pub fn dashboard_url(state: &AppState) -> Option<String> {
+pub(crate) fn dashboard_url(state: &AppState) -> Option<String> {
     let p = &state.config.platform;
     let host = if p.bind.is_unspecified() {
         "127.0.0.1".to_owned()

@@ -18,9 +18,9 @@ use crate::query::values::csv_string;
 
 /// The largest sheet rectangle (rows × columns) converted: a dense CSV of this many cells
 /// is a few hundred MB.
-pub const MAX_SHEET_CELLS: u64 = 20_000_000;
+pub(crate) const MAX_SHEET_CELLS: u64 = 20_000_000;
 /// The largest total uncompressed size of a workbook's parts.
-pub const MAX_UNCOMPRESSED_BYTES: u64 = 1 << 30;
+pub(crate) const MAX_UNCOMPRESSED_BYTES: u64 = 1 << 30;
 
 fn bad(e: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, e)
@@ -50,7 +50,7 @@ fn check_archive<R: Read + Seek>(reader: R, limit: u64) -> std::io::Result<()> {
 }
 
 /// Writes the first sheet of `workbook` as CSV to `target`.
-pub fn first_sheet_to_csv(workbook: &Path, target: &Path) -> std::io::Result<()> {
+pub(crate) fn first_sheet_to_csv(workbook: &Path, target: &Path) -> std::io::Result<()> {
     convert(workbook, target, MAX_SHEET_CELLS, MAX_UNCOMPRESSED_BYTES)
 }
 

@@ -2,7 +2,7 @@
 
 /// The DuckDB reader a file goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// `.csv`, `.tsv`, `.txt` (delimiter sniffed), and `.xlsx` after conversion to CSV.
     Csv,
     /// `.json` (an array or newline-delimited), `.jsonl`, `.ndjson`.
@@ -12,14 +12,14 @@ pub enum Format {
 
 /// How a file reaches the reader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Direct(Format),
     /// An Excel workbook: its first sheet is converted to CSV in staging first.
     Excel,
 }
 
 /// The kind of a file by its name, or `None` for files Kura does not load.
-pub fn detect(name: &str) -> Option<Kind> {
+pub(crate) fn detect(name: &str) -> Option<Kind> {
     let lower = name.to_ascii_lowercase();
     let base = lower.strip_suffix(".gz").unwrap_or(&lower);
     let ext = base.rsplit_once('.').map(|(_, e)| e)?;
@@ -46,7 +46,7 @@ const IGNORED_ENDINGS: &[&str] = &[
 
 /// Names the watcher and the loader never touch: hidden files, editor backups, partial
 /// downloads and temp files (including Kura's own upload temp files).
-pub fn is_ignored(name: &str) -> bool {
+pub(crate) fn is_ignored(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     name.starts_with('.')
         || name.starts_with('~')
@@ -56,7 +56,7 @@ pub fn is_ignored(name: &str) -> bool {
 }
 
 /// [`is_ignored`]'s rules as glob patterns, for the watcher's status.
-pub fn ignored_patterns() -> Vec<String> {
+pub(crate) fn ignored_patterns() -> Vec<String> {
     [".*", "~*", "*~", "#*"]
         .into_iter()
         .map(str::to_owned)
@@ -65,7 +65,7 @@ pub fn ignored_patterns() -> Vec<String> {
 }
 
 /// What `detect` accepts, in words (one sentence for every message that says it).
-pub const SUPPORTED: &str =
+pub(crate) const SUPPORTED: &str =
     "csv, tsv, txt, json, jsonl, ndjson, parquet, xlsx, and .gz of the text formats";
 
 #[cfg(test)]

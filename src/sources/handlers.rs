@@ -19,7 +19,7 @@ use crate::error::{AppError, Result};
 use crate::events::EventKind;
 use crate::web::extract::{Json, JsonOrEmpty, List, Path as UrlPath, Query};
 
-pub async fn source_of(state: &AppState, name: &str) -> Result<Source> {
+pub(crate) async fn source_of(state: &AppState, name: &str) -> Result<Source> {
     state
         .find_source(name)
         .await
@@ -27,13 +27,15 @@ pub async fn source_of(state: &AppState, name: &str) -> Result<Source> {
 }
 
 /// `GET /api/sources`: every source, as a plain list.
-pub async fn list_sources(State(state): State<AppState>) -> Result<List<views::SourceSummary>> {
+pub(crate) async fn list_sources(
+    State(state): State<AppState>,
+) -> Result<List<views::SourceSummary>> {
     Ok(List::all(views::summaries(&state, None).await?))
 }
 
 /// `GET /api/sources/conflicts`: folders and declared sources that claim the same name
 /// or files (what `/api/sources` listed beside the sources before it became a list).
-pub async fn list_conflicts(State(state): State<AppState>) -> List<Value> {
+pub(crate) async fn list_conflicts(State(state): State<AppState>) -> List<Value> {
     let conflicts = registry::conflicts(&state.config, &state.sources());
     List::all(conflicts.into_iter().map(|c| json!(c)).collect())
 }
@@ -41,18 +43,18 @@ pub async fn list_conflicts(State(state): State<AppState>) -> List<Value> {
 /// Everything `/api/sources/{name}/details` and the source page show. `history` is the
 /// reference's name for the sync history (`sync_history`, Kura's, is the same list).
 #[derive(Serialize)]
-pub struct SourceDetails {
+pub(crate) struct SourceDetails {
     #[serde(flatten)]
-    pub summary: views::SourceSummary,
-    pub files: Vec<views::FileEntry>,
-    pub history: Vec<repo::SyncRun>,
-    pub sync_history: Vec<repo::SyncRun>,
+    pub(crate) summary: views::SourceSummary,
+    pub(crate) files: Vec<views::FileEntry>,
+    pub(crate) history: Vec<repo::SyncRun>,
+    pub(crate) sync_history: Vec<repo::SyncRun>,
     /// Kura's load mode of changed files (`replace` or `append`).
-    pub mode: crate::config::Mode,
-    pub config: Value,
+    pub(crate) mode: crate::config::Mode,
+    pub(crate) config: Value,
 }
 
-pub async fn source_details(state: &AppState, name: &str) -> Result<SourceDetails> {
+pub(crate) async fn source_details(state: &AppState, name: &str) -> Result<SourceDetails> {
     let source = source_of(state, name).await?;
     let summary = views::summaries(state, Some(&source))
         .await?
@@ -83,7 +85,7 @@ pub async fn source_details(state: &AppState, name: &str) -> Result<SourceDetail
 }
 
 /// `GET /api/sources/{name}/details`
-pub async fn show_source(
+pub(crate) async fn show_source(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<SourceDetails>> {
@@ -95,7 +97,7 @@ pub async fn show_source(
 /// `allow_empty_replace` is the reference's name for `allow_empty`.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct SyncRequest {
+pub(crate) struct SyncRequest {
     #[serde(default)]
     full_refresh: bool,
     #[serde(default, alias = "allow_empty_replace")]
@@ -107,7 +109,7 @@ pub struct SyncRequest {
 }
 
 /// `POST /api/sources/{name}/sync` → 200 with the record id, 409 while it syncs.
-pub async fn sync_source(
+pub(crate) async fn sync_source(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
     JsonOrEmpty(req): JsonOrEmpty<SyncRequest>,
@@ -134,7 +136,7 @@ pub async fn sync_source(
 /// sources) is accepted and ignored, like the date range of a single sync.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct TriggerRequest {
+pub(crate) struct TriggerRequest {
     /// None or empty: every enabled source.
     sources: Option<Vec<String>>,
     #[serde(default)]
@@ -148,7 +150,7 @@ pub struct TriggerRequest {
 /// `POST /api/sync/trigger` → 200 with a record per started source; `job_id` is the
 /// first record's id (for `/api/sync/status/{id}`). A source that does not exist is a
 /// 404 and nothing starts.
-pub async fn trigger_sync(
+pub(crate) async fn trigger_sync(
     State(state): State<AppState>,
     JsonOrEmpty(req): JsonOrEmpty<TriggerRequest>,
 ) -> Result<Json<Value>> {
@@ -210,7 +212,7 @@ fn valid_backfill(window: &str) -> bool {
 }
 
 /// `GET /api/sync/status/{record_id}`
-pub async fn show_sync_status(
+pub(crate) async fn show_sync_status(
     State(state): State<AppState>,
     UrlPath(id): UrlPath<i64>,
 ) -> Result<Json<repo::SyncRun>> {
@@ -222,13 +224,13 @@ pub async fn show_sync_status(
 }
 
 #[derive(Deserialize)]
-pub struct PreviewQuery {
+pub(crate) struct PreviewQuery {
     limit: Option<usize>,
 }
 
 /// `GET /api/sources/{name}/tables/{table}/preview?limit=100`: the first rows of one of the
 /// source's tables, in `/api/query`'s shape.
-pub async fn preview_table(
+pub(crate) async fn preview_table(
     State(state): State<AppState>,
     UrlPath((name, table)): UrlPath<(String, String)>,
     Query(q): Query<PreviewQuery>,
@@ -248,7 +250,7 @@ pub async fn preview_table(
 }
 
 /// `GET /api/sources/{name}/csv-files`
-pub async fn list_files(
+pub(crate) async fn list_files(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<Value>> {
@@ -267,12 +269,12 @@ pub async fn list_files(
 }
 
 #[derive(Deserialize)]
-pub struct DeleteQuery {
+pub(crate) struct DeleteQuery {
     file_path: String,
 }
 
 /// `DELETE /api/sources/{name}/csv-files?file_path=`: only files inside the source folder.
-pub async fn delete_file(
+pub(crate) async fn delete_file(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
     Query(q): Query<DeleteQuery>,
@@ -361,7 +363,7 @@ fn resolve_inside(root: &Path, dir: &Path, requested: &str) -> Result<PathBuf> {
 }
 
 #[derive(Deserialize)]
-pub struct UploadQuery {
+pub(crate) struct UploadQuery {
     trigger_sync: Option<bool>,
     overwrite: Option<bool>,
 }
@@ -381,7 +383,7 @@ fn safe_name(raw: &str) -> Option<String> {
 /// `POST /api/sources/{name}/upload-csv` (multipart field `file`): streamed to a hidden
 /// temp file in the source folder, then renamed into place, so the watcher never sees
 /// half a file.
-pub async fn upload_file(
+pub(crate) async fn upload_file(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
     Query(q): Query<UploadQuery>,
@@ -562,7 +564,7 @@ async fn stream_to(
 /// `GET /api/watcher/status`: the watcher in Kura's terms and the reference's (`pid`,
 /// `auto_sync_enabled`, `debounce_seconds`, project-relative `watch_directories`, ...).
 /// The watcher runs inside this process, which logs to its standard output: no log file.
-pub async fn show_watcher_status(State(state): State<AppState>) -> Json<Value> {
+pub(crate) async fn show_watcher_status(State(state): State<AppState>) -> Json<Value> {
     let status = state.watcher_status();
     let relative: Vec<String> = status
         .directories

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The error a quarantined file is recorded with.
-pub const QUARANTINED: &str = "the server stopped while loading this file (it crashed, ran out \
+pub(crate) const QUARANTINED: &str = "the server stopped while loading this file (it crashed, ran out \
      of memory or was killed); the file is quarantined: it is loaded again once it changes, \
      or by a full refresh of its source";
 
@@ -23,7 +23,7 @@ fn marker_path(dir: &Path, source: &str, rel: &str) -> PathBuf {
 }
 
 /// A load in progress; dropping it removes the marker.
-pub struct Marker(PathBuf);
+pub(crate) struct Marker(PathBuf);
 
 impl Drop for Marker {
     fn drop(&mut self) {
@@ -33,7 +33,7 @@ impl Drop for Marker {
 }
 
 /// Marks `rel` of `source` (with content `hash`) as being loaded, durably.
-pub fn begin(dir: &Path, source: &str, rel: &str, hash: &str) -> std::io::Result<Marker> {
+pub(crate) fn begin(dir: &Path, source: &str, rel: &str, hash: &str) -> std::io::Result<Marker> {
     std::fs::create_dir_all(dir)?;
     let path = marker_path(dir, source, rel);
     // Written under a temporary name and renamed: a marker is whole or absent, so a crash
@@ -49,7 +49,7 @@ pub fn begin(dir: &Path, source: &str, rel: &str, hash: &str) -> std::io::Result
 
 /// True if an earlier load of this very content never ended (the process died in it).
 /// The marker is consumed either way: a file whose content changed is loaded afresh.
-pub fn crashed_before(dir: &Path, source: &str, rel: &str, hash: &str) -> bool {
+pub(crate) fn crashed_before(dir: &Path, source: &str, rel: &str, hash: &str) -> bool {
     let path = marker_path(dir, source, rel);
     let Ok(recorded) = std::fs::read_to_string(&path) else {
         return false;

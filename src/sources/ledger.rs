@@ -18,7 +18,7 @@ use crate::db::warehouse::rollback;
 /// What the ledger knows of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum FileStatus {
+pub(crate) enum FileStatus {
     /// Its rows are in the table.
     Loaded,
     /// It loaded and had no rows.
@@ -30,7 +30,7 @@ pub enum FileStatus {
 }
 
 impl FileStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Loaded => "loaded",
             Self::Empty => "empty",
@@ -56,7 +56,7 @@ impl FileStatus {
     }
 
     /// Loaded with or without rows: the file's content is in the warehouse.
-    pub fn settled(self) -> bool {
+    pub(crate) fn settled(self) -> bool {
         matches!(self, Self::Loaded | Self::Empty)
     }
 }
@@ -88,7 +88,7 @@ const MIGRATIONS: &[(&str, &str)] = &[(
 
 /// Brings the ledger's schema up to date. Called once when the app opens the warehouse
 /// (on the writer), so loads never run DDL of their own.
-pub fn migrate(conn: &Connection) -> duckdb::Result<()> {
+pub(crate) fn migrate(conn: &Connection) -> duckdb::Result<()> {
     conn.execute_batch(
         "CREATE SCHEMA IF NOT EXISTS _kura;
          CREATE TABLE IF NOT EXISTS _kura.migrations (
@@ -126,17 +126,17 @@ pub fn migrate(conn: &Connection) -> duckdb::Result<()> {
 
 /// A ledger row as the sync needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub size: u64,
-    pub mtime: DateTime<Utc>,
-    pub hash: String,
-    pub status: FileStatus,
-    pub table_name: String,
-    pub error: Option<String>,
+pub(crate) struct Entry {
+    pub(crate) size: u64,
+    pub(crate) mtime: DateTime<Utc>,
+    pub(crate) hash: String,
+    pub(crate) status: FileStatus,
+    pub(crate) table_name: String,
+    pub(crate) error: Option<String>,
 }
 
 /// The entries of one source, by path.
-pub fn entries(conn: &Connection, source: &str) -> duckdb::Result<BTreeMap<String, Entry>> {
+pub(crate) fn entries(conn: &Connection, source: &str) -> duckdb::Result<BTreeMap<String, Entry>> {
     let mut stmt = conn.prepare(
         "SELECT path, size, epoch_us(mtime), hash, status, table_name, error FROM _kura.files WHERE source = ?",
     )?;
@@ -161,18 +161,18 @@ pub fn entries(conn: &Connection, source: &str) -> duckdb::Result<BTreeMap<Strin
 
 /// A ledger row as the files API lists it.
 #[derive(Debug, Clone, Serialize)]
-pub struct File {
-    pub path: String,
-    pub table: String,
-    pub size: Option<i64>,
-    pub rows: Option<i64>,
-    pub status: FileStatus,
-    pub error: Option<String>,
-    pub loaded_at: Option<String>,
+pub(crate) struct File {
+    pub(crate) path: String,
+    pub(crate) table: String,
+    pub(crate) size: Option<i64>,
+    pub(crate) rows: Option<i64>,
+    pub(crate) status: FileStatus,
+    pub(crate) error: Option<String>,
+    pub(crate) loaded_at: Option<String>,
 }
 
 /// The files of one source, by path.
-pub fn files(conn: &Connection, source: &str) -> duckdb::Result<Vec<File>> {
+pub(crate) fn files(conn: &Connection, source: &str) -> duckdb::Result<Vec<File>> {
     let mut stmt = conn.prepare(
         "SELECT path, table_name, size, rows, status, error, epoch_us(loaded_at) \
          FROM _kura.files WHERE source = ? ORDER BY path",
@@ -196,14 +196,14 @@ pub fn files(conn: &Connection, source: &str) -> duckdb::Result<Vec<File>> {
 
 /// A file whose last load failed.
 #[derive(Debug, Clone, Serialize)]
-pub struct Failure {
-    pub source: String,
-    pub file: String,
-    pub error: Option<String>,
+pub(crate) struct Failure {
+    pub(crate) source: String,
+    pub(crate) file: String,
+    pub(crate) error: Option<String>,
 }
 
 /// The failed files of every source (at most `limit`), by source and path.
-pub fn failures(conn: &Connection, limit: usize) -> duckdb::Result<Vec<Failure>> {
+pub(crate) fn failures(conn: &Connection, limit: usize) -> duckdb::Result<Vec<Failure>> {
     let mut stmt = conn.prepare(
         "SELECT source, path, error FROM _kura.files WHERE status = 'failed' \
          ORDER BY source, path LIMIT ?",
@@ -220,13 +220,13 @@ pub fn failures(conn: &Connection, limit: usize) -> duckdb::Result<Vec<Failure>>
 
 /// Per source: its files on record, the failed ones, and the last load.
 #[derive(Debug, Clone, Default)]
-pub struct Summary {
-    pub files: u64,
-    pub failed: u64,
-    pub last_loaded: Option<DateTime<Utc>>,
+pub(crate) struct Summary {
+    pub(crate) files: u64,
+    pub(crate) failed: u64,
+    pub(crate) last_loaded: Option<DateTime<Utc>>,
 }
 
-pub fn summaries(conn: &Connection) -> duckdb::Result<BTreeMap<String, Summary>> {
+pub(crate) fn summaries(conn: &Connection) -> duckdb::Result<BTreeMap<String, Summary>> {
     let mut stmt = conn.prepare(
         "SELECT source, count(*) FILTER (WHERE status <> 'deleted'), count(*) FILTER (WHERE status = 'failed'), \
          epoch_us(max(loaded_at)) FROM _kura.files GROUP BY source",
@@ -247,19 +247,19 @@ pub fn summaries(conn: &Connection) -> duckdb::Result<BTreeMap<String, Summary>>
 }
 
 /// What a ledger row records of one file.
-pub struct Record<'a> {
-    pub source: &'a str,
-    pub path: &'a str,
+pub(crate) struct Record<'a> {
+    pub(crate) source: &'a str,
+    pub(crate) path: &'a str,
     /// `schema.table`.
-    pub table: String,
-    pub size: u64,
-    pub mtime: DateTime<Utc>,
-    pub hash: &'a str,
+    pub(crate) table: String,
+    pub(crate) size: u64,
+    pub(crate) mtime: DateTime<Utc>,
+    pub(crate) hash: &'a str,
 }
 
 /// Replaces the file's row with a load of `rows` rows (`empty` when none). Runs inside the
 /// load's transaction, so the row commits with the file's rows.
-pub fn record_load(conn: &Connection, r: &Record<'_>, rows: u64) -> duckdb::Result<()> {
+pub(crate) fn record_load(conn: &Connection, r: &Record<'_>, rows: u64) -> duckdb::Result<()> {
     let status = if rows == 0 {
         FileStatus::Empty
     } else {
@@ -270,7 +270,7 @@ pub fn record_load(conn: &Connection, r: &Record<'_>, rows: u64) -> duckdb::Resu
 
 /// Records a failed load in a transaction of its own: the ledger says why, and keeps the
 /// row count of the earlier load whose rows stay in the table.
-pub fn record_failure(conn: &Connection, r: &Record<'_>, error: &str) -> duckdb::Result<()> {
+pub(crate) fn record_failure(conn: &Connection, r: &Record<'_>, error: &str) -> duckdb::Result<()> {
     conn.execute_batch("BEGIN TRANSACTION")?;
     let result = (|| {
         let previous_rows: Option<i64> = conn
@@ -335,7 +335,7 @@ fn replace(
 
 /// A file whose content is unchanged but whose size or modification time moved (touched,
 /// copied back): the ledger takes the new ones, the rows stay.
-pub fn touch(
+pub(crate) fn touch(
     conn: &Connection,
     source: &str,
     path: &str,
@@ -351,7 +351,7 @@ pub fn touch(
 
 /// A file gone from disk: its row says `deleted` (rows kept) or goes (rows removed). Runs
 /// inside the removal's transaction.
-pub fn record_removal(
+pub(crate) fn record_removal(
     conn: &Connection,
     source: &str,
     path: &str,

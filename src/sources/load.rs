@@ -36,37 +36,37 @@ use widen::reconcile_columns;
 
 use super::formats::Format;
 use super::ledger;
-pub use crate::config::Mode;
+pub(crate) use crate::config::Mode;
 use crate::db::warehouse::{rollback, sql_ident, sql_string};
 
 /// Columns Kura adds to every loaded row.
-pub const FILE_COLUMN: &str = "_kura_file";
-pub const LOADED_AT_COLUMN: &str = "_kura_loaded_at";
+pub(crate) const FILE_COLUMN: &str = "_kura_file";
+pub(crate) const LOADED_AT_COLUMN: &str = "_kura_loaded_at";
 
 /// One file to load.
-pub struct FileLoad<'a> {
-    pub source: &'a str,
-    pub schema: &'a str,
-    pub table: &'a str,
+pub(crate) struct FileLoad<'a> {
+    pub(crate) source: &'a str,
+    pub(crate) schema: &'a str,
+    pub(crate) table: &'a str,
     /// The ledger key: the path relative to the project directory.
-    pub path: &'a str,
-    pub staged: &'a Path,
-    pub format: Format,
-    pub size: u64,
-    pub mtime: DateTime<Utc>,
-    pub hash: &'a str,
-    pub mode: Mode,
+    pub(crate) path: &'a str,
+    pub(crate) staged: &'a Path,
+    pub(crate) format: Format,
+    pub(crate) size: u64,
+    pub(crate) mtime: DateTime<Utc>,
+    pub(crate) hash: &'a str,
+    pub(crate) mode: Mode,
     /// The table holds this file's rows alone (a table-per-file source).
-    pub own_table: bool,
-    pub allow_empty: bool,
+    pub(crate) own_table: bool,
+    pub(crate) allow_empty: bool,
     /// Lets the load be cancelled while its long statements run (the sync's control and
     /// the writer's interrupt handle).
-    pub cancel: Option<(&'a JobControl, &'a Arc<InterruptHandle>)>,
+    pub(crate) cancel: Option<(&'a JobControl, &'a Arc<InterruptHandle>)>,
 }
 
 impl FileLoad<'_> {
     /// The file as its ledger row records it.
-    pub fn record(&self) -> ledger::Record<'_> {
+    pub(crate) fn record(&self) -> ledger::Record<'_> {
         ledger::Record {
             source: self.source,
             path: self.path,
@@ -101,14 +101,14 @@ fn cancellable<T>(
 
 /// What a successful load did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Loaded {
-    pub rows: u64,
-    pub replaced: u64,
-    pub added_columns: Vec<String>,
+pub(crate) struct Loaded {
+    pub(crate) rows: u64,
+    pub(crate) replaced: u64,
+    pub(crate) added_columns: Vec<String>,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     #[error("cannot read the file: {0}")]
     Parse(String),
     #[error("{0}")]
@@ -189,7 +189,7 @@ fn existing_table(conn: &Connection, f: &FileLoad<'_>) -> Result<Option<Existing
 }
 
 /// Loads `f` in one transaction. On error nothing changed; the caller records the failure.
-pub fn load(conn: &Connection, f: &FileLoad<'_>) -> Result<Loaded, LoadError> {
+pub(crate) fn load(conn: &Connection, f: &FileLoad<'_>) -> Result<Loaded, LoadError> {
     let existing = existing_table(conn, f)?;
     let existing = existing.as_ref();
     conn.execute_batch("BEGIN TRANSACTION").map_err(engine)?;
@@ -500,7 +500,7 @@ fn insert(
 
 /// Removes a deleted file's rows (or keeps them) and updates its ledger row, in one
 /// transaction. Returns the rows removed or kept.
-pub fn remove_file(
+pub(crate) fn remove_file(
     c: &Connection,
     source: &str,
     path: &str,

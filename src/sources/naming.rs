@@ -2,7 +2,7 @@
 //! digit, so they can be quoted into SQL safely and read the same everywhere.
 
 /// `Sales Q1-2024.csv` stem → `sales_q1_2024`.
-pub fn sanitize(raw: &str) -> String {
+pub(crate) fn sanitize(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut last_underscore = true;
     for c in raw.chars().flat_map(char::to_lowercase) {
@@ -27,7 +27,7 @@ pub fn sanitize(raw: &str) -> String {
 }
 
 /// The file's stem without any of the extensions Kura reads (`orders.csv.gz` → `orders`).
-pub fn file_stem(name: &str) -> &str {
+pub(crate) fn file_stem(name: &str) -> &str {
     let mut stem = name;
     for ext in [
         ".gz", ".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson", ".parquet", ".xlsx",

@@ -25,31 +25,31 @@ use crate::web::page::{Nav, filters, render};
 const CHART_DAYS: i64 = 14;
 
 #[derive(Debug, Serialize)]
-pub struct Totals {
-    pub sources: usize,
-    pub tables: usize,
-    pub rows: u64,
-    pub failed: usize,
-    pub syncing: usize,
-    pub never_synced: usize,
+pub(crate) struct Totals {
+    pub(crate) sources: usize,
+    pub(crate) tables: usize,
+    pub(crate) rows: u64,
+    pub(crate) failed: usize,
+    pub(crate) syncing: usize,
+    pub(crate) never_synced: usize,
 }
 
 /// Rows loaded on one UTC day.
 #[derive(Debug, Serialize)]
-pub struct DayRows {
-    pub day: String,
-    pub rows: u64,
+pub(crate) struct DayRows {
+    pub(crate) day: String,
+    pub(crate) rows: u64,
     /// Bar height for the chart, 0–100 (share of the busiest day).
     #[serde(skip)]
-    pub percent: u32,
+    pub(crate) percent: u32,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Overview {
-    pub totals: Totals,
-    pub sources: Vec<SourceSummary>,
-    pub rows_by_day: Vec<DayRows>,
-    pub recent_activity: Vec<LogEntry>,
+pub(crate) struct Overview {
+    pub(crate) totals: Totals,
+    pub(crate) sources: Vec<SourceSummary>,
+    pub(crate) rows_by_day: Vec<DayRows>,
+    pub(crate) recent_activity: Vec<LogEntry>,
 }
 
 fn rows_by_day(c: &rusqlite::Connection, days: i64) -> rusqlite::Result<Vec<DayRows>> {
@@ -80,7 +80,7 @@ fn rows_by_day(c: &rusqlite::Connection, days: i64) -> rusqlite::Result<Vec<DayR
     Ok(out)
 }
 
-pub async fn overview(state: &AppState) -> Result<Overview> {
+pub(crate) async fn overview(state: &AppState) -> Result<Overview> {
     let sources = views::summaries(state, None).await?;
     let (rows_by_day, recent_activity) = state
         .meta
@@ -108,16 +108,16 @@ pub async fn overview(state: &AppState) -> Result<Overview> {
 }
 
 /// `GET /api/overview`: what the overview page shows.
-pub async fn show_overview(State(state): State<AppState>) -> Result<Json<Overview>> {
+pub(crate) async fn show_overview(State(state): State<AppState>) -> Result<Json<Overview>> {
     Ok(Json(overview(&state).await?))
 }
 
 /// What a signed-in user may do on the source pages.
-pub struct Controls {
-    pub sync: bool,
-    pub upload: bool,
-    pub delete: bool,
-    pub query: bool,
+pub(crate) struct Controls {
+    pub(crate) sync: bool,
+    pub(crate) upload: bool,
+    pub(crate) delete: bool,
+    pub(crate) query: bool,
 }
 
 impl Controls {
@@ -141,7 +141,7 @@ struct OverviewPage {
 }
 
 /// `GET /`.
-pub async fn overview_page(
+pub(crate) async fn overview_page(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Response> {
@@ -161,7 +161,10 @@ struct SourcesPage {
 }
 
 /// `GET /sources`.
-pub async fn sources_page(State(state): State<AppState>, principal: Principal) -> Result<Response> {
+pub(crate) async fn sources_page(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response> {
     render(&SourcesPage {
         nav: Nav::of(&state, &principal, "/sources"),
         sources: views::summaries(&state, None).await?,
@@ -178,7 +181,7 @@ struct SourcePage {
 }
 
 /// `GET /sources/{name}`.
-pub async fn source_page(
+pub(crate) async fn source_page(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,

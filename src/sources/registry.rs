@@ -24,7 +24,7 @@ use crate::config::{Config, Mode, OnDelete};
 /// How a source's files map to tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Layout {
+pub(crate) enum Layout {
     /// One table per file, named after the file.
     TablePerFile,
     /// Every file unioned into one table.
@@ -32,27 +32,27 @@ pub enum Layout {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Source {
-    pub name: String,
+pub(crate) struct Source {
+    pub(crate) name: String,
     /// `local_files` for declared sources, `folder` for discovered ones.
-    pub kind: &'static str,
-    pub directory: PathBuf,
-    pub recursive: bool,
-    pub pattern: String,
-    pub layout: Layout,
-    pub mode: Mode,
-    pub on_delete: OnDelete,
-    pub enabled: bool,
+    pub(crate) kind: &'static str,
+    pub(crate) directory: PathBuf,
+    pub(crate) recursive: bool,
+    pub(crate) pattern: String,
+    pub(crate) layout: Layout,
+    pub(crate) mode: Mode,
+    pub(crate) on_delete: OnDelete,
+    pub(crate) enabled: bool,
 }
 
 impl Source {
     /// `raw_<name>`.
-    pub fn schema(&self) -> String {
+    pub(crate) fn schema(&self) -> String {
         format!("raw_{}", self.name)
     }
 
     /// The table a file at `path` loads into.
-    pub fn table_for(&self, path: &Path) -> String {
+    pub(crate) fn table_for(&self, path: &Path) -> String {
         match self.layout {
             Layout::Union => self.name.clone(),
             Layout::TablePerFile => {
@@ -68,19 +68,19 @@ impl Source {
 
 /// A file on disk that belongs to a source.
 #[derive(Debug, Clone, Serialize)]
-pub struct DiskFile {
-    pub path: PathBuf,
+pub(crate) struct DiskFile {
+    pub(crate) path: PathBuf,
     /// Relative to the project directory, with `/`: the ledger key.
-    pub rel: String,
-    pub size: u64,
-    pub mtime: DateTime<Utc>,
+    pub(crate) rel: String,
+    pub(crate) size: u64,
+    pub(crate) mtime: DateTime<Utc>,
     /// `None` for files Kura does not read (listed, never loaded).
     #[serde(skip)]
-    pub kind: Option<Kind>,
+    pub(crate) kind: Option<Kind>,
 }
 
 /// All sources of the project, by name.
-pub fn discover(config: &Config) -> BTreeMap<String, Source> {
+pub(crate) fn discover(config: &Config) -> BTreeMap<String, Source> {
     let mut sources = BTreeMap::new();
     for declared in &config.sources {
         sources.insert(
@@ -147,7 +147,7 @@ pub fn discover(config: &Config) -> BTreeMap<String, Source> {
 }
 
 /// Folders that could not become sources because their name is taken.
-pub fn conflicts(config: &Config, sources: &BTreeMap<String, Source>) -> Vec<String> {
+pub(crate) fn conflicts(config: &Config, sources: &BTreeMap<String, Source>) -> Vec<String> {
     let mut out = Vec::new();
     for watch in &config.platform.watch_directories {
         let Ok(entries) = std::fs::read_dir(config.root.join(watch)) else {
@@ -182,7 +182,7 @@ fn normalize(p: &Path) -> PathBuf {
 }
 
 /// The files of `source` on disk, sorted by path. Hidden and temporary files are skipped.
-pub fn files(root: &Path, source: &Source) -> std::io::Result<Vec<DiskFile>> {
+pub(crate) fn files(root: &Path, source: &Source) -> std::io::Result<Vec<DiskFile>> {
     let mut out = Vec::new();
     if source.directory.is_dir() {
         collect(root, source, &source.directory, &mut out)?;
@@ -234,7 +234,7 @@ fn collect(
 }
 
 /// `path` relative to `root`, with forward slashes.
-pub fn relative(root: &Path, path: &Path) -> String {
+pub(crate) fn relative(root: &Path, path: &Path) -> String {
     let root = normalize(root);
     let full = normalize(path);
     let rel = full.strip_prefix(&root).unwrap_or(path);
@@ -245,7 +245,7 @@ pub fn relative(root: &Path, path: &Path) -> String {
 }
 
 /// `*` matches any run, `?` one character; case-insensitive.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.to_lowercase().chars().collect();
     let n: Vec<char> = name.to_lowercase().chars().collect();
     let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);

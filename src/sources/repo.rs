@@ -12,7 +12,7 @@ use crate::db::meta::{MetaDb, MetaError};
 use crate::time::now_text as now;
 
 /// Opens a sync record; returns its id.
-pub async fn create_run(
+pub(crate) async fn create_run(
     meta: &MetaDb,
     source: &str,
     trigger: &str,
@@ -31,7 +31,7 @@ pub async fn create_run(
 
 /// Marks the syncs a stop or crash cut off as failed: their file in progress never
 /// committed. Run at start-up, before any sync.
-pub fn close_interrupted_runs(c: &rusqlite::Connection) -> rusqlite::Result<usize> {
+pub(crate) fn close_interrupted_runs(c: &rusqlite::Connection) -> rusqlite::Result<usize> {
     c.execute(
         "UPDATE sync_runs SET status = 'failed', error = 'interrupted: Kura stopped during this sync', \
          ended_at = started_at WHERE status = 'running'",
@@ -40,7 +40,7 @@ pub fn close_interrupted_runs(c: &rusqlite::Connection) -> rusqlite::Result<usiz
 }
 
 /// Rows loaded per day (`YYYY-MM-DD` of the sync's end) from `first_day` on.
-pub fn rows_per_day_since(
+pub(crate) fn rows_per_day_since(
     c: &rusqlite::Connection,
     first_day: &str,
 ) -> rusqlite::Result<std::collections::HashMap<String, u64>> {
@@ -55,7 +55,7 @@ pub fn rows_per_day_since(
 }
 
 /// Closes a sync record with its outcome.
-pub async fn finish_run(
+pub(crate) async fn finish_run(
     meta: &MetaDb,
     id: i64,
     status: &str,
@@ -85,26 +85,26 @@ pub async fn finish_run(
 /// the reference's keys (`id`, `schedule_name`, `sources`, `duration_seconds`,
 /// `rows_processed`; `timestamp` and `error_message` of its source history) beside Kura's.
 #[derive(Debug, Clone)]
-pub struct SyncRun {
-    pub record_id: i64,
-    pub source: String,
-    pub trigger: String,
-    pub full_refresh: bool,
-    pub status: String,
-    pub started_at: String,
-    pub ended_at: Option<String>,
-    pub duration_ms: Option<i64>,
-    pub rows: Option<i64>,
-    pub files_loaded: Option<i64>,
-    pub files_failed: Option<i64>,
-    pub error: Option<String>,
-    pub files: serde_json::Value,
+pub(crate) struct SyncRun {
+    pub(crate) record_id: i64,
+    pub(crate) source: String,
+    pub(crate) trigger: String,
+    pub(crate) full_refresh: bool,
+    pub(crate) status: String,
+    pub(crate) started_at: String,
+    pub(crate) ended_at: Option<String>,
+    pub(crate) duration_ms: Option<i64>,
+    pub(crate) rows: Option<i64>,
+    pub(crate) files_loaded: Option<i64>,
+    pub(crate) files_failed: Option<i64>,
+    pub(crate) error: Option<String>,
+    pub(crate) files: serde_json::Value,
 }
 
 impl SyncRun {
     /// The reference's `schedule_name`: `manual` for a sync a person or the watcher
     /// started, `schedule` for one a schedule started (its runs name the schedule).
-    pub fn schedule_name(&self) -> &'static str {
+    pub(crate) fn schedule_name(&self) -> &'static str {
         if self.trigger == "schedule" {
             "schedule"
         } else {
@@ -168,7 +168,7 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SyncRun> {
     })
 }
 
-pub fn run_by_id(c: &rusqlite::Connection, id: i64) -> rusqlite::Result<Option<SyncRun>> {
+pub(crate) fn run_by_id(c: &rusqlite::Connection, id: i64) -> rusqlite::Result<Option<SyncRun>> {
     c.query_row(
         &format!("SELECT {RUN_COLUMNS} FROM sync_runs WHERE id = ?1"),
         [id],
@@ -177,7 +177,7 @@ pub fn run_by_id(c: &rusqlite::Connection, id: i64) -> rusqlite::Result<Option<S
     .optional()
 }
 
-pub fn runs_for(
+pub(crate) fn runs_for(
     c: &rusqlite::Connection,
     source: &str,
     limit: i64,
@@ -190,7 +190,7 @@ pub fn runs_for(
 }
 
 /// The latest finished run of every source.
-pub fn last_runs(c: &rusqlite::Connection) -> rusqlite::Result<BTreeMap<String, SyncRun>> {
+pub(crate) fn last_runs(c: &rusqlite::Connection) -> rusqlite::Result<BTreeMap<String, SyncRun>> {
     let mut stmt = c.prepare(&format!(
         "SELECT {RUN_COLUMNS} FROM sync_runs WHERE id IN \
          (SELECT max(id) FROM sync_runs WHERE status <> 'running' GROUP BY source)"

@@ -36,7 +36,7 @@ use crate::events::EventKind;
 /// What started a sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Trigger {
+pub(crate) enum Trigger {
     Api,
     Watcher,
     Startup,
@@ -46,7 +46,7 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Api => "api",
             Self::Watcher => "watcher",
@@ -59,23 +59,23 @@ impl Trigger {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SyncOptions {
+pub(crate) struct SyncOptions {
     /// Reload every file, changed or not.
-    pub full_refresh: bool,
+    pub(crate) full_refresh: bool,
     /// Let a file with no rows replace the rows loaded from it before.
-    pub allow_empty: bool,
+    pub(crate) allow_empty: bool,
 }
 
 /// One file's outcome within a sync.
 #[derive(Debug, Clone, Serialize)]
-pub struct FileOutcome {
-    pub path: String,
+pub(crate) struct FileOutcome {
+    pub(crate) path: String,
     /// loaded | unchanged | touched | failed | removed | kept | unsupported | writing (still
     /// being written: left for the watcher to sync when complete)
-    pub outcome: &'static str,
-    pub rows: u64,
+    pub(crate) outcome: &'static str,
+    pub(crate) rows: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 impl FileOutcome {
@@ -92,11 +92,11 @@ impl FileOutcome {
 
 /// The result of a whole sync.
 #[derive(Debug, Clone, Serialize, Default)]
-pub struct SyncReport {
-    pub files: Vec<FileOutcome>,
-    pub rows: u64,
-    pub files_loaded: u64,
-    pub files_failed: u64,
+pub(crate) struct SyncReport {
+    pub(crate) files: Vec<FileOutcome>,
+    pub(crate) rows: u64,
+    pub(crate) files_loaded: u64,
+    pub(crate) files_failed: u64,
 }
 
 /// Syncs that run at once; the rest wait their turn (still shown as syncing). All loads
@@ -116,7 +116,7 @@ pub struct SyncTracker {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SyncError {
+pub(crate) enum SyncError {
     #[error("source {0} is already syncing")]
     InProgress(String),
     #[error("there is no source named {0}")]
@@ -140,7 +140,7 @@ impl Default for SyncTracker {
 }
 
 impl SyncTracker {
-    pub fn is_running(&self, source: &str) -> bool {
+    pub(crate) fn is_running(&self, source: &str) -> bool {
         crate::locks::lock(&self.running).contains(source)
     }
 
@@ -156,7 +156,7 @@ impl SyncTracker {
 
     /// Stops the running sync of `source`: no further file is loaded, and the load running
     /// now is interrupted (its transaction rolls back). False when none runs.
-    pub fn cancel(&self, source: &str) -> bool {
+    pub(crate) fn cancel(&self, source: &str) -> bool {
         if !self.is_running(source) {
             return false;
         }
@@ -205,7 +205,7 @@ impl SyncTracker {
 /// Starts a sync of `name` in the background and returns its record id. With
 /// `queue_if_running`, a source that is syncing syncs once more afterwards (the watcher's
 /// way); otherwise that is [`SyncError::InProgress`] (the API's 409).
-pub async fn start(
+pub(crate) async fn start(
     state: &AppState,
     name: &str,
     options: SyncOptions,
@@ -263,7 +263,7 @@ pub async fn start(
 }
 
 /// Runs one sync to the end, recording and announcing it.
-pub async fn run(
+pub(crate) async fn run(
     state: &AppState,
     source: &Source,
     record_id: i64,
@@ -355,7 +355,7 @@ pub async fn run(
 }
 
 /// Rows in every table of a schema.
-pub fn schema_rows(conn: &duckdb::Connection, schema: &str) -> duckdb::Result<u64> {
+pub(crate) fn schema_rows(conn: &duckdb::Connection, schema: &str) -> duckdb::Result<u64> {
     let tables: Vec<String> = {
         let mut stmt =
             conn.prepare("SELECT table_name FROM duckdb_tables() WHERE schema_name = ?")?;
@@ -753,7 +753,7 @@ fn stage(original: &Path, staging: &Path, kind: Kind) -> std::io::Result<PathBuf
 }
 
 /// xxh3-128 of the file's content, as hex.
-pub fn hash_file(path: &Path) -> std::io::Result<String> {
+pub(crate) fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -21,39 +21,39 @@ use crate::db::warehouse::sql_ident;
 use crate::error::{AppError, Result};
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ColumnInfo {
-    pub name: String,
+pub(crate) struct ColumnInfo {
+    pub(crate) name: String,
     #[serde(rename = "type")]
-    pub data_type: String,
+    pub(crate) data_type: String,
 }
 
 /// A table of a source: `raw_<source>.<table>`, as the reference names it (`name` the
 /// table, `schema` the schema), with its columns.
 #[derive(Debug, Clone, Serialize)]
-pub struct TableSummary {
-    pub name: String,
-    pub row_count: u64,
-    pub schema: String,
-    pub columns: Vec<ColumnInfo>,
+pub(crate) struct TableSummary {
+    pub(crate) name: String,
+    pub(crate) row_count: u64,
+    pub(crate) schema: String,
+    pub(crate) columns: Vec<ColumnInfo>,
 }
 
 impl TableSummary {
     /// `raw_sales.orders`.
-    pub fn qualified(&self) -> String {
+    pub(crate) fn qualified(&self) -> String {
         format!("{}.{}", self.schema, self.name)
     }
 }
 
 /// Tables of every `raw_*` schema and the ledger per source, at one warehouse generation.
 #[derive(Default)]
-pub struct WarehouseView {
+pub(crate) struct WarehouseView {
     tables: BTreeMap<String, Vec<TableSummary>>,
     ledger: BTreeMap<String, ledger::Summary>,
 }
 
 impl WarehouseView {
     /// Whether `schema.table` is a table the view knows.
-    pub fn has_table(&self, schema: &str, table: &str) -> bool {
+    pub(crate) fn has_table(&self, schema: &str, table: &str) -> bool {
         self.tables
             .get(schema)
             .is_some_and(|list| list.iter().any(|t| t.name == table))
@@ -62,7 +62,7 @@ impl WarehouseView {
 
 /// The last [`WarehouseView`] and the generation it was read at.
 #[derive(Default)]
-pub struct ViewCache(Mutex<Option<(u64, Arc<WarehouseView>)>>);
+pub(crate) struct ViewCache(Mutex<Option<(u64, Arc<WarehouseView>)>>);
 
 impl ViewCache {
     fn get(&self, generation: u64) -> Option<Arc<WarehouseView>> {
@@ -128,7 +128,10 @@ fn read_view(c: &duckdb::Connection) -> duckdb::Result<WarehouseView> {
 
 /// The row counts of `tables` (schema, table), in their order, in one statement: one
 /// parse and plan instead of one per table (which cost ~1 ms each).
-pub fn row_counts(c: &duckdb::Connection, tables: &[(&str, &str)]) -> duckdb::Result<Vec<u64>> {
+pub(crate) fn row_counts(
+    c: &duckdb::Connection,
+    tables: &[(&str, &str)],
+) -> duckdb::Result<Vec<u64>> {
     if tables.is_empty() {
         return Ok(Vec::new());
     }
@@ -152,7 +155,7 @@ pub fn row_counts(c: &duckdb::Connection, tables: &[(&str, &str)]) -> duckdb::Re
 }
 
 /// The warehouse view at the current generation, read only when a commit changed it.
-pub async fn warehouse_view(state: &AppState) -> Result<Arc<WarehouseView>> {
+pub(crate) async fn warehouse_view(state: &AppState) -> Result<Arc<WarehouseView>> {
     let generation = state.warehouse.generation();
     if let Some(view) = state.source_views.get(generation) {
         return Ok(view);
@@ -171,55 +174,55 @@ pub async fn warehouse_view(state: &AppState) -> Result<Arc<WarehouseView>> {
 /// (`last_update`, `days_old`) and its server's (`status`, `hours_since_sync`,
 /// `last_sync_time`, `last_sync_status`).
 #[derive(Debug, Clone, Serialize)]
-pub struct Freshness {
-    pub last_update: Option<String>,
-    pub days_old: Option<f64>,
+pub(crate) struct Freshness {
+    pub(crate) last_update: Option<String>,
+    pub(crate) days_old: Option<f64>,
     /// fresh, stale (older than the notifications' stale threshold) or never_synced.
-    pub status: &'static str,
-    pub hours_since_sync: Option<f64>,
-    pub last_sync_time: Option<String>,
-    pub last_sync_status: Option<String>,
+    pub(crate) status: &'static str,
+    pub(crate) hours_since_sync: Option<f64>,
+    pub(crate) last_sync_time: Option<String>,
+    pub(crate) last_sync_status: Option<String>,
 }
 
 /// One source as `/api/sources` lists it and the overview card shows it.
 #[derive(Debug, Clone, Serialize)]
-pub struct SourceSummary {
-    pub name: String,
+pub(crate) struct SourceSummary {
+    pub(crate) name: String,
     /// The reference's source type: every Kura source is a folder of local files.
     #[serde(rename = "type")]
-    pub source_type: &'static str,
+    pub(crate) source_type: &'static str,
     /// `local_files` (declared in project.yml) or `folder` (found in a watched folder).
-    pub kind: &'static str,
-    pub enabled: bool,
-    pub directory: std::path::PathBuf,
-    pub last_sync: Option<String>,
-    pub last_sync_status: Option<String>,
-    pub row_count: u64,
+    pub(crate) kind: &'static str,
+    pub(crate) enabled: bool,
+    pub(crate) directory: std::path::PathBuf,
+    pub(crate) last_sync: Option<String>,
+    pub(crate) last_sync_status: Option<String>,
+    pub(crate) row_count: u64,
     /// syncing, not_synced, failed, empty or synced.
-    pub status: &'static str,
-    pub failed_files: u64,
-    pub freshness: Freshness,
-    pub tables: Vec<TableSummary>,
-    pub has_schedule: bool,
+    pub(crate) status: &'static str,
+    pub(crate) failed_files: u64,
+    pub(crate) freshness: Freshness,
+    pub(crate) tables: Vec<TableSummary>,
+    pub(crate) has_schedule: bool,
     /// The names of the enabled schedules that sync it, or "Manual".
-    pub schedule_display: String,
+    pub(crate) schedule_display: String,
     /// Only changed files are loaded on a sync.
-    pub supports_incremental: bool,
+    pub(crate) supports_incremental: bool,
     /// Files carry no date range to ask for: `start_date`/`end_date` are ignored.
-    pub supports_date_range: bool,
+    pub(crate) supports_date_range: bool,
     /// `incremental`: each sync loads the files that changed.
-    pub sync_mode: &'static str,
-    pub lookback_days: Option<u32>,
+    pub(crate) sync_mode: &'static str,
+    pub(crate) lookback_days: Option<u32>,
     /// `replace` (a changed file's rows replace its earlier rows) or `append`.
-    pub write_disposition: &'static str,
-    pub needs_attention: bool,
-    pub attention_reason: Option<String>,
-    pub last_sync_duration_seconds: Option<f64>,
+    pub(crate) write_disposition: &'static str,
+    pub(crate) needs_attention: bool,
+    pub(crate) attention_reason: Option<String>,
+    pub(crate) last_sync_duration_seconds: Option<f64>,
 }
 
 impl SourceSummary {
     /// "2 h ago"-style age of the last load, for the pages.
-    pub fn age(&self) -> String {
+    pub(crate) fn age(&self) -> String {
         match self.freshness.days_old {
             None => "never loaded".into(),
             Some(d) if d < 1.0 / 24.0 => "< 1 h ago".into(),
@@ -336,7 +339,10 @@ fn schedules_by_source(state: &AppState) -> BTreeMap<String, Vec<String>> {
 }
 
 /// Every source (or only `only`), in name order.
-pub async fn summaries(state: &AppState, only: Option<&Source>) -> Result<Vec<SourceSummary>> {
+pub(crate) async fn summaries(
+    state: &AppState,
+    only: Option<&Source>,
+) -> Result<Vec<SourceSummary>> {
     let view = warehouse_view(state).await?;
     let last_runs = state.meta.read(repo::last_runs).await?;
     let schedules = schedules_by_source(state);
@@ -355,27 +361,27 @@ pub async fn summaries(state: &AppState, only: Option<&Source>) -> Result<Vec<So
 /// reference answers (and as `DELETE .../csv-files?file_path=` takes it);
 /// `relative_path` is the project-relative one.
 #[derive(Debug, Clone, Serialize)]
-pub struct FileEntry {
-    pub path: String,
-    pub relative_path: String,
-    pub name: Option<String>,
-    pub filename: Option<String>,
+pub(crate) struct FileEntry {
+    pub(crate) path: String,
+    pub(crate) relative_path: String,
+    pub(crate) name: Option<String>,
+    pub(crate) filename: Option<String>,
     /// In the warehouse now.
-    pub loaded: bool,
-    pub rows_loaded: Option<i64>,
-    pub size: Option<u64>,
-    pub modified: Option<String>,
-    pub on_disk: bool,
+    pub(crate) loaded: bool,
+    pub(crate) rows_loaded: Option<i64>,
+    pub(crate) size: Option<u64>,
+    pub(crate) modified: Option<String>,
+    pub(crate) on_disk: bool,
     /// not_loaded, unsupported, syncing, or the ledger's status (loaded, failed, deleted...).
-    pub status: String,
-    pub rows: Option<i64>,
-    pub error: Option<String>,
-    pub loaded_at: Option<String>,
-    pub table: Option<String>,
+    pub(crate) status: String,
+    pub(crate) rows: Option<i64>,
+    pub(crate) error: Option<String>,
+    pub(crate) loaded_at: Option<String>,
+    pub(crate) table: Option<String>,
 }
 
 /// Files on disk and in the ledger, merged by path.
-pub async fn file_listing(state: &AppState, source: &Source) -> Result<Vec<FileEntry>> {
+pub(crate) async fn file_listing(state: &AppState, source: &Source) -> Result<Vec<FileEntry>> {
     let root = state.config.root.clone();
     let src = source.clone();
     let disk = blocking::run(move || registry::files(&root, &src))

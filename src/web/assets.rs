@@ -65,7 +65,7 @@ fn versions() -> &'static HashMap<&'static str, String> {
 
 /// The URL pages use for a static file: `/static/<name>?v=<content hash>`, so a new
 /// binary's pages never run an old script from a browser's cache.
-pub fn url(name: &str) -> String {
+pub(crate) fn url(name: &str) -> String {
     match versions().get(name) {
         Some(v) => format!("/static/{name}?v={v}"),
         // Not an embedded file: the request will be a 404 (a test checks every page's).
@@ -74,14 +74,14 @@ pub fn url(name: &str) -> String {
 }
 
 #[derive(serde::Deserialize)]
-pub struct Version {
+pub(crate) struct Version {
     v: Option<String>,
 }
 
 /// `GET /static/{name}`: with the current content hash in `?v=` the answer may be cached
 /// for a year without asking again; without it (or with an old one) the browser checks
 /// each time.
-pub async fn serve_asset(
+pub(crate) async fn serve_asset(
     crate::web::extract::Path(name): crate::web::extract::Path<String>,
     crate::web::extract::Query(version): crate::web::extract::Query<Version>,
 ) -> Result<Response, AppError> {

@@ -20,16 +20,16 @@ use tokio::time::{Instant, Sleep};
 
 /// The client's address, as `ConnectInfo<PeerAddr>` in the request's extensions.
 #[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+pub(crate) struct PeerAddr(pub SocketAddr);
 
 /// A TCP listener whose connections close after `idle` without traffic.
-pub struct TimedListener {
+pub(crate) struct TimedListener {
     inner: TcpListener,
     idle: Duration,
 }
 
 impl TimedListener {
-    pub fn new(inner: TcpListener, idle: Duration) -> Self {
+    pub(crate) fn new(inner: TcpListener, idle: Duration) -> Self {
         Self { inner, idle }
     }
 }
@@ -55,7 +55,7 @@ impl Connected<IncomingStream<'_, TimedListener>> for PeerAddr {
 }
 
 /// A stream that fails with `TimedOut` once nothing was read or written for `idle`.
-pub struct IdleTimeout<T> {
+pub(crate) struct IdleTimeout<T> {
     inner: T,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::error::json_error;
 
 /// JSON request body or response.
-pub struct Json<T>(pub T);
+pub(crate) struct Json<T>(pub T);
 
 impl<T, S> FromRequest<S> for Json<T>
 where
@@ -43,14 +43,14 @@ impl<T: Serialize> IntoResponse for Json<T> {
 /// A list answer: a plain JSON array (as the reference product answers) with the number
 /// of items matching the request in `X-Total-Count`, so a page of a longer list still
 /// tells its total without wrapping the array.
-pub struct List<T> {
-    pub items: Vec<T>,
-    pub total: usize,
+pub(crate) struct List<T> {
+    pub(crate) items: Vec<T>,
+    pub(crate) total: usize,
 }
 
 impl<T> List<T> {
     /// The whole list: its total is its length.
-    pub fn all(items: Vec<T>) -> Self {
+    pub(crate) fn all(items: Vec<T>) -> Self {
         let total = items.len();
         Self { items, total }
     }
@@ -67,7 +67,7 @@ impl<T: Serialize> IntoResponse for List<T> {
 }
 
 /// A query string, refused with the JSON error shape (`invalid_query`) when it does not fit.
-pub struct Query<T>(pub T);
+pub(crate) struct Query<T>(pub T);
 
 impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
 where
@@ -97,7 +97,7 @@ where
 
 /// Path parameters, refused with the JSON error shape (422 `invalid_path`, as FastAPI
 /// answers a record id that is not a number) instead of axum's plain text.
-pub struct Path<T>(pub T);
+pub(crate) struct Path<T>(pub T);
 
 impl<T, S> axum::extract::FromRequestParts<S> for Path<T>
 where
@@ -155,7 +155,7 @@ fn plain(what: &str, text: &str) -> String {
 
 /// A JSON body that may be absent: an empty body gives `T::default()` (so
 /// `POST /api/sources/x/sync` with no body is a plain sync), anything else must parse.
-pub struct JsonOrEmpty<T>(pub T);
+pub(crate) struct JsonOrEmpty<T>(pub T);
 
 impl<T, S> FromRequest<S> for JsonOrEmpty<T>
 where
@@ -188,7 +188,7 @@ where
 
 /// The client's address, from the connection (Kura is not meant to sit behind a proxy
 /// that would make `X-Forwarded-For` trustworthy). `None` when served without one.
-pub struct ClientIp(pub Option<std::net::IpAddr>);
+pub(crate) struct ClientIp(pub Option<std::net::IpAddr>);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
@@ -201,7 +201,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
     }
 }
 
-pub fn client_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+pub(crate) fn client_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
     extensions
         .get::<axum::extract::ConnectInfo<super::conn::PeerAddr>>()
         .map(|c| c.0.0.ip())

@@ -23,7 +23,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 struct Route(String);
 
 /// Route layer: records the matched route template on the response.
-pub async fn record_route(req: Request, next: Next) -> Response {
+pub(crate) async fn record_route(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -38,7 +38,7 @@ pub async fn record_route(req: Request, next: Next) -> Response {
 /// Gives the request an id (`x-request-id`), logs it once when answered, and logs the cause
 /// of an internal error (which the client never sees) with that id. The line names the
 /// route template, never the raw path (see [`Route`]).
-pub async fn log_requests(req: Request, next: Next) -> Response {
+pub(crate) async fn log_requests(req: Request, next: Next) -> Response {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let method = req.method().clone();
     let request_path = req.uri().path();
@@ -82,7 +82,7 @@ const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'sel
 
 /// Security headers on every response; pages also get the content security policy and
 /// may not be framed (clickjacking).
-pub async fn security_headers(req: Request, next: Next) -> Response {
+pub(crate) async fn security_headers(req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
     headers.insert(

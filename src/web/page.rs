@@ -13,20 +13,20 @@ use crate::auth::{Permission, Principal, Via};
 use crate::error::{AppError, Result};
 
 /// One link of the main navigation.
-pub struct Link {
-    pub href: &'static str,
-    pub label: &'static str,
-    pub current: bool,
+pub(crate) struct Link {
+    pub(crate) href: &'static str,
+    pub(crate) label: &'static str,
+    pub(crate) current: bool,
 }
 
-pub struct Nav {
-    pub email: String,
-    pub role: &'static str,
-    pub csrf: String,
-    pub can_sign_out: bool,
-    pub links: Vec<Link>,
-    pub settings: Vec<Link>,
-    pub syncing: Vec<String>,
+pub(crate) struct Nav {
+    pub(crate) email: String,
+    pub(crate) role: &'static str,
+    pub(crate) csrf: String,
+    pub(crate) can_sign_out: bool,
+    pub(crate) links: Vec<Link>,
+    pub(crate) settings: Vec<Link>,
+    pub(crate) syncing: Vec<String>,
 }
 
 /// The main navigation: (path, label, permission needed).
@@ -67,7 +67,7 @@ fn links(
 
 impl Nav {
     /// The navigation of `principal` on the page at `current` (a path).
-    pub fn of(state: &AppState, p: &Principal, current: &str) -> Self {
+    pub(crate) fn of(state: &AppState, p: &Principal, current: &str) -> Self {
         let (csrf, can_sign_out) = match &p.via {
             Via::Session { csrf, .. } => (csrf.clone(), true),
             _ => (String::new(), false),
@@ -84,7 +84,7 @@ impl Nav {
     }
 }
 
-pub fn render(page: &impl Template) -> Result<Response> {
+pub(crate) fn render(page: &impl Template) -> Result<Response> {
     let html = page
         .render()
         .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot render a page: {e}")))?;
@@ -96,7 +96,10 @@ pub mod filters {
     use std::fmt::Display;
 
     /// 1234567 → "1,234,567"; anything that is not a whole number is left as it is.
-    pub fn thousands<T: Display>(value: T, _: &dyn askama::Values) -> askama::Result<String> {
+    pub(crate) fn thousands<T: Display>(
+        value: T,
+        _: &dyn askama::Values,
+    ) -> askama::Result<String> {
         let text = value.to_string();
         let (sign, digits) = text
             .strip_prefix('-')
@@ -116,12 +119,15 @@ pub mod filters {
     }
 
     /// The URL of a static file, with its content hash (served as immutable).
-    pub fn asset<T: Display>(name: T, _: &dyn askama::Values) -> askama::Result<String> {
+    pub(crate) fn asset<T: Display>(name: T, _: &dyn askama::Values) -> askama::Result<String> {
         Ok(crate::web::assets::url(&name.to_string()))
     }
 
     /// A status code as words.
-    pub fn label<T: Display>(value: T, _: &dyn askama::Values) -> askama::Result<&'static str> {
+    pub(crate) fn label<T: Display>(
+        value: T,
+        _: &dyn askama::Values,
+    ) -> askama::Result<&'static str> {
         Ok(match value.to_string().as_str() {
             "syncing" => "Syncing",
             "not_synced" => "No data yet",
@@ -145,7 +151,7 @@ pub mod filters {
     }
 
     /// An RFC 3339 time as "2026-11-23 14:05 UTC" (the page's script shows local times).
-    pub fn when<T: Display>(value: T, _: &dyn askama::Values) -> askama::Result<String> {
+    pub(crate) fn when<T: Display>(value: T, _: &dyn askama::Values) -> askama::Result<String> {
         let text = value.to_string();
         Ok(
             chrono::DateTime::parse_from_rfc3339(&text).map_or(text, |t| {
