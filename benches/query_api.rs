@@ -151,11 +151,12 @@ fn main() {
     );
 
     // 1. Startup and idle memory, on a copy of the example project: RSS 3 s after the
-    // start, then again 3 s after 200 queries (the code they ran stays mapped until the
-    // next quiet spell; see `release_code_pages` in src/db/warehouse.rs).
+    // start, then 3 s and 35 s after 200 queries (the code they ran stays mapped until the
+    // next 30 s quiet spell; see `release_code_pages` in src/db/warehouse.rs).
     let mut ready = Vec::new();
     let mut idle = Vec::new();
     let mut used = (0, 0, 0);
+    let mut rested = (0, 0, 0);
     for run in 0..5 {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(
@@ -164,7 +165,7 @@ fn main() {
         );
         let (server, t) = Server::start_in(dir, &[]);
         ready.push(t.as_secs_f64() * 1000.0);
-        rt.block_on(tokio::time::sleep(Duration::from_secs(3)));
+        rt.block_on(async { tokio::time::sleep(Duration::from_secs(3)).await });
         let rss = |s: &Server| {
             (
                 s.rss_kb("VmRSS:"),
@@ -189,15 +190,34 @@ fn main() {
                     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
                 }
             });
-            rt.block_on(tokio::time::sleep(Duration::from_secs(3)));
+            rt.block_on(async { tokio::time::sleep(Duration::from_secs(3)).await });
             used = rss(&server);
+            // Past the quiet spell after which the code pages are given back again.
+            rt.block_on(async { tokio::time::sleep(Duration::from_secs(32)).await });
+            rested = rss(&server);
         }
         server.stop();
     }
     let ready_ms = median(ready);
+    // Baseline: the same executable started and finished with nothing to do (exec and the
+    // dynamic loader on a 300 MB binary), measured in this run.
+    let exec_ms = median(
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                let status = Command::new(KURA)
+                    .arg("--version")
+                    .stdout(Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect(),
+    );
     println!(
-        "[startup] exec -> first answered request: median {ready_ms:.1} ms over 5 starts (target < 200 ms; reference product ~2000 ms; ratio {:.3})",
-        ready_ms / 2000.0
+        "[startup] exec -> first answered request: median {ready_ms:.1} ms over 5 starts (target < 200 ms); `kura --version` exec alone {exec_ms:.1} ms (ratio {:.1}); reference product ~2000 ms",
+        ready_ms / exec_ms
     );
     let mb = |kb: u64| kb as f64 / 1024.0;
     let median_of =
@@ -209,12 +229,18 @@ fn main() {
         median_of(|r| r.2)
     );
     println!(
-        "[startup] RSS 3 s after 200 queries: {:.1} MB (anonymous {:.1} MB, file-backed {:.1} MB)\n",
+        "[startup] RSS 3 s after 200 queries: {:.1} MB (anonymous {:.1} MB, file-backed {:.1} MB)",
         mb(used.0),
         mb(used.1),
         mb(used.2)
     );
-    // `KURA_BENCH_ONLY=startup`: start-up and idle memory alone (half a minute).
+    println!(
+        "[startup] RSS 35 s after those queries: {:.1} MB (anonymous {:.1} MB, file-backed {:.1} MB)\n",
+        mb(rested.0),
+        mb(rested.1),
+        mb(rested.2)
+    );
+    // `KURA_BENCH_ONLY=startup`: start-up and idle memory alone (about a minute).
     if std::env::var("KURA_BENCH_ONLY").is_ok_and(|v| v == "startup") {
         return;
     }
