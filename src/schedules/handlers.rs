@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::file::{Schedule, mask_url};
@@ -30,46 +30,74 @@ fn warnings(s: &Schedule, typical_ms: Option<f64>) -> Vec<String> {
 
 /// A schedule in the reference's shape (`type`, `next_run_time`, `last_run` as the last
 /// run's object, `run_on`, `script_path`, `source_errors`) with Kura's keys beside it
-/// (`next_run`, `last_run_at`, `last_status`, `active_job`, `warnings`, ...).
+/// (`next_run`, `last_run_at`, `last_status`, `active_job`, `warnings`, ...): one
+/// description for `/api/schedules`, a schedule's route and the schedules page.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ScheduleView {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    next_run_time: Option<String>,
+    run_on: &'static str,
+    script_path: Option<String>,
+    pub(crate) source_errors: Option<Vec<String>>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) name: String,
+    cron: String,
+    pub(crate) expression: String,
+    pub(crate) description: String,
+    pub(crate) timezone: String,
+    pub(crate) sources: Vec<String>,
+    pub(crate) enabled: bool,
+    full_refresh: bool,
+    timeout_minutes: u64,
+    retries: u32,
+    notify_on: Vec<super::file::NotifyOn>,
+    pub(crate) next_run: Option<String>,
+    last_run: Option<repo::Job>,
+    pub(crate) last_run_at: Option<String>,
+    pub(crate) last_status: Option<String>,
+    pub(crate) active_job: Option<i64>,
+}
+
 fn describe(
     state: &AppState,
     s: &Schedule,
     known: &std::collections::BTreeMap<String, crate::sources::registry::Source>,
-    last: Option<&Value>,
+    last: Option<&repo::Job>,
     typical_ms: Option<f64>,
-) -> Value {
+) -> ScheduleView {
     let next_run = state.schedules.next_run(&s.def.name).map(crate::time::text);
-    let unknown: Vec<&String> = s
+    let unknown: Vec<String> = s
         .def
         .sources
         .iter()
         .filter(|n| !known.contains_key(*n))
+        .map(|n| format!("there is no source named {n}"))
         .collect();
-    json!({
-        "type": "sync",
-        "next_run_time": next_run,
-        "run_on": "both",
-        "script_path": None::<String>,
-        "source_errors": (!unknown.is_empty())
-            .then(|| unknown.iter().map(|n| format!("there is no source named {n}")).collect::<Vec<_>>()),
-        "warnings": warnings(s, typical_ms),
-        "name": s.def.name,
-        "cron": s.def.cron,
-        "expression": s.cron.expression,
-        "description": s.cron.describe(),
-        "timezone": s.def.timezone,
-        "sources": s.def.sources,
-        "enabled": s.def.enabled,
-        "full_refresh": s.def.full_refresh,
-        "timeout_minutes": s.def.timeout_minutes,
-        "retries": s.def.retries,
-        "notify_on": s.def.notify_on,
-        "next_run": next_run,
-        "last_run": last,
-        "last_run_at": last.map(|l| l["started_at"].clone()),
-        "last_status": last.map(|l| l["status"].clone()),
-        "active_job": state.schedules.active_job(&s.def.name),
-    })
+    ScheduleView {
+        kind: "sync",
+        next_run_time: next_run.clone(),
+        run_on: "both",
+        script_path: None,
+        source_errors: (!unknown.is_empty()).then_some(unknown),
+        warnings: warnings(s, typical_ms),
+        name: s.def.name.clone(),
+        cron: s.def.cron.clone(),
+        expression: s.cron.expression.clone(),
+        description: s.cron.describe(),
+        timezone: s.def.timezone.clone(),
+        sources: s.def.sources.clone(),
+        enabled: s.def.enabled,
+        full_refresh: s.def.full_refresh,
+        timeout_minutes: s.def.timeout_minutes,
+        retries: s.def.retries,
+        notify_on: s.def.notify_on.clone(),
+        next_run,
+        last_run: last.cloned(),
+        last_run_at: last.map(|l| l.started_at.clone()),
+        last_status: last.map(|l| l.status.clone()),
+        active_job: state.schedules.active_job(&s.def.name),
+    }
 }
 
 /// The mean duration of each schedule's last five finished jobs (skipped ticks aside).
@@ -77,22 +105,22 @@ async fn typical_durations(state: &AppState) -> Result<std::collections::HashMap
     Ok(state.meta.read(repo::typical_durations).await?)
 }
 
-async fn last_runs(state: &AppState) -> Result<std::collections::HashMap<String, Value>> {
+async fn last_runs(state: &AppState) -> Result<std::collections::HashMap<String, repo::Job>> {
     Ok(state.meta.read(repo::last_runs).await?)
 }
 
 /// `GET /api/schedules`: the schedules in force, as a plain list.
-pub(crate) async fn list_schedules(State(state): State<AppState>) -> Result<List<Value>> {
+pub(crate) async fn list_schedules(State(state): State<AppState>) -> Result<List<ScheduleView>> {
     Ok(List::all(described(&state).await?))
 }
 
 /// Every schedule in force, as `/api/schedules` and the page describe it.
-pub(crate) async fn described(state: &AppState) -> Result<Vec<Value>> {
+pub(crate) async fn described(state: &AppState) -> Result<Vec<ScheduleView>> {
     let current = state.schedules.current();
     let last = last_runs(state).await?;
     let typical = typical_durations(state).await?;
     let known = state.sources();
-    let schedules: Vec<Value> = current
+    let schedules: Vec<ScheduleView> = current
         .schedules
         .schedules
         .iter()
@@ -148,7 +176,7 @@ async fn runs(
     status: Option<String>,
     limit: u32,
     offset: u32,
-) -> Result<(Vec<Value>, i64)> {
+) -> Result<(Vec<repo::Job>, i64)> {
     Ok(state
         .meta
         .read(move |c| repo::runs(c, schedule.as_deref(), status.as_deref(), limit, offset))
@@ -164,13 +192,13 @@ pub(crate) async fn show_schedule(
     let last = last_runs(&state).await?;
     let typical = typical_durations(&state).await?;
     let (recent, _) = runs(&state, Some(name.clone()), None, 10, 0).await?;
-    let mut body = describe(
+    let mut body = json!(describe(
         &state,
         &schedule,
         &state.sources(),
         last.get(&name),
         typical.get(&name).copied(),
-    );
+    ));
     body["recent_history"] = json!(recent);
     Ok(Json(body))
 }
@@ -204,7 +232,7 @@ pub(crate) async fn schedule_history(
 }
 
 /// `GET /api/schedules/history/recent`: the latest 50 jobs of every schedule.
-pub(crate) async fn recent_history(State(state): State<AppState>) -> Result<List<Value>> {
+pub(crate) async fn recent_history(State(state): State<AppState>) -> Result<List<repo::Job>> {
     let (items, total) = runs(&state, None, None, 50, 0).await?;
     Ok(List {
         items,
@@ -290,7 +318,7 @@ pub(crate) fn unscheduled(state: &AppState) -> Vec<String> {
 }
 
 /// A webhook target as it is shown: its URL masked.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub(crate) struct Webhook {
     pub(crate) name: String,
     pub(crate) url: String,

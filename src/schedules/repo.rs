@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Marks the jobs a stop cut off as failed (at start-up, before any job runs).
 pub(crate) fn close_interrupted(c: &Connection, at: &str) -> rusqlite::Result<usize> {
@@ -98,13 +98,13 @@ pub(crate) fn typical_durations(c: &Connection) -> rusqlite::Result<HashMap<Stri
 }
 
 /// The latest job of every schedule, by schedule name.
-pub(crate) fn last_runs(c: &Connection) -> rusqlite::Result<HashMap<String, Value>> {
+pub(crate) fn last_runs(c: &Connection) -> rusqlite::Result<HashMap<String, Job>> {
     let mut stmt = c.prepare(&format!(
         "SELECT {RUN_COLUMNS} FROM schedule_runs WHERE id IN \
          (SELECT max(id) FROM schedule_runs GROUP BY schedule)"
     ))?;
-    stmt.query_map([], run_json)?
-        .map(|r| r.map(|v| (v["schedule"].as_str().unwrap_or_default().to_owned(), v)))
+    stmt.query_map([], job_row)?
+        .map(|r| r.map(|job| (job.schedule.clone(), job)))
         .collect()
 }
 
@@ -116,14 +116,14 @@ pub(crate) fn runs(
     status: Option<&str>,
     limit: u32,
     offset: u32,
-) -> rusqlite::Result<(Vec<Value>, i64)> {
+) -> rusqlite::Result<(Vec<Job>, i64)> {
     let filter = "(?1 IS NULL OR schedule = ?1) AND (?2 IS NULL OR status = ?2)";
     let mut stmt = c.prepare(&format!(
         "SELECT {RUN_COLUMNS} FROM schedule_runs WHERE {filter} \
          ORDER BY id DESC LIMIT ?3 OFFSET ?4"
     ))?;
     let runs = stmt
-        .query_map(params![schedule, status, limit, offset], run_json)?
+        .query_map(params![schedule, status, limit, offset], job_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let total = c.query_row(
         &format!("SELECT count(*) FROM schedule_runs WHERE {filter}"),
@@ -136,8 +136,37 @@ pub(crate) fn runs(
 const RUN_COLUMNS: &str = "id, schedule, trigger, started_at, ended_at, status, error, rows, duration_ms, attempts, sync_records";
 
 /// One job of a schedule: the reference's run (`id`, `schedule_name`, `sources`,
-/// `duration_seconds`, `rows_processed`) and Kura's keys.
-fn run_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+/// `duration_seconds`, `rows_processed`) and Kura's keys beside it; the routes answer it
+/// as it is and the schedules page lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Job {
+    pub(crate) id: i64,
+    schedule_name: String,
+    sources: Vec<Value>,
+    duration_seconds: Option<f64>,
+    rows_processed: Option<i64>,
+    job_id: i64,
+    pub(crate) schedule: String,
+    pub(crate) trigger: String,
+    pub(crate) started_at: String,
+    pub(crate) ended_at: Option<String>,
+    pub(crate) status: String,
+    pub(crate) error: Option<String>,
+    pub(crate) rows: Option<i64>,
+    pub(crate) duration_ms: Option<i64>,
+    pub(crate) attempts: i64,
+    sync_records: Value,
+}
+
+impl Job {
+    /// "1.2 s", for the page.
+    pub(crate) fn took(&self) -> Option<String> {
+        self.duration_ms
+            .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
+    }
+}
+
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     let records: Value = serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or(Value::Null);
     let sources: Vec<Value> = records
         .as_array()
@@ -149,22 +178,22 @@ fn run_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
         .unwrap_or_default();
     let (id, schedule): (i64, String) = (r.get(0)?, r.get(1)?);
     let (rows, duration_ms): (Option<i64>, Option<i64>) = (r.get(7)?, r.get(8)?);
-    Ok(json!({
-        "id": id,
-        "schedule_name": schedule,
-        "sources": sources,
-        "duration_seconds": duration_ms.map(|ms| ms as f64 / 1000.0),
-        "rows_processed": rows,
-        "job_id": id,
-        "schedule": schedule,
-        "trigger": r.get::<_, String>(2)?,
-        "started_at": r.get::<_, String>(3)?,
-        "ended_at": r.get::<_, Option<String>>(4)?,
-        "status": r.get::<_, String>(5)?,
-        "error": r.get::<_, Option<String>>(6)?,
-        "rows": rows,
-        "duration_ms": duration_ms,
-        "attempts": r.get::<_, i64>(9)?,
-        "sync_records": records,
-    }))
+    Ok(Job {
+        id,
+        schedule_name: schedule.clone(),
+        sources,
+        duration_seconds: duration_ms.map(|ms| ms as f64 / 1000.0),
+        rows_processed: rows,
+        job_id: id,
+        schedule,
+        trigger: r.get(2)?,
+        started_at: r.get(3)?,
+        ended_at: r.get(4)?,
+        status: r.get(5)?,
+        error: r.get(6)?,
+        rows,
+        duration_ms,
+        attempts: r.get(9)?,
+        sync_records: records,
+    })
 }

@@ -1,4 +1,6 @@
-//! A sync: compare a source's files on disk with its ledger and load what changed.
+//! A sync: compare a source's files on disk with its ledger and load what changed. What to
+//! do with each file is decided by `plan` (pure, from the listing, the ledger and the
+//! source's rules); this module carries the plan out:
 //!
 //! - new or changed (hash differs) → staged in `.kura/staging/`, loaded on the writer in one
 //!   transaction, unstaged;
