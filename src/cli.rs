@@ -62,6 +62,7 @@ async fn sync_in_process(
             &name,
             sync::Trigger::Cli.as_str(),
             full_refresh,
+            false,
         )
         .await?;
         let options = sync::SyncOptions {

@@ -22,6 +22,7 @@ pub struct Config {
     pub warehouse: WarehouseSection,
     pub api: ApiSection,
     pub auth: AuthSection,
+    pub models: ModelsSection,
     /// Sources declared explicitly; sub-folders of the watched folders need no entry.
     pub(crate) sources: Vec<SourceConfig>,
     /// The project directory; not part of the file, set by [`Config::load`].
@@ -201,6 +202,22 @@ impl Default for ApiSection {
             export_timeout_seconds: 3600,
             max_upload_mb: 1024,
             result_cache_mb: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsSection {
+    /// A view `staging.stg_<source>__<table>` per source table: its columns without
+    /// Kura's `_kura_*` ones, kept in step with the table.
+    pub generate_staging: bool,
+}
+
+impl Default for ModelsSection {
+    fn default() -> Self {
+        Self {
+            generate_staging: true,
         }
     }
 }

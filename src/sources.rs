@@ -16,5 +16,6 @@ pub mod naming;
 pub mod pages;
 pub mod registry;
 pub mod repo;
+pub(crate) mod staging;
 pub mod sync;
 pub mod views;

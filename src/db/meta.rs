@@ -39,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_two_factor_attempts",
         include_str!("migrations/0006_two_factor_attempts.sql"),
     ),
+    (
+        "0007_queued_syncs",
+        include_str!("migrations/0007_queued_syncs.sql"),
+    ),
 ];
 
 const READERS: usize = 2;

@@ -11,20 +11,51 @@ use crate::db::meta::{MetaDb, MetaError};
 
 use crate::time::now_text as now;
 
-/// Opens a sync record; returns its id.
+/// Opens a sync record, `running` or `queued` (to run once the sync now running ends);
+/// returns its id.
 pub(crate) async fn create_run(
     meta: &MetaDb,
     source: &str,
     trigger: &str,
     full_refresh: bool,
+    queued: bool,
 ) -> Result<i64, MetaError> {
     let (source, trigger) = (source.to_owned(), trigger.to_owned());
+    let status = if queued { "queued" } else { "running" };
     meta.write(move |tx| {
         tx.execute(
-            "INSERT INTO sync_runs (source, trigger, full_refresh, status, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
-            rusqlite::params![source, trigger, full_refresh, now()],
+            "INSERT INTO sync_runs (source, trigger, full_refresh, status, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![source, trigger, full_refresh, status, now()],
         )?;
         Ok(tx.last_insert_rowid())
+    })
+    .await
+}
+
+/// A queued sync record starts now (its full refresh as finally asked for).
+pub(crate) async fn start_queued_run(
+    meta: &MetaDb,
+    id: i64,
+    full_refresh: bool,
+) -> Result<(), MetaError> {
+    meta.write(move |tx| {
+        tx.execute(
+            "UPDATE sync_runs SET status = 'running', started_at = ?2, full_refresh = ?3 WHERE id = ?1",
+            rusqlite::params![id, now(), full_refresh],
+        )
+        .map(|_| ())
+    })
+    .await
+}
+
+/// Removes a queued record that another request's record made redundant.
+pub(crate) async fn forget_queued_run(meta: &MetaDb, id: i64) -> Result<(), MetaError> {
+    meta.write(move |tx| {
+        tx.execute(
+            "DELETE FROM sync_runs WHERE id = ?1 AND status = 'queued'",
+            [id],
+        )
+        .map(|_| ())
     })
     .await
 }
@@ -34,7 +65,7 @@ pub(crate) async fn create_run(
 pub(crate) fn close_interrupted_runs(c: &rusqlite::Connection) -> rusqlite::Result<usize> {
     c.execute(
         "UPDATE sync_runs SET status = 'failed', error = 'interrupted: Kura stopped during this sync', \
-         ended_at = started_at WHERE status = 'running'",
+         ended_at = started_at WHERE status IN ('running', 'queued')",
         [],
     )
 }
@@ -46,7 +77,7 @@ pub(crate) fn rows_per_day_since(
 ) -> rusqlite::Result<std::collections::HashMap<String, u64>> {
     let mut stmt = c.prepare(
         "SELECT substr(ended_at, 1, 10), coalesce(sum(rows), 0) FROM sync_runs \
-         WHERE ended_at >= ?1 AND status <> 'running' GROUP BY 1",
+         WHERE ended_at >= ?1 AND status NOT IN ('running', 'queued') GROUP BY 1",
     )?;
     stmt.query_map([first_day], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.unsigned_abs()))
@@ -193,7 +224,7 @@ pub(crate) fn runs_for(
 pub(crate) fn last_runs(c: &rusqlite::Connection) -> rusqlite::Result<BTreeMap<String, SyncRun>> {
     let mut stmt = c.prepare(&format!(
         "SELECT {RUN_COLUMNS} FROM sync_runs WHERE id IN \
-         (SELECT max(id) FROM sync_runs WHERE status <> 'running' GROUP BY source)"
+         (SELECT max(id) FROM sync_runs WHERE status NOT IN ('running', 'queued') GROUP BY source)"
     ))?;
     let rows = stmt.query_map([], run_from_row)?;
     rows.map(|r| r.map(|run| (run.source.clone(), run)))

@@ -28,7 +28,7 @@ use plan::{Action, AfterHash, Rules};
 use super::formats::{Format, Kind};
 use super::load::{self, FileLoad, LoadError};
 use super::registry::{DiskFile, Layout, Source, files};
-use super::{excel, inflight, ledger, repo};
+use super::{excel, inflight, ledger, repo, staging};
 use crate::app::AppState;
 use crate::blocking;
 use crate::config::OnDelete;
@@ -110,7 +110,9 @@ const CONCURRENT_SYNCS: usize = 4;
 pub struct SyncTracker {
     slots: tokio::sync::Semaphore,
     running: Mutex<HashSet<String>>,
-    again: Mutex<HashMap<String, SyncOptions>>,
+    again: Mutex<HashMap<String, Queued>>,
+    /// Records of follow-up syncs dropped by a cancel, to be closed by the sync's task.
+    dropped: Mutex<HashMap<String, Vec<i64>>>,
     /// Sources whose running sync was asked to stop.
     cancelled: Mutex<HashSet<String>>,
     /// The control of the load running now, per source (to interrupt it).
@@ -135,6 +137,7 @@ impl Default for SyncTracker {
             slots: tokio::sync::Semaphore::new(CONCURRENT_SYNCS),
             running: Mutex::default(),
             again: Mutex::default(),
+            dropped: Mutex::default(),
             cancelled: Mutex::default(),
             loads: Mutex::default(),
         }
@@ -163,8 +166,13 @@ impl SyncTracker {
             return false;
         }
         crate::locks::lock(&self.cancelled).insert(source.to_owned());
-        // A follow-up asked for meanwhile is dropped too.
-        crate::locks::lock(&self.again).remove(source);
+        // A follow-up asked for meanwhile is dropped too; the sync's task closes its record.
+        if let Some(dropped) = crate::locks::lock(&self.again).remove(source) {
+            crate::locks::lock(&self.dropped)
+                .entry(source.to_owned())
+                .or_default()
+                .push(dropped.record_id);
+        }
         if let Some(control) = crate::locks::lock(&self.loads).get(source) {
             control.cancel();
         }
@@ -187,21 +195,71 @@ impl SyncTracker {
         }
     }
 
-    /// Ends a source's sync; returns the options of a follow-up sync if one was asked for.
-    fn finish(&self, source: &str) -> Option<SyncOptions> {
+    /// Ends a source's sync; returns the follow-up sync if one was asked for (the source
+    /// then stays running). Under the `running` lock, like [`SyncTracker::queue`], so a
+    /// request made while the sync ends is never lost.
+    fn finish(&self, source: &str) -> Option<Queued> {
         crate::locks::lock(&self.cancelled).remove(source);
+        let mut running = crate::locks::lock(&self.running);
         let again = crate::locks::lock(&self.again).remove(source);
         if again.is_none() {
-            crate::locks::lock(&self.running).remove(source);
+            running.remove(source);
         }
         again
     }
 
-    fn request_again(&self, source: &str, options: SyncOptions) {
-        crate::locks::lock(&self.again)
-            .entry(source.to_owned())
-            .or_insert(options);
+    /// The record of the follow-up sync already queued for `source`, its options merged
+    /// with `options`; `None` when none is queued.
+    fn join_queued(&self, source: &str, options: SyncOptions) -> Option<i64> {
+        let mut again = crate::locks::lock(&self.again);
+        let queued = again.get_mut(source)?;
+        queued.options.full_refresh |= options.full_refresh;
+        queued.options.allow_empty |= options.allow_empty;
+        Some(queued.record_id)
     }
+
+    /// Queues a follow-up sync with its (already created) record, unless the sync running
+    /// has ended meanwhile (then the caller starts this one) or another request queued
+    /// one first (then that record stands).
+    fn queue(&self, source: &str, options: SyncOptions, record_id: i64, trigger: Trigger) -> Queue {
+        let mut running = crate::locks::lock(&self.running);
+        if !running.contains(source) {
+            running.insert(source.to_owned());
+            return Queue::StartNow;
+        }
+        let mut again = crate::locks::lock(&self.again);
+        if let Some(other) = again.get_mut(source) {
+            other.options.full_refresh |= options.full_refresh;
+            other.options.allow_empty |= options.allow_empty;
+            return Queue::Joined(other.record_id);
+        }
+        again.insert(
+            source.to_owned(),
+            Queued {
+                options,
+                record_id,
+                trigger,
+            },
+        );
+        Queue::Queued
+    }
+}
+
+/// A sync asked for while one runs, with the record it will write (status `queued` until
+/// it starts), so that whoever asked can follow it from the start.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    options: SyncOptions,
+    record_id: i64,
+    trigger: Trigger,
+}
+
+enum Queue {
+    Queued,
+    /// Another request's queued record, which this one joins.
+    Joined(i64),
+    /// The sync running has ended: this one starts now.
+    StartNow,
 }
 
 /// Starts a sync of `name` in the background and returns its record id. With
@@ -221,21 +279,53 @@ pub(crate) async fn start(
     if !source.enabled {
         return Err(SyncError::Disabled(name.to_owned()));
     }
-    if !state.syncs.try_begin(name) {
-        if queue_if_running {
-            state.syncs.request_again(name, options);
-            return Ok(None);
-        }
-        return Err(SyncError::InProgress(name.to_owned()));
-    }
-    let record_id =
-        match repo::create_run(&state.meta, name, trigger.as_str(), options.full_refresh).await {
+    let record_id = if state.syncs.try_begin(name) {
+        match repo::create_run(
+            &state.meta,
+            name,
+            trigger.as_str(),
+            options.full_refresh,
+            false,
+        )
+        .await
+        {
             Ok(id) => id,
             Err(e) => {
                 state.syncs.finish(name);
                 return Err(e.into());
             }
-        };
+        }
+    } else if !queue_if_running {
+        return Err(SyncError::InProgress(name.to_owned()));
+    } else if let Some(id) = state.syncs.join_queued(name, options) {
+        return Ok(Some(id));
+    } else {
+        // Queued behind the sync running: its record exists from now on, so the caller
+        // (an upload, the API) can follow it.
+        let id = repo::create_run(
+            &state.meta,
+            name,
+            trigger.as_str(),
+            options.full_refresh,
+            true,
+        )
+        .await?;
+        match state.syncs.queue(name, options, id, trigger) {
+            Queue::Queued => return Ok(Some(id)),
+            Queue::Joined(other) => {
+                let _ = repo::forget_queued_run(&state.meta, id).await;
+                return Ok(Some(other));
+            }
+            Queue::StartNow => {
+                if let Err(e) = repo::start_queued_run(&state.meta, id, options.full_refresh).await
+                {
+                    state.syncs.finish(name);
+                    return Err(e.into());
+                }
+                id
+            }
+        }
+    };
     let task_state = state.clone();
     let task_name = format!("sync:{name}");
     state.tasks.spawn_dynamic(task_name, async move {
@@ -247,17 +337,23 @@ pub(crate) async fn start(
             let slot = task_state.syncs.slots.acquire().await;
             run(&task_state, &source, record_id, options, trigger).await;
             drop(slot);
-            let Some(next) = task_state.syncs.finish(&source.name) else { break };
-            // The source changed while it synced: once more, as a new record.
-            options = next;
-            trigger = Trigger::Watcher;
-            match repo::create_run(&task_state.meta, &source.name, trigger.as_str(), options.full_refresh).await {
-                Ok(id) => record_id = id,
-                Err(e) => {
-                    tracing::error!(source = %source.name, error = %e, "cannot record a follow-up sync");
-                    task_state.syncs.finish(&source.name);
-                    break;
+            let dropped = crate::locks::lock(&task_state.syncs.dropped).remove(&source.name);
+            for id in dropped.unwrap_or_default() {
+                let report = SyncReport::default();
+                let closed = repo::finish_run(&task_state.meta, id, "failed", &report, Some("cancelled before it started"), 0).await;
+                if let Err(e) = closed {
+                    tracing::warn!(record_id = id, error = %e, "cannot close a dropped sync record");
                 }
+            }
+            let Some(next) = task_state.syncs.finish(&source.name) else { break };
+            // Asked for again while it synced: once more, under the queued record.
+            options = next.options;
+            record_id = next.record_id;
+            trigger = next.trigger;
+            if let Err(e) = repo::start_queued_run(&task_state.meta, record_id, options.full_refresh).await {
+                tracing::error!(source = %source.name, error = %e, "cannot record a follow-up sync");
+                task_state.syncs.finish(&source.name);
+                break;
             }
         }
     });
@@ -332,6 +428,9 @@ pub(crate) async fn run(
             duration_ms,
         })
         .await;
+    if state.config.models.generate_staging {
+        refresh_staging(state, source).await;
+    }
     if report
         .files
         .iter()
@@ -354,6 +453,44 @@ pub(crate) async fn run(
         }
     }
     report
+}
+
+/// Brings the source's generated staging views in step with its tables (see `staging`):
+/// planned with a read on the internal lane, written on the single writer only when a
+/// view is missing, stale or orphaned — a sync that changed nothing writes nothing.
+async fn refresh_staging(state: &AppState, source: &Source) {
+    let (name, schema) = (source.name.clone(), source.schema());
+    let changes = match state
+        .warehouse
+        .internal(move |c| staging::plan(c, &name, &schema))
+        .await
+    {
+        Ok(Ok(changes)) => changes,
+        Ok(Err(e)) => {
+            tracing::warn!(source = %source.name, error = %e, "cannot plan the staging views");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(source = %source.name, error = %e, "cannot plan the staging views");
+            return;
+        }
+    };
+    if changes.is_empty() {
+        return;
+    }
+    match state
+        .warehouse
+        .background(move |c| staging::apply(c, &changes))
+        .await
+    {
+        Ok(Ok(n)) => tracing::info!(source = %source.name, views = n, "staging views updated"),
+        Ok(Err(e)) => {
+            tracing::warn!(source = %source.name, error = %e, "cannot write the staging views");
+        }
+        Err(e) => {
+            tracing::warn!(source = %source.name, error = %e, "cannot write the staging views");
+        }
+    }
 }
 
 /// Rows in every table of a schema.

@@ -143,6 +143,7 @@ pub mod filters {
             "partial" => "Partly failed",
             "cancelled" => "Cancelled",
             "running" => "Running",
+            "queued" => "Queued",
             "info" => "Info",
             "warning" => "Warning",
             "error" => "Error",

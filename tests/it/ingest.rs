@@ -181,7 +181,7 @@ async fn touching_a_file_changes_nothing_and_replacing_it_replaces_exactly_its_r
 async fn wait_run(app: &TestApp, id: &Value) -> Value {
     eventually(Duration::from_secs(20), || async {
         let (_, run) = app.get_json(&format!("/api/sync/status/{id}")).await;
-        (run["status"] != "running").then_some(run)
+        (run["status"] != "running" && run["status"] != "queued").then_some(run)
     })
     .await
     .expect("the sync finishes")
@@ -675,7 +675,11 @@ async fn a_file_still_being_written_is_never_loaded_half_written() {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        (!runs.is_empty() && runs.iter().all(|r| r["status"] != "running")).then_some(())
+        (!runs.is_empty()
+            && runs
+                .iter()
+                .all(|r| r["status"] != "running" && r["status"] != "queued"))
+        .then_some(())
     })
     .await
     .expect("the startup sync ends");
@@ -702,4 +706,47 @@ async fn a_file_still_being_written_is_never_loaded_half_written() {
         "loaded exactly once, whole"
     );
     app.stop().await;
+}
+
+/// Every source table gets a view `staging.stg_<source>__<table>` with its columns but
+/// Kura's own, kept in step when a file adds a column; `models.generate_staging: false`
+/// makes none.
+#[tokio::test]
+async fn every_source_table_gets_a_staging_view_without_kura_columns() {
+    let app = TestApp::new().await;
+    let dir = uploads(&app).join("m");
+    drop_file(&dir, "1.csv", b"id,a\n1,x\n");
+    wait_for_value(&app, "SELECT count(*) FROM staging.stg_m__m", json!(1)).await;
+    let (_, body) = app.query("SELECT * FROM staging.stg_m__m").await;
+    assert_eq!(body["columns"], json!(["id", "a"]), "{body}");
+    // A file with one more column: the view follows (written after the sync's loads).
+    drop_file(&dir, "2.csv", b"id,a,b\n2,y,7\n");
+    let body = eventually(Duration::from_secs(20), || async {
+        let (_, body) = app
+            .query("SELECT * FROM staging.stg_m__m ORDER BY id")
+            .await;
+        (body["columns"] == json!(["id", "a", "b"])).then_some(body)
+    })
+    .await
+    .expect("the staging view gains the new column");
+    assert_eq!(body["rows"], json!([[1, "x", null], [2, "y", 7]]));
+    // A table of its own (a file directly in the uploads folder) too.
+    drop_file(&uploads(&app), "prices.csv", b"sku,price\nA,1\n");
+    wait_for_value(
+        &app,
+        "SELECT count(*) FROM staging.stg_uploads__prices",
+        json!(1),
+    )
+    .await;
+    app.stop().await;
+
+    let app = TestApp::with_config(|c| c.models.generate_staging = false).await;
+    drop_file(&uploads(&app), "prices.csv", b"sku,price\nA,1\n");
+    wait_for_value(&app, "SELECT count(*) FROM raw_uploads.prices", json!(1)).await;
+    let (status, body) = app
+        .query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'staging'")
+        .await;
+    app.stop().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"], json!([[0]]));
 }
