@@ -905,6 +905,19 @@ pub(crate) fn sql_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// An in-memory DuckDB with the load ledger's schema: what a warehouse job of a storage
+/// unit test runs against (no guard, no lanes).
+#[cfg(test)]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a storage test runs warehouse jobs against an in-memory DuckDB"
+)]
+pub(crate) fn test_warehouse() -> Connection {
+    let conn = Connection::open_in_memory().expect("an in-memory DuckDB");
+    crate::sources::ledger::migrate(&conn).expect("the ledger's schema");
+    conn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -369,15 +369,7 @@ pub(crate) fn record_removal(
 mod tests {
     use super::*;
 
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "a storage test runs warehouse jobs against an in-memory DuckDB"
-    )]
-    fn warehouse() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
-        migrate(&conn).unwrap();
-        conn
-    }
+    use crate::db::warehouse::test_warehouse as warehouse;
 
     fn record<'a>(path: &'a str, hash: &'a str) -> Record<'a> {
         Record {

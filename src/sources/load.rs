@@ -557,17 +557,9 @@ mod tests {
     }
 
     impl Bench {
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "a storage test runs warehouse jobs against an in-memory DuckDB"
-        )]
         fn new() -> Self {
             Self {
-                conn: {
-                    let conn = Connection::open_in_memory().unwrap();
-                    ledger::migrate(&conn).unwrap();
-                    conn
-                },
+                conn: crate::db::warehouse::test_warehouse(),
                 dir: tempfile::tempdir().unwrap(),
             }
         }

@@ -162,12 +162,8 @@ pub(crate) fn apply(conn: &Connection, changes: &[Change]) -> duckdb::Result<usi
 mod tests {
     use super::*;
 
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "a storage test runs warehouse jobs against an in-memory DuckDB"
-    )]
     fn warehouse() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = crate::db::warehouse::test_warehouse();
         conn.execute_batch(
             "CREATE SCHEMA raw_s; CREATE TABLE raw_s.orders (id INTEGER, \"Amount €\" DOUBLE, \
              _kura_file VARCHAR, _kura_loaded_at TIMESTAMPTZ)",

@@ -68,6 +68,14 @@ pub(crate) struct SyncOptions {
     pub(crate) allow_empty: bool,
 }
 
+impl SyncOptions {
+    /// One sync for two requests: it does what either asked for.
+    fn merge(&mut self, other: Self) {
+        self.full_refresh |= other.full_refresh;
+        self.allow_empty |= other.allow_empty;
+    }
+}
+
 /// One file's outcome within a sync.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct FileOutcome {
@@ -213,8 +221,7 @@ impl SyncTracker {
     fn join_queued(&self, source: &str, options: SyncOptions) -> Option<i64> {
         let mut again = crate::locks::lock(&self.again);
         let queued = again.get_mut(source)?;
-        queued.options.full_refresh |= options.full_refresh;
-        queued.options.allow_empty |= options.allow_empty;
+        queued.options.merge(options);
         Some(queued.record_id)
     }
 
@@ -229,8 +236,7 @@ impl SyncTracker {
         }
         let mut again = crate::locks::lock(&self.again);
         if let Some(other) = again.get_mut(source) {
-            other.options.full_refresh |= options.full_refresh;
-            other.options.allow_empty |= options.allow_empty;
+            other.options.merge(options);
             return Queue::Joined(other.record_id);
         }
         again.insert(
