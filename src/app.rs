@@ -50,6 +50,8 @@ pub struct Inner {
     pub(crate) tasks: Tasks,
     pub auth: AuthState,
     pub(crate) schedules: ScheduleService,
+    /// The models project: the last good compile, runs going on, runs after loads.
+    pub(crate) models: crate::models::ModelService,
     /// The live `/ws` connections.
     pub(crate) clients: Arc<crate::events::ws::Clients>,
     pub(crate) source_views: crate::sources::views::ViewCache,
@@ -107,6 +109,7 @@ impl AppState {
         // A sync cut off by a stop or crash never committed its file in progress; say so.
         meta.write(|tx| crate::sources::repo::close_interrupted_runs(tx))
             .await?;
+        crate::models::repo::close_interrupted_runs(&meta).await?;
         let events = EventBus::new(meta.clone());
         if config.auth.enabled
             && let Some(password) = crate::auth::admin::bootstrap_admin(&meta).await?
@@ -139,6 +142,7 @@ impl AppState {
             tasks: Tasks::new(),
             auth,
             schedules: ScheduleService::new(clock),
+            models: crate::models::ModelService::default(),
             clients: Arc::default(),
             source_views: crate::sources::views::ViewCache::default(),
             env_file,
@@ -183,6 +187,13 @@ impl AppState {
         // was built is in the snapshot, and one made from here on is an event.
         self.refresh_sources().await;
         crate::schedules::runner::start(self).await;
+        // The models project compiles beside the rest (it waits for the gate's catalog).
+        let state = self.clone();
+        self.tasks.spawn("models:load", async move {
+            if let Err(errors) = crate::models::service::reload(&state).await {
+                tracing::warn!(errors = errors.len(), "the models project has errors");
+            }
+        });
         let sessions = self.auth.sessions.clone();
         let stop = self.tasks.token();
         self.tasks.spawn("session-purge", async move {

@@ -219,7 +219,7 @@ async fn sync_via_server(
 
 /// The running server's address and a client that authenticates as the CLI (with the
 /// machine-local token the server wrote to `.kura/cli-token`).
-fn server_client(config: &Config) -> anyhow::Result<(String, reqwest::Client)> {
+pub(crate) fn server_client(config: &Config) -> anyhow::Result<(String, reqwest::Client)> {
     let recorded = crate::project::running_server_address(&config.state_dir());
     let addr = match recorded {
         Some(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
@@ -256,7 +256,7 @@ fn server_client(config: &Config) -> anyhow::Result<(String, reqwest::Client)> {
 }
 
 /// One request to the running server; the body is read as JSON (or null).
-async fn call(
+pub(crate) async fn call(
     client: &reqwest::Client,
     addr: &str,
     method: reqwest::Method,

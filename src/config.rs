@@ -212,12 +212,22 @@ pub struct ModelsSection {
     /// A view `staging.stg_<source>__<table>` per source table: its columns without
     /// Kura's `_kura_*` ones, kept in step with the table.
     pub generate_staging: bool,
+    /// Where the models project lives (its `dbt_project.yml`, `models/`, `macros/`,
+    /// `seeds/`, `tests/`), relative to the project directory.
+    pub project_dir: String,
+    /// After a source's load commits, run the models downstream of it.
+    pub run_after_sync: bool,
+    /// Loads within this many milliseconds of each other give one run.
+    pub coalesce_ms: u64,
 }
 
 impl Default for ModelsSection {
     fn default() -> Self {
         Self {
             generate_staging: true,
+            project_dir: ".".into(),
+            run_after_sync: true,
+            coalesce_ms: 1000,
         }
     }
 }
@@ -422,6 +432,11 @@ impl Config {
     /// Absolute path of the warehouse file.
     pub(crate) fn warehouse_path(&self) -> PathBuf {
         self.root.join(&self.warehouse.path)
+    }
+
+    /// The models project's folder (`models.project_dir`).
+    pub(crate) fn models_dir(&self) -> PathBuf {
+        self.root.join(&self.models.project_dir)
     }
 
     /// The `.kura` folder: metadata, staging, the serve lock.

@@ -22,7 +22,8 @@
 //!   pages); [`watcher`]: inotify → syncs; [`query`]: the gate, runs, exports, the result
 //!   cache; [`schedules`]: `schedules.yml`, the scheduler, its history; [`events`]: the
 //!   bus, the activity log, `/ws`; [`platform`]: status, config, health; [`auth`]:
-//!   accounts, sessions, keys, roles; [`secrets`]: `.env`.
+//!   accounts, sessions, keys, roles; [`secrets`]: `.env`; [`models`]: dbt-style SQL
+//!   models (compile, DAG, runs on the writer, tests, lineage).
 //! - [`db`]: the DuckDB warehouse (single writer, guarded query lanes), the SQLite
 //!   metadata store, lanes; [`web`]: extractors, middleware, page layout; [`error`]: the
 //!   JSON error shape; [`tasks`], [`blocking`], [`time`], `locks`: shared plumbing.
@@ -39,6 +40,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub(crate) mod locks;
+pub mod models;
 pub mod platform;
 pub mod project;
 pub mod query;

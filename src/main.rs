@@ -53,6 +53,22 @@ enum Command {
         #[arg(long)]
         full_refresh: bool,
     },
+    /// Build the selected models (dbt's `run`)
+    Run(ModelArgs),
+    /// Run the data tests of the selected models
+    Test(ModelArgs),
+    /// Seeds, models and tests in DAG order; a failed test stops what depends on it
+    Build(ModelArgs),
+    /// Load the seed CSV files as tables
+    Seed(ModelArgs),
+    /// Print the compiled SQL of a model (or of every model)
+    Compile {
+        model: Option<String>,
+        #[arg(long, default_value = ".")]
+        project: PathBuf,
+    },
+    /// List the project's nodes (sources, seeds, models) with their relations
+    Ls(ModelArgs),
     /// Check schedules.yml, or list its schedules with their next run
     Schedule {
         #[command(subcommand)]
@@ -69,6 +85,36 @@ enum Command {
         #[arg(long, default_value = ".", global = true)]
         project: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// dbt selectors: a name, +name, name+, tag:x, path:models/marts, source:x+
+    #[arg(long, short = 's', num_args = 1..)]
+    select: Vec<String>,
+    #[arg(long, num_args = 1..)]
+    exclude: Vec<String>,
+    /// Rebuild incremental models from scratch
+    #[arg(long)]
+    full_refresh: bool,
+    /// The project directory
+    #[arg(long, default_value = ".")]
+    project: PathBuf,
+}
+
+fn models(args: ModelArgs, command: kura::models::cli::ModelsCommand) -> anyhow::Result<()> {
+    init_tracing_quiet();
+    let config = Config::load(&args.project)?;
+    let selection = kura::models::cli::Selection {
+        select: args.select,
+        exclude: args.exclude,
+        full_refresh: args.full_refresh,
+    };
+    if kura::models::cli::models_command(config, command, selection)? {
+        Ok(())
+    } else {
+        anyhow::bail!("the run did not succeed (see above)")
+    }
 }
 
 #[derive(Subcommand)]
@@ -157,6 +203,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(kura::app::run(config))
         }
+        Command::Run(args) => models(args, kura::models::cli::ModelsCommand::Run),
+        Command::Test(args) => models(args, kura::models::cli::ModelsCommand::Test),
+        Command::Build(args) => models(args, kura::models::cli::ModelsCommand::Build),
+        Command::Seed(args) => models(args, kura::models::cli::ModelsCommand::Seed),
+        Command::Ls(args) => models(args, kura::models::cli::ModelsCommand::Ls),
+        Command::Compile { model, project } => models(
+            ModelArgs {
+                select: Vec::new(),
+                exclude: Vec::new(),
+                full_refresh: false,
+                project,
+            },
+            kura::models::cli::ModelsCommand::Compile(model),
+        ),
         Command::Sync {
             source,
             project,

@@ -8,6 +8,25 @@ use std::path::{Path, PathBuf};
 /// `project.yml` as `kura init` writes it: every key with its default, commented.
 pub(crate) const PROJECT_YML: &str = include_str!("../project.yml.example");
 
+/// What `kura init` puts in `models/`: (folder, file, text).
+const EXAMPLE_MODELS: [(&str, &str, &str); 3] = [
+    (
+        "staging",
+        "stg_calendar.sql",
+        include_str!("project/init/stg_calendar.sql"),
+    ),
+    (
+        "marts",
+        "calendar_months.sql",
+        include_str!("project/init/calendar_months.sql"),
+    ),
+    (
+        "marts",
+        "schema.yml",
+        include_str!("project/init/schema.yml"),
+    ),
+];
+
 const SCHEDULES_YML: &str = "\
 # Schedules: when Kura syncs which sources, and whom it tells when something fails.
 # This file is read at startup and again whenever it changes.
@@ -76,6 +95,17 @@ pub fn init(dir: &Path, force: bool) -> Result<Vec<PathBuf>, InitError> {
         let p = dir.join(file);
         std::fs::write(&p, text).map_err(io(&p))?;
         written.push(p);
+    }
+    // An example model per layer and their properties, unless the project has models.
+    let models = dir.join("models");
+    if std::fs::read_dir(&models).map_or(true, |mut d| d.next().is_none()) {
+        for (sub, file, text) in EXAMPLE_MODELS {
+            let folder = models.join(sub);
+            std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+            let p = folder.join(file);
+            std::fs::write(&p, text).map_err(io(&p))?;
+            written.push(p);
+        }
     }
     let env = dir.join(".env");
     if !env.exists() {

@@ -16,7 +16,7 @@ use crate::auth::{self, Access, Permission as P};
 use crate::config::Config;
 use crate::error::json_error;
 use crate::sources::handlers as src;
-use crate::{events, platform, query, schedules, secrets, sources, web};
+use crate::{events, models, platform, query, schedules, secrets, sources, web};
 
 /// One served route and what it requires.
 #[derive(Debug, Clone)]
@@ -281,6 +281,67 @@ fn table(config: &Config) -> Table {
             "/api/notifications/test",
             Perm(P::SchedulerManage),
             schedules::handlers::test_notifications,
+        )
+        // Models
+        .add(
+            M::GET,
+            "/api/dbt/models",
+            Perm(P::DbtView),
+            models::handlers::list_models,
+        )
+        .add(
+            M::POST,
+            "/api/dbt/models/{name}/run",
+            Perm(P::DbtRun),
+            models::handlers::run_model,
+        )
+        .add(
+            M::POST,
+            "/api/dbt/runs",
+            Perm(P::DbtRun),
+            models::handlers::start_run,
+        )
+        .add(
+            M::GET,
+            "/api/dbt/runs",
+            Perm(P::DbtView),
+            models::handlers::list_runs,
+        )
+        .add(
+            M::GET,
+            "/api/dbt/runs/{id}",
+            Perm(P::DbtView),
+            models::handlers::show_run,
+        )
+        .add(
+            M::POST,
+            "/api/dbt/reload",
+            Perm(P::DbtRun),
+            models::handlers::reload,
+        )
+        .add(
+            M::GET,
+            "/api/catalog/models",
+            Perm(P::GovernanceView),
+            models::handlers::catalog_models,
+        )
+        .add(
+            M::GET,
+            "/api/catalog/models/{name}",
+            Perm(P::GovernanceView),
+            models::handlers::catalog_model,
+        )
+        .add(
+            M::GET,
+            "/api/catalog/lineage",
+            Perm(P::GovernanceView),
+            models::handlers::lineage,
+        )
+        .add(
+            M::GET,
+            "/api/catalog/impact/{name}",
+            Perm(P::GovernanceView),
+            models::handlers::impact,
         )
         // Signing in, and one's own account
         .add(M::POST, "/api/auth/login", Public, a::login)

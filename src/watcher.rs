@@ -101,6 +101,10 @@ pub(crate) fn start(state: &AppState) {
         .map(|s| format!("{}: {}", s.name, s.pattern))
         .collect();
     let root = state.config.root.clone();
+    let models_root = state.config.models_dir();
+    let (model_dirs, dbt_file) = crate::models::files::watched(&models_root);
+    let mut model_paths = model_dirs.clone();
+    model_paths.push(dbt_file);
     let watcher = match watcher.and_then(|mut w| {
         for dir in &dirs {
             std::fs::create_dir_all(dir).map_err(notify::Error::io)?;
@@ -109,6 +113,15 @@ pub(crate) fn start(state: &AppState) {
         // The project's own files (schedules.yml), unless a source folder covers the root.
         if !dirs.iter().any(|d| root.starts_with(d)) {
             w.watch(&root, RecursiveMode::NonRecursive)?;
+        }
+        // The models project: its folders, and its own folder for dbt_project.yml.
+        for dir in &model_dirs {
+            if !dirs.iter().any(|d| dir.starts_with(d)) {
+                w.watch(dir, RecursiveMode::Recursive)?;
+            }
+        }
+        if models_root != root && models_root.is_dir() {
+            w.watch(&models_root, RecursiveMode::NonRecursive)?;
         }
         Ok(w)
     }) {
@@ -129,7 +142,7 @@ pub(crate) fn start(state: &AppState) {
     state.tasks.spawn("watcher", async move {
         // The watcher value must live as long as the task.
         let _watcher: RecommendedWatcher = watcher;
-        debounce_loop(task_state, rx, overflow, token, dirs).await;
+        debounce_loop(task_state, rx, overflow, token, dirs, model_paths).await;
     });
 }
 
@@ -174,6 +187,7 @@ async fn debounce_loop(
     overflow: Arc<AtomicBool>,
     token: tokio_util::sync::CancellationToken,
     dirs: Vec<PathBuf>,
+    model_paths: Vec<PathBuf>,
 ) {
     let debounce = Duration::from_millis(state.config.platform.debounce_ms);
     let tick = (debounce / 5).clamp(Duration::from_millis(20), Duration::from_millis(250));
@@ -191,10 +205,10 @@ async fn debounce_loop(
             () = token.cancelled() => return,
             received = rx.recv() => {
                 let Some((path, signal)) = received else { return };
-                note(&state, &dirs, &mut pending, path, signal);
+                note(&state, &dirs, &model_paths, &mut pending, path, signal);
                 // Drain what else arrived, without waiting.
                 while let Ok((path, signal)) = rx.try_recv() {
-                    note(&state, &dirs, &mut pending, path, signal);
+                    note(&state, &dirs, &model_paths, &mut pending, path, signal);
                 }
             }
             () = sleep_until_some(complete_due) => {
@@ -228,10 +242,18 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 fn note(
     state: &AppState,
     dirs: &[PathBuf],
+    model_paths: &[PathBuf],
     pending: &mut HashMap<PathBuf, Pending>,
     path: PathBuf,
     signal: Signal,
 ) {
+    // A file of the models project: recompile (coalesced), run what changed.
+    if crate::models::files::is_project_file(&path)
+        && model_paths.iter().any(|d| path.starts_with(d))
+    {
+        crate::models::service::files_changed(state);
+        return;
+    }
     // A file of the project itself (the root is watched on its own, not recursively):
     // schedules.yml tells the scheduler; nothing there is a source file.
     if path.parent() == Some(state.config.root.as_path())

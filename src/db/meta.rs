@@ -43,6 +43,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_queued_syncs",
         include_str!("migrations/0007_queued_syncs.sql"),
     ),
+    (
+        "0008_model_runs",
+        include_str!("migrations/0008_model_runs.sql"),
+    ),
 ];
 
 const READERS: usize = 2;

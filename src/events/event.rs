@@ -71,13 +71,53 @@ pub(crate) enum EventKind {
         status: String,
         error: String,
     },
+    /// A model run began (`command`: run, test, build or seed).
+    DbtRunStarted {
+        run_id: i64,
+        command: String,
+        models: Vec<String>,
+        trigger: String,
+    },
+    /// One model or seed of a run was built.
+    DbtRunCompleted {
+        run_id: i64,
+        model: String,
+        rows: Option<u64>,
+        duration_ms: u64,
+    },
+    /// One model or seed of a run failed (its previous relation is untouched).
+    DbtRunFailed {
+        run_id: i64,
+        model: String,
+        error: String,
+    },
+    /// A run ended.
+    DbtRunFinished {
+        run_id: i64,
+        /// success, partial or error
+        status: String,
+        built: u64,
+        errors: u64,
+        skipped: u64,
+        tests_failed: u64,
+        duration_ms: u64,
+    },
+    /// The models project was edited into a state that does not compile; the last good
+    /// one stays in use.
+    ModelsInvalid {
+        errors: Vec<String>,
+    },
 }
 
 impl EventKind {
     /// The activity-log level of the event.
     pub(crate) fn level(&self) -> &'static str {
         match self {
-            Self::SyncFailed { .. } | Self::ScheduleFailed { .. } => "error",
+            Self::SyncFailed { .. }
+            | Self::ScheduleFailed { .. }
+            | Self::DbtRunFailed { .. }
+            | Self::ModelsInvalid { .. } => "error",
+            Self::DbtRunFinished { status, .. } if status != "success" => "warning",
             Self::SyncStale { .. } => "warning",
             Self::SchemaDrift { breaking: true, .. } => "warning",
             _ => "info",
@@ -96,7 +136,12 @@ impl EventKind {
             | Self::SyncStale { source, .. } => Some(source),
             Self::ScheduleStarted { .. }
             | Self::ScheduleCompleted { .. }
-            | Self::ScheduleFailed { .. } => None,
+            | Self::ScheduleFailed { .. }
+            | Self::DbtRunStarted { .. }
+            | Self::DbtRunCompleted { .. }
+            | Self::DbtRunFailed { .. }
+            | Self::DbtRunFinished { .. }
+            | Self::ModelsInvalid { .. } => None,
         }
     }
 
@@ -190,6 +235,45 @@ impl EventKind {
                 error,
                 ..
             } => format!("schedule {schedule} {status}: {error}"),
+            Self::DbtRunStarted {
+                run_id,
+                command,
+                models,
+                trigger,
+            } => {
+                let what = match models.len() {
+                    0 => "tests".to_owned(),
+                    n if n <= 5 => models.join(", "),
+                    n => format!("{n} models"),
+                };
+                format!("model {command} #{run_id} started ({trigger}): {what}")
+            }
+            Self::DbtRunCompleted {
+                model,
+                rows,
+                duration_ms,
+                ..
+            } => match rows {
+                Some(rows) => format!("model {model} built: {rows} rows in {duration_ms} ms"),
+                None => format!("model {model} built in {duration_ms} ms"),
+            },
+            Self::DbtRunFailed { model, error, .. } => format!("model {model} failed: {error}"),
+            Self::DbtRunFinished {
+                run_id,
+                status,
+                built,
+                errors,
+                skipped,
+                tests_failed,
+                duration_ms,
+            } => format!(
+                "model run #{run_id} {status} in {duration_ms} ms: {built} built, {errors} failed, \
+                 {skipped} skipped, {tests_failed} failing test(s)"
+            ),
+            Self::ModelsInvalid { errors } => format!(
+                "the models project does not compile; the last good version stays in use: {}",
+                errors.join("; ")
+            ),
         }
     }
 }

@@ -285,6 +285,13 @@ pub(crate) async fn platform_health(state: &AppState) -> PlatformHealth {
         metabase: json!({"size_mb": null}),
         total_mb: round2(size_mb + uploads_mb),
     };
+    let dbt_failures = crate::models::service::failures(state).await;
+    if !dbt_failures.is_empty() {
+        warnings.push(format!(
+            "{} model problem(s): failing models, failing tests or project errors",
+            dbt_failures.len()
+        ));
+    }
     let current = state.schedules.current();
     let next_run_time = current
         .schedules
@@ -318,7 +325,7 @@ pub(crate) async fn platform_health(state: &AppState) -> PlatformHealth {
         duckdb_capacity: capacity,
         sync_failure_count: failures.len(),
         sync_failures: failures,
-        dbt_failures: Vec::new(),
+        dbt_failures,
         total_sources: sources.len(),
         enabled_sources: sources.values().filter(|s| s.enabled).count(),
         critical_issues: critical,

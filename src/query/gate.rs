@@ -301,6 +301,73 @@ impl Gate {
     }
 }
 
+/// A table a statement reads, as written: `[catalog.][schema.]table`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct TableRef {
+    pub(crate) catalog: String,
+    pub(crate) schema: String,
+    pub(crate) table: String,
+}
+
+/// The tables `sql` (one SELECT) reads, from DuckDB's own parse tree, without the names
+/// its CTEs define: what a model depends on when it names tables directly. Call after
+/// [`Gate::check`] accepted the statement.
+pub(crate) fn table_refs(conn: &Connection, sql: &str) -> Result<Vec<TableRef>, QueryError> {
+    let json: String = conn
+        .query_row("SELECT json_serialize_sql(?::VARCHAR)", [sql], |r| r.get(0))
+        .map_err(|e| QueryError::Failed(format!("the SQL check itself failed: {e}")))?;
+    let tree: Value = serde_json::from_str(&json)
+        .map_err(|e| QueryError::Failed(format!("the SQL check returned bad JSON: {e}")))?;
+    let mut tables = Vec::new();
+    let mut ctes = HashSet::new();
+    collect_tables(&tree["statements"], &mut tables, &mut ctes);
+    tables.retain(|t: &TableRef| {
+        !(t.schema.is_empty()
+            && t.catalog.is_empty()
+            && ctes.contains(&t.table.to_ascii_lowercase()))
+    });
+    tables.sort();
+    tables.dedup();
+    Ok(tables)
+}
+
+/// Every `BASE_TABLE` of the tree, and every CTE name (a CTE may shadow a table only
+/// where it is in scope; the names are few and distinct in practice, so one set serves).
+fn collect_tables(node: &Value, tables: &mut Vec<TableRef>, ctes: &mut HashSet<String>) {
+    match node {
+        Value::Object(map) => {
+            if let Some(entries) = map
+                .get("cte_map")
+                .and_then(|c| c.get("map"))
+                .and_then(Value::as_array)
+            {
+                for entry in entries {
+                    if let Some(key) = entry["key"].as_str() {
+                        ctes.insert(key.to_ascii_lowercase());
+                    }
+                }
+            }
+            if map.get("type").and_then(Value::as_str) == Some("BASE_TABLE") {
+                let part = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                tables.push(TableRef {
+                    catalog: part("catalog_name"),
+                    schema: part("schema_name"),
+                    table: part("table_name"),
+                });
+            }
+            for v in map.values() {
+                collect_tables(v, tables, ctes);
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                collect_tables(v, tables, ctes);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// DuckDB's (PostgreSQL's) whitespace: ASCII only. `\u{2028}` and other Unicode spaces
 /// are not whitespace to DuckDB, so they must not be to the gate either.
 fn is_sql_space(b: u8) -> bool {

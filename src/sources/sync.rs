@@ -442,6 +442,8 @@ pub(crate) async fn run(
         .iter()
         .any(|f| matches!(f.outcome, "loaded" | "removed"))
     {
+        // The models downstream of this source run once the loads settle.
+        crate::models::service::after_load(state, &source.name);
         let schema = source.schema();
         if let Ok(Ok(row_count)) = state
             .warehouse

@@ -862,3 +862,95 @@ fn rss_kb(pid: u32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Copies the example project without what serving it made (state, warehouse).
+fn copy_example(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == ".kura" || name.starts_with("warehouse.duckdb") {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_example(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_example_projects_models_build_test_compile_and_list_with_and_without_a_server() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("shop");
+    copy_example(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop"),
+        &dir,
+    );
+    let kura = |args: &[&str]| {
+        let out = Command::new(KURA)
+            .args(args)
+            .args(["--project", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    // No server: in-process. Load the files, then seeds, models and tests in DAG order.
+    let (ok, out) = kura(&["sync"]);
+    assert!(ok, "{out}");
+    let (ok, out) = kura(&["build"]);
+    assert!(ok, "{out}");
+    for line in [
+        "SUCCESS seed regions",
+        "SUCCESS model customer_revenue",
+        "PASS    test unique_stg_orders_order_id",
+        "PASS    test no_negative_revenue",
+    ] {
+        assert!(out.contains(line), "{line} missing in:\n{out}");
+    }
+    let (ok, out) = kura(&["compile", "customer_revenue"]);
+    assert!(
+        ok && out.contains("as widget_revenue") && out.contains("\"main\".\"regions\""),
+        "{out}"
+    );
+    let (ok, out) = kura(&["ls", "--select", "tag:finance"]);
+    assert!(
+        ok && out.contains("customer_revenue") && !out.contains("stg_orders"),
+        "{out}"
+    );
+    let (ok, out) = kura(&["run", "--select", "nope"]);
+    assert!(!ok && out.contains("matches no node"), "{out}");
+
+    // With a server: the same commands ask it.
+    let port = free_port();
+    let mut server = Running(
+        Command::new(KURA)
+            .args(["serve", dir.to_str().unwrap(), "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _client = wait_ready(&dir, port).await;
+    let (ok, out) = kura(&["run", "--select", "stg_orders+", "--full-refresh"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("asking it") && out.contains("SUCCESS model customer_revenue"),
+        "{out}"
+    );
+    let (ok, out) = kura(&["test", "--select", "stg_orders"]);
+    assert!(
+        ok && out.contains("PASS    test accepted_values_stg_orders_region"),
+        "{out}"
+    );
+    let (ok, out) = kura(&["compile", "daily_sales"]);
+    assert!(ok && out.contains("stg_sales__sales"), "{out}");
+    terminate(&server);
+    server.wait().unwrap();
+}

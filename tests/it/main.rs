@@ -13,6 +13,7 @@ mod corpus;
 mod harness;
 mod ingest;
 mod live;
+mod models;
 mod platform;
 mod query;
 mod schedules;
