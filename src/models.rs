@@ -21,6 +21,7 @@ pub(crate) mod inspect;
 pub(crate) mod jinja;
 pub(crate) mod materialize;
 pub(crate) mod node_config;
+pub(crate) mod pages;
 pub(crate) mod properties;
 pub(crate) mod repo;
 pub(crate) mod runner;

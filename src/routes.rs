@@ -534,6 +534,18 @@ fn table(config: &Config) -> Table {
         )
         .add(
             M::GET,
+            "/models",
+            Perm(P::DbtView),
+            models::pages::models_page,
+        )
+        .add(
+            M::GET,
+            "/models/{name}",
+            Perm(P::DbtView),
+            models::pages::model_page,
+        )
+        .add(
+            M::GET,
             "/schedules",
             Perm(P::SchedulerView),
             schedules::page::schedules_page,

@@ -169,6 +169,7 @@ const kura = {
     data: ["sync_started", "sync_completed", "sync_failed", "csv_uploaded", "csv_deleted",
       "freshness_update", "schema_drift", "sync_stale"],
     schedules: ["schedule_started", "schedule_completed", "schedule_failed", "sync_completed", "sync_failed"],
+    models: ["dbt_run_started", "dbt_run_completed", "dbt_run_failed", "dbt_run_finished", "models_invalid"],
   },
 
   // Keeps the page's server-rendered #live part (or `part`) current, the one way every

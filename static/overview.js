@@ -1,5 +1,5 @@
 // The overview: the #live part is fetched again whenever an event could change it.
-kura.live(kura.events.data);
+kura.live([...kura.events.data, ...kura.events.models]);
 
 const all = document.getElementById("sync-all");
 if (all) all.addEventListener("click", async () => {

@@ -76,6 +76,12 @@ fn one(p: &Project, spec: &TestSpec, renderer: &Renderer) -> Result<DataTest, St
             spec.node
         ));
     };
+    if node.materialization == super::node_config::Materialization::Ephemeral {
+        return Err(format!(
+            "{} is ephemeral (inlined where it is used, never built): it cannot be tested",
+            node.name
+        ));
+    }
     let mut config = NodeConfig::default();
     let mut arguments = serde_yaml::Mapping::new();
     if let Yaml::Mapping(args) = &args {

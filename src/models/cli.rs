@@ -103,10 +103,7 @@ async fn in_process_on(
                 }
             }
             if !printed {
-                bail!(
-                    "there is no model named {}",
-                    model.as_deref().unwrap_or("?")
-                );
+                return Err(no_model(model.as_deref()));
             }
             return Ok(true);
         }
@@ -137,6 +134,7 @@ async fn in_process_on(
         select: sel.select,
         exclude: sel.exclude,
         full_refresh: sel.full_refresh,
+        unbuilt_upstream: false,
         trigger: "cli".into(),
     };
     let (id, project, plan) = service::start(state, request.clone())
@@ -210,10 +208,7 @@ async fn via_server(
                 }
             }
             if !printed {
-                bail!(
-                    "there is no model named {}",
-                    model.as_deref().unwrap_or("?")
-                );
+                return Err(no_model(model.as_deref()));
             }
             return Ok(true);
         }
@@ -309,4 +304,8 @@ fn print_run(run: &Value) {
         run["status"].as_str().unwrap_or("?"),
         run["duration_ms"].as_i64().unwrap_or(0)
     );
+}
+
+fn no_model(name: Option<&str>) -> anyhow::Error {
+    anyhow::anyhow!("there is no model named {}", name.unwrap_or("?"))
 }

@@ -52,8 +52,10 @@ const SKIPPED_DIRS: &[&str] = &[
     "node_modules",
 ];
 
-/// Reads the project under `root`. Blocking (file system): call off the runtime.
-pub(crate) fn read(root: &Path) -> ProjectFiles {
+/// Reads the project under `root`; `default_name` names it when it has no
+/// `dbt_project.yml` (the Kura project's name). Blocking (file system): call off the
+/// runtime.
+pub(crate) fn read(root: &Path, default_name: &str) -> ProjectFiles {
     let mut out = ProjectFiles {
         root: root.to_path_buf(),
         ..ProjectFiles::default()
@@ -71,12 +73,8 @@ pub(crate) fn read(root: &Path) -> ProjectFiles {
             .errors
             .push(ProjectError::at("dbt_project.yml", None, e.to_string())),
     }
-    out.name = out.dbt.name.clone().unwrap_or_else(|| {
-        root.canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "kura".into())
-    });
+    // dbt's project names are identifiers: they appear in unique ids (model.<name>.<m>).
+    out.name = identifier(out.dbt.name.as_deref().unwrap_or(default_name));
     let paths = |given: &Option<Vec<String>>, default: &str| -> Vec<String> {
         given.clone().unwrap_or_else(|| vec![default.to_owned()])
     };
@@ -174,6 +172,24 @@ pub(crate) fn is_project_file(path: &Path) -> bool {
         path.extension().and_then(|e| e.to_str()),
         Some("sql" | "yml" | "yaml" | "md" | "csv")
     )
+}
+
+fn identifier(name: &str) -> String {
+    let mut out: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        out.push_str("kura");
+    }
+    out
 }
 
 fn read_properties(root: &Path, path: &Path, out: &mut ProjectFiles) {
@@ -335,7 +351,7 @@ mod tests {
         .unwrap();
         std::fs::write(root.join("transform/bad.yml"), "models: [\n").unwrap();
         std::fs::write(root.join("seeds/codes.csv"), "a\n1\n").unwrap();
-        let p = read(root);
+        let p = read(root, "unused");
         assert_eq!(p.name, "shop");
         assert_eq!(p.models.len(), 1);
         assert_eq!(p.models[0].path, "transform/staging/stg_a.sql");

@@ -37,22 +37,22 @@ impl From<StartError> for AppError {
 
 /// The last run of a model, as `/api/dbt/models` shows it.
 #[derive(Debug, Clone, Serialize)]
-struct LastRun {
-    run_id: i64,
-    status: String,
-    started_at: Option<String>,
-    duration_ms: Option<i64>,
-    rows: Option<i64>,
-    error: Option<String>,
+pub(crate) struct LastRun {
+    pub(crate) run_id: i64,
+    pub(crate) status: String,
+    pub(crate) started_at: Option<String>,
+    pub(crate) duration_ms: Option<i64>,
+    pub(crate) rows: Option<i64>,
+    pub(crate) error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-struct TestSummary {
-    total: usize,
-    passed: usize,
-    failed: usize,
-    warned: usize,
-    not_run: usize,
+pub(crate) struct TestSummary {
+    pub(crate) total: usize,
+    pub(crate) passed: usize,
+    pub(crate) failed: usize,
+    pub(crate) warned: usize,
+    pub(crate) not_run: usize,
 }
 
 /// A model in the reference's shape (`name`, `unique_id`, `path`, `materialization`,
@@ -60,22 +60,22 @@ struct TestSummary {
 /// `last_run`, `status`) plus Kura's (`relation`, `depends_on_models`, `tests`).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ModelView {
-    name: String,
-    unique_id: String,
-    path: Option<String>,
-    materialization: &'static str,
-    schema: String,
-    database: &'static str,
-    relation: String,
-    depends_on: Vec<String>,
-    depends_on_models: Vec<String>,
-    description: String,
-    tags: Vec<String>,
-    row_count: Option<i64>,
-    last_run: Option<LastRun>,
+    pub(crate) name: String,
+    pub(crate) unique_id: String,
+    pub(crate) path: Option<String>,
+    pub(crate) materialization: &'static str,
+    pub(crate) schema: String,
+    pub(crate) database: &'static str,
+    pub(crate) relation: String,
+    pub(crate) depends_on: Vec<String>,
+    pub(crate) depends_on_models: Vec<String>,
+    pub(crate) description: String,
+    pub(crate) tags: Vec<String>,
+    pub(crate) row_count: Option<i64>,
+    pub(crate) last_run: Option<LastRun>,
     /// success, error, skipped, or null when never run.
-    status: Option<String>,
-    tests: TestSummary,
+    pub(crate) status: Option<String>,
+    pub(crate) tests: TestSummary,
 }
 
 fn test_summary(p: &Project, i: usize, results: &HashMap<String, NodeRow>) -> TestSummary {
@@ -141,11 +141,11 @@ async fn row_counts(state: &AppState) -> HashMap<String, i64> {
         .unwrap_or_default()
 }
 
-/// `GET /api/dbt/models`
-pub(crate) async fn list_models(State(state): State<AppState>) -> Result<Json<Value>> {
+/// Every model with its last run and tests, by schema then name.
+pub(crate) async fn model_views(state: &AppState) -> Result<Vec<ModelView>> {
     let p = state.models.project();
     let results = repo::last_results(&state.meta).await?;
-    let rows = row_counts(&state).await;
+    let rows = row_counts(state).await;
     let mut models: Vec<ModelView> = p
         .models()
         .map(|(i, n)| model_view(&p, i, n, &results, &rows))
@@ -154,9 +154,15 @@ pub(crate) async fn list_models(State(state): State<AppState>) -> Result<Json<Va
         (a.schema.to_lowercase(), a.name.to_lowercase())
             .cmp(&(b.schema.to_lowercase(), b.name.to_lowercase()))
     });
+    Ok(models)
+}
+
+/// `GET /api/dbt/models`
+pub(crate) async fn list_models(State(state): State<AppState>) -> Result<Json<Value>> {
+    let models = model_views(&state).await?;
     Ok(Json(json!({
         "models": models,
-        "project": p.name,
+        "project": state.models.project().name,
         "errors": state.models.problems(),
         "running": state.models.running(),
     })))
@@ -199,6 +205,7 @@ pub(crate) async fn run_model(
         select: vec![select],
         exclude: Vec::new(),
         full_refresh: q.full_refresh,
+        unbuilt_upstream: true,
         trigger: "api".into(),
     };
     let id = service::spawn(&state, request).await?;
@@ -252,6 +259,7 @@ pub(crate) async fn start_run(
         select: body.select,
         exclude: body.exclude,
         full_refresh: body.full_refresh,
+        unbuilt_upstream: false,
         trigger: "api".into(),
     };
     let id = service::spawn(&state, request).await?;
@@ -383,15 +391,68 @@ pub(crate) async fn catalog_models(State(state): State<AppState>) -> Result<Json
     })))
 }
 
-/// `GET /api/catalog/models/{name}`: columns with DuckDB's types, tests with their last
-/// results, raw and compiled SQL, parents and children.
-pub(crate) async fn catalog_model(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>> {
+/// A test as the model page and `/api/catalog/models/{name}` show it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct TestView {
+    pub(crate) name: String,
+    pub(crate) test: String,
+    pub(crate) severity: super::node_config::Severity,
+    pub(crate) status: Option<String>,
+    pub(crate) failures: Option<i64>,
+    pub(crate) samples: Option<Value>,
+    pub(crate) sql: String,
+}
+
+impl TestView {
+    pub(crate) fn warn(&self) -> bool {
+        self.severity == super::node_config::Severity::Warn
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ColumnView {
+    pub(crate) name: String,
+    #[serde(rename = "type")]
+    pub(crate) data_type: Option<String>,
+    pub(crate) description: String,
+    pub(crate) tests: Vec<TestView>,
+    /// Documented, but the built relation has no such column.
+    pub(crate) missing: bool,
+}
+
+/// One node in full: what `/api/catalog/models/{name}` answers and the model page shows.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ModelDetail {
+    pub(crate) name: String,
+    pub(crate) unique_id: String,
+    #[serde(rename = "type")]
+    pub(crate) layer: &'static str,
+    pub(crate) resource_type: &'static str,
+    pub(crate) schema: String,
+    pub(crate) relation: String,
+    pub(crate) materialization: &'static str,
+    pub(crate) description: String,
+    pub(crate) tags: Vec<String>,
+    pub(crate) path: Option<String>,
+    pub(crate) raw_sql: String,
+    pub(crate) compiled_sql: String,
+    pub(crate) incremental_sql: Option<String>,
+    pub(crate) columns: Vec<ColumnView>,
+    /// Tests of the whole model (not of one column).
+    pub(crate) tests: Vec<TestView>,
+    pub(crate) depends_on: Vec<String>,
+    pub(crate) depended_on_by: Vec<String>,
+    pub(crate) row_count: Option<i64>,
+    pub(crate) built: bool,
+    pub(crate) status: Option<String>,
+    pub(crate) last_run: Option<NodeRow>,
+}
+
+/// The node named `name` (a model, seed or staging view, or `source.table`).
+pub(crate) async fn model_detail(state: &AppState, name: &str) -> Result<ModelDetail> {
     let p = state.models.project();
-    let key = if p.by_name.contains_key(&name) {
-        name.clone()
+    let key = if p.by_name.contains_key(name) {
+        name.to_owned()
     } else {
         format!("source:{name}")
     };
@@ -408,13 +469,7 @@ pub(crate) async fn catalog_model(
         .await
         .map_err(AppError::from)?
         .unwrap_or_default();
-    let (columns_in_warehouse, row_count) = (described.columns, described.row_count);
-    let docs: HashMap<String, &super::compile::ColumnDoc> = n
-        .columns
-        .iter()
-        .map(|c| (c.name.to_lowercase(), c))
-        .collect();
-    let tests_of = |column: Option<&str>| -> Vec<Value> {
+    let tests_of = |column: Option<&str>| -> Vec<TestView> {
         p.tests
             .iter()
             .filter(|t| {
@@ -423,75 +478,111 @@ pub(crate) async fn catalog_model(
             })
             .map(|t| {
                 let r = results.get(&t.unique_id);
-                json!({
-                    "name": t.name,
-                    "test": t.test,
-                    "severity": t.severity,
-                    "status": r.map(|r| r.status.clone()),
-                    "failures": r.and_then(|r| r.failures),
-                    "samples": r.and_then(|r| r.samples.clone()),
-                    "sql": t.sql,
-                })
+                TestView {
+                    name: t.name.clone(),
+                    test: t.test.clone(),
+                    severity: t.severity,
+                    status: r.map(|r| r.status.clone()),
+                    failures: r.and_then(|r| r.failures),
+                    samples: r.and_then(|r| r.samples.clone()),
+                    sql: t.sql.clone(),
+                }
             })
             .collect()
     };
-    let mut columns: Vec<Value> = columns_in_warehouse
+    let docs: HashMap<String, &super::compile::ColumnDoc> = n
+        .columns
         .iter()
-        .map(|(c, ty)| {
-            let doc = docs.get(&c.to_lowercase());
-            json!({
-                "name": c,
-                "type": ty,
-                "description": doc.map(|d| d.description.clone()).unwrap_or_default(),
-                "tests": tests_of(Some(c)),
-            })
+        .map(|c| (c.name.to_lowercase(), c))
+        .collect();
+    let mut columns: Vec<ColumnView> = described
+        .columns
+        .iter()
+        .map(|(c, ty)| ColumnView {
+            name: c.clone(),
+            data_type: Some(ty.clone()),
+            description: docs
+                .get(&c.to_lowercase())
+                .map(|d| d.description.clone())
+                .unwrap_or_default(),
+            tests: tests_of(Some(c)),
+            missing: false,
         })
         .collect();
-    // Documented columns the relation does not have: shown, and flagged.
+    // Documented columns the relation does not have: shown, and flagged once it is built.
     for doc in &n.columns {
-        if !columns_in_warehouse
+        if !described
+            .columns
             .iter()
             .any(|(c, _)| c.eq_ignore_ascii_case(&doc.name))
         {
-            columns.push(json!({
-                "name": doc.name,
-                "type": doc.data_type,
-                "description": doc.description,
-                "tests": tests_of(Some(&doc.name)),
-                "missing": !columns_in_warehouse.is_empty(),
-            }));
+            columns.push(ColumnView {
+                name: doc.name.clone(),
+                data_type: doc.data_type.clone(),
+                description: doc.description.clone(),
+                tests: tests_of(Some(&doc.name)),
+                missing: !described.columns.is_empty(),
+            });
         }
     }
-    let last = results.get(&n.unique_id);
-    Ok(Json(json!({
-        "name": n.name,
-        "unique_id": n.unique_id,
-        "type": layer(n),
-        "resource_type": node_type(n),
-        "schema": n.relation.schema,
-        "relation": n.relation.sql(),
-        "materialization": n.materialization.as_str(),
-        "description": n.description,
-        "tags": n.tags,
-        "path": n.path,
-        "raw_sql": n.raw_sql,
-        "compiled_sql": n.sql,
-        "incremental_sql": n.incremental_sql,
-        "columns": columns,
-        "tests": tests_of(None),
-        "depends_on": p.dag.parents[i].iter().map(|&d| p.nodes[d].name.clone()).collect::<Vec<_>>(),
-        "depended_on_by": p.dag.children[i].iter().map(|&d| p.nodes[d].name.clone()).collect::<Vec<_>>(),
-        "row_count": row_count,
-        "built": !columns_in_warehouse.is_empty(),
-        "status": last.map(|r| r.status.clone()),
-        "last_run": last,
-    })))
+    let last = results.get(&n.unique_id).cloned();
+    Ok(ModelDetail {
+        name: n.name.clone(),
+        unique_id: n.unique_id.clone(),
+        layer: layer(n),
+        resource_type: node_type(n),
+        schema: n.relation.schema.clone(),
+        relation: n.relation.sql(),
+        materialization: n.materialization.as_str(),
+        description: n.description.clone(),
+        tags: n.tags.clone(),
+        path: n.path.clone(),
+        raw_sql: n.raw_sql.clone(),
+        compiled_sql: n.sql.clone(),
+        incremental_sql: n.incremental_sql.clone(),
+        columns,
+        tests: tests_of(None),
+        depends_on: p.dag.parents[i]
+            .iter()
+            .map(|&d| p.nodes[d].name.clone())
+            .collect(),
+        depended_on_by: p.dag.children[i]
+            .iter()
+            .map(|&d| p.nodes[d].name.clone())
+            .collect(),
+        row_count: described.row_count,
+        built: !described.columns.is_empty(),
+        status: last.as_ref().map(|r| r.status.clone()),
+        last_run: last,
+    })
+}
+
+/// `GET /api/catalog/models/{name}`: columns with DuckDB's types, tests with their last
+/// results, raw and compiled SQL, parents and children.
+pub(crate) async fn catalog_model(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ModelDetail>> {
+    Ok(Json(model_detail(&state, &name).await?))
 }
 
 /// `GET /api/catalog/lineage`: every node and edge, sources included.
-pub(crate) async fn lineage(State(state): State<AppState>) -> Result<Json<Value>> {
+pub(crate) async fn lineage(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let p = state.models.project();
-    Ok(Json(lineage_json(&p)))
+    let body = p
+        .lineage
+        .get_or_init(|| {
+            serde_json::to_vec(&lineage_json(&p))
+                .unwrap_or_default()
+                .into()
+        })
+        .clone();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 pub(crate) fn lineage_json(p: &Project) -> Value {

@@ -42,6 +42,9 @@ pub(crate) struct Request {
     pub(crate) select: Vec<String>,
     pub(crate) exclude: Vec<String>,
     pub(crate) full_refresh: bool,
+    /// Also build the models and seeds above the selection that were never built (runs
+    /// started from the pages and after loads; the command line keeps dbt's meaning).
+    pub(crate) unbuilt_upstream: bool,
     /// api, cli, sync, watch
     pub(crate) trigger: String,
 }

@@ -71,7 +71,8 @@ impl ModelService {
 pub(crate) async fn reload(state: &AppState) -> Result<Arc<Project>, Vec<ProjectError>> {
     let _one = state.models.compiling.lock().await;
     let root = state.config.models_dir();
-    let read = crate::blocking::run(move || files::read(&root)).await;
+    let name = state.config.project.name.clone();
+    let read = crate::blocking::run(move || files::read(&root, &name)).await;
     let sources: Vec<String> = state.sources().keys().cloned().collect();
     let gate = state.gate.clone();
     let generate_staging = state.config.models.generate_staging;
@@ -145,6 +146,12 @@ pub(crate) async fn start(
         ));
     }
     let project = state.models.project();
+    let mut request = request;
+    if request.unbuilt_upstream {
+        request
+            .select
+            .extend(unbuilt_upstream(state, &project, &request.select).await);
+    }
     let plan = runner::plan(&project, &request).map_err(|e| {
         if e.contains("matches no node") {
             StartError::NotFound(e)
@@ -188,6 +195,30 @@ pub(crate) async fn start(
         }
         Err(e) => Err(StartError::Internal(e.to_string())),
     }
+}
+
+/// The models and seeds above the selection that Kura never built: without them a run of
+/// a model whose parents were never built could only fail.
+async fn unbuilt_upstream(state: &AppState, project: &Project, select: &[String]) -> Vec<String> {
+    let (Ok(selected), Ok(results)) = (
+        super::dag::select(project, select),
+        repo::last_results(&state.meta).await,
+    ) else {
+        return Vec::new();
+    };
+    let mut out = BTreeSet::new();
+    for &i in &selected {
+        for up in project.dag.upstream(i, None) {
+            let n = &project.nodes[up];
+            let built = results
+                .get(&n.unique_id)
+                .is_some_and(|r| r.status == "success");
+            if n.builds() && !built && !selected.contains(&up) {
+                out.insert(n.name.clone());
+            }
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// Carries out a started run and releases its models.
@@ -292,33 +323,14 @@ async fn settle(state: &AppState) {
         if select.is_empty() || project.models().next().is_none() {
             continue;
         }
-        // Seeds the selected models read and that were never built: without them the
-        // first run after a load could only fail.
-        if let (Ok(selected), Ok(results)) = (
-            super::dag::select(&project, &select),
-            repo::last_results(&state.meta).await,
-        ) {
-            let mut seeds = BTreeSet::new();
-            for &i in &selected {
-                for up in project.dag.upstream(i, None) {
-                    let n = &project.nodes[up];
-                    let built = results
-                        .get(&n.unique_id)
-                        .is_some_and(|r| r.status == "success");
-                    if n.kind == super::compile::NodeKind::Seed && !built {
-                        seeds.insert(n.name.clone());
-                    }
-                }
-            }
-            select.extend(seeds);
-        }
-        // A build: the models, the seeds above that were never built, and their tests
+        // A build: the models, what is above them and was never built, and their tests
         // (a failing test stops what is below it, and shows in the health page).
         let request = Request {
             command: Command::Build,
             select,
             exclude: Vec::new(),
             full_refresh: false,
+            unbuilt_upstream: true,
             trigger: if sources.is_empty() {
                 "watch".into()
             } else {

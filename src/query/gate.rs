@@ -235,6 +235,9 @@ pub struct Checked {
     /// Its result is set by the warehouse's contents alone (no volatile function, no
     /// sample), so it may be answered from the result cache.
     pub(crate) deterministic: bool,
+    /// The tables it reads (without its CTEs' names), from DuckDB's parse tree: what a
+    /// model that names tables directly depends on.
+    pub(crate) tables: Arc<[TableRef]>,
 }
 
 impl Gate {
@@ -287,7 +290,7 @@ impl Gate {
     fn check_uncached(&self, conn: &Connection, sql: &str) -> Verdict {
         let (offset, body) = strip_explain(sql)?;
         let catalog = self.catalog.wait()?;
-        let deterministic = check_with_duckdb(conn, body, offset, catalog)?;
+        let (deterministic, tables) = check_with_duckdb(conn, body, offset, catalog)?;
         let run: Arc<str> = if offset == 0 {
             sql.into()
         } else {
@@ -297,6 +300,7 @@ impl Gate {
         Ok(Checked {
             sql: run,
             deterministic,
+            tables,
         })
     }
 }
@@ -309,18 +313,11 @@ pub(crate) struct TableRef {
     pub(crate) table: String,
 }
 
-/// The tables `sql` (one SELECT) reads, from DuckDB's own parse tree, without the names
-/// its CTEs define: what a model depends on when it names tables directly. Call after
-/// [`Gate::check`] accepted the statement.
-pub(crate) fn table_refs(conn: &Connection, sql: &str) -> Result<Vec<TableRef>, QueryError> {
-    let json: String = conn
-        .query_row("SELECT json_serialize_sql(?::VARCHAR)", [sql], |r| r.get(0))
-        .map_err(|e| QueryError::Failed(format!("the SQL check itself failed: {e}")))?;
-    let tree: Value = serde_json::from_str(&json)
-        .map_err(|e| QueryError::Failed(format!("the SQL check returned bad JSON: {e}")))?;
+/// The tables a parse tree reads, without the names its CTEs define.
+fn tables_of(statements: &Value) -> Arc<[TableRef]> {
     let mut tables = Vec::new();
     let mut ctes = HashSet::new();
-    collect_tables(&tree["statements"], &mut tables, &mut ctes);
+    collect_tables(statements, &mut tables, &mut ctes);
     tables.retain(|t: &TableRef| {
         !(t.schema.is_empty()
             && t.catalog.is_empty()
@@ -328,7 +325,7 @@ pub(crate) fn table_refs(conn: &Connection, sql: &str) -> Result<Vec<TableRef>, 
     });
     tables.sort();
     tables.dedup();
-    Ok(tables)
+    tables.into()
 }
 
 /// Every `BASE_TABLE` of the tree, and every CTE name (a CTE may shadow a table only
@@ -441,15 +438,17 @@ fn strip_explain(sql: &str) -> Result<(usize, &str), QueryError> {
 }
 
 /// Asks DuckDB's parser what `sql` is and walks its tree. Returns whether the statement
-/// is deterministic.
+/// is deterministic, and the tables it reads.
 fn check_with_duckdb(
     conn: &Connection,
     sql: &str,
     offset: usize,
     catalog: &FunctionCatalog,
-) -> Result<bool, QueryError> {
+) -> Result<(bool, Arc<[TableRef]>), QueryError> {
+    // Prepared once per connection: a model project checks hundreds of statements.
     let json: String = conn
-        .query_row("SELECT json_serialize_sql(?::VARCHAR)", [sql], |r| r.get(0))
+        .prepare_cached("SELECT json_serialize_sql(?::VARCHAR)")
+        .and_then(|mut stmt| stmt.query_row([sql], |r| r.get(0)))
         .map_err(|e| QueryError::Failed(format!("the SQL check itself failed: {e}")))?;
     let tree: Value = serde_json::from_str(&json).map_err(|e| {
         if e.to_string().contains("recursion limit") {
@@ -494,7 +493,7 @@ fn check_with_duckdb(
         1 => {
             let mut deterministic = true;
             walk(&tree["statements"][0], catalog, &mut deterministic)?;
-            Ok(deterministic)
+            Ok((deterministic, tables_of(&tree["statements"])))
         }
         _ => Err(refuse(
             "multiple_statements",

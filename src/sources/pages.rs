@@ -32,6 +32,9 @@ pub(crate) struct Totals {
     pub(crate) failed: usize,
     pub(crate) syncing: usize,
     pub(crate) never_synced: usize,
+    /// Models of the project, and those whose last build or tests failed.
+    pub(crate) models: usize,
+    pub(crate) models_failing: usize,
 }
 
 /// Rows loaded on one UTC day.
@@ -91,6 +94,7 @@ pub(crate) async fn overview(state: &AppState) -> Result<Overview> {
             ))
         })
         .await?;
+    let models = crate::models::handlers::model_views(state).await?;
     let totals = Totals {
         sources: sources.len(),
         tables: sources.iter().map(|s| s.tables.len()).sum(),
@@ -98,6 +102,11 @@ pub(crate) async fn overview(state: &AppState) -> Result<Overview> {
         failed: sources.iter().filter(|s| s.status == "failed").count(),
         syncing: sources.iter().filter(|s| s.status == "syncing").count(),
         never_synced: sources.iter().filter(|s| s.status == "not_synced").count(),
+        models: models.len(),
+        models_failing: models
+            .iter()
+            .filter(|m| m.status.as_deref() == Some("error") || m.tests.failed > 0)
+            .count(),
     };
     Ok(Overview {
         totals,

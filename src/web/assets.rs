@@ -42,6 +42,9 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     asset!("query.js", JS),
     asset!("logs.js", JS),
     asset!("health.js", JS),
+    asset!("sql.js", JS),
+    asset!("models.js", JS),
+    asset!("model.js", JS),
 ];
 
 const CSS: &str = "text/css; charset=utf-8";

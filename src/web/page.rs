@@ -33,6 +33,7 @@ pub(crate) struct Nav {
 const MAIN: &[(&str, &str, Option<Permission>)] = &[
     ("/", "Overview", Some(Permission::SourceView)),
     ("/sources", "Sources", Some(Permission::SourceView)),
+    ("/models", "Models", Some(Permission::DbtView)),
     ("/query", "Query", Some(Permission::QueryExecute)),
     ("/schedules", "Schedules", Some(Permission::SchedulerView)),
     ("/logs", "Logs", Some(Permission::LogsView)),
@@ -147,6 +148,10 @@ pub mod filters {
             "info" => "Info",
             "warning" => "Warning",
             "error" => "Error",
+            "skipped" => "Skipped",
+            "pass" => "Passed",
+            "fail" => "Failed",
+            "warn" => "Warned",
             _ => "Unknown",
         })
     }

@@ -15,10 +15,16 @@ use crate::webdriver::Driver;
 use crate::accounts::PASSWORD;
 
 async fn app() -> TestApp {
+    app_with(|_| {}).await
+}
+
+/// A project with accounts on (and no sign-in throttle), changed by `tweak` first.
+async fn app_with(tweak: impl FnOnce(&mut kura::Config)) -> TestApp {
     TestApp::with_config(|c| {
         c.auth.enabled = true;
         c.auth.rate_limit_per_minute = 100_000;
         c.auth.rate_limit_burst = 100_000;
+        tweak(c);
     })
     .await
 }
@@ -395,10 +401,7 @@ async fn a_viewer_sees_no_sync_or_upload_controls_and_is_refused_anyway() {
 /// server's, and every action shows its outcome in the list without a reload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_manages_users_secrets_keys_and_schedules_from_the_pages() {
-    let app = TestApp::with_config(|c| {
-        c.auth.enabled = true;
-        c.auth.rate_limit_per_minute = 100_000;
-        c.auth.rate_limit_burst = 100_000;
+    let app = app_with(|c| {
         std::fs::write(
             c.root.join("schedules.yml"),
             "schedules:\n  - name: nightly\n    cron: \"0 3 * * *\"\n    sources: [uploads]\n",
@@ -530,4 +533,93 @@ async fn an_admin_manages_users_secrets_keys_and_schedules_from_the_pages() {
         json!([]),
     )
     .await;
+}
+
+/// The models pages, as an editor uses them: the list with status and tests, a model's
+/// page with its SQL and lineage graph (a click on a node opens it), and Run, whose
+/// outcome shows without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_sees_the_lineage_and_runs_a_model_from_the_models_pages() {
+    let app = app_with(|c| {
+        // Beside the example models of `kura init`, before the server starts.
+        std::fs::write(
+            c.root.join("models/marts/busy_months.sql"),
+            "{{ config(materialized='table') }}\nselect month, days from {{ ref('calendar_months') }} where weekend_days > 8",
+        )
+        .unwrap();
+    })
+    .await;
+    app.add_user("eda@example.com", Role::Editor).await;
+    let d = Driver::start(1366, 900).await;
+    sign_in(&d, &app, "eda@example.com").await;
+    // The project compiles beside the server's start.
+    let listed = eventually(Duration::from_secs(20), || async {
+        d.goto(&app.url("/models")).await;
+        let t = d.text("#models").await;
+        t.contains("busy_months").then_some(t)
+    })
+    .await
+    .expect("the models are listed");
+    for name in ["stg_calendar", "calendar_months", "busy_months"] {
+        assert!(listed.contains(name), "{listed}");
+    }
+    assert!(listed.contains("never built"), "{listed}");
+    // The filter narrows the list in the page.
+    d.type_into("#model-filter", "busy").await;
+    d.wait_for(
+        "the filter to leave one row",
+        "return [...document.querySelectorAll('#models tr[data-name]')].filter((r) => !r.hidden).length === 1",
+        json!([]),
+    )
+    .await;
+    d.screenshot("models-list").await;
+
+    // A model's page: the graph shows its neighbourhood; Run builds it and what is below.
+    d.goto(&app.url("/models/calendar_months")).await;
+    d.wait_for(
+        "the lineage graph",
+        "const g = document.querySelector('#graph svg'); return g && g.querySelectorAll('a.node').length === 3",
+        json!([]),
+    )
+    .await;
+    assert!(
+        d.text("#sql-compiled")
+            .await
+            .contains("\"main\".\"stg_calendar\"")
+    );
+    d.js("window.__noReload = true; return true", json!([]))
+        .await;
+    d.click("#run-downstream").await;
+    d.wait_for(
+        "the model to show as built",
+        "return document.getElementById('model-status').textContent.includes('Succeeded')",
+        json!([]),
+    )
+    .await;
+    assert_eq!(
+        d.js("return window.__noReload", json!([])).await,
+        true,
+        "the page reloaded"
+    );
+    d.screenshot("model-page").await;
+    // A click on a node of the graph opens that node's page.
+    d.js(
+        "[...document.querySelectorAll('#graph a.node')].find((a) => a.textContent.includes('busy_months')).dispatchEvent(new MouseEvent('click', {bubbles: true})); return true",
+        json!([]),
+    )
+    .await;
+    d.wait_for(
+        "busy_months's page",
+        "return location.pathname === '/models/busy_months' && document.querySelector('h1').textContent === 'busy_months'",
+        json!([]),
+    )
+    .await;
+    // Run downstream built it too.
+    d.wait_for(
+        "busy_months built by the run of calendar_months and downstream",
+        "return document.getElementById('model-status').textContent.includes('Succeeded')",
+        json!([]),
+    )
+    .await;
+    app.stop().await;
 }
