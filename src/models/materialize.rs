@@ -99,12 +99,6 @@ fn build_in_transaction(
         sql_ident(&r.schema)
     ))?;
     let now = existing(conn, &r.schema, &r.name)?;
-    let count = |conn: &Connection| -> duckdb::Result<Option<u64>> {
-        let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {target}"), [], |row| {
-            row.get(0)
-        })?;
-        Ok(u64::try_from(n).ok())
-    };
     match node.materialization {
         Materialization::View => {
             if now == Existing::Table {
@@ -113,13 +107,10 @@ fn build_in_transaction(
             conn.execute_batch(&format!("CREATE OR REPLACE VIEW {target} AS\n{sql}"))?;
             Ok(Built::default())
         }
-        Materialization::Table => {
-            replace_table(conn, &target, now, sql)?;
-            Ok(Built {
-                rows: count(conn)?,
-                merged: false,
-            })
-        }
+        Materialization::Table => Ok(Built {
+            rows: Some(replace_table(conn, &target, now, sql)?),
+            merged: false,
+        }),
         Materialization::Seed => {
             let staged = staged_seed.ok_or_else(|| {
                 duckdb::Error::InvalidParameterName("the seed file was not staged".into())
@@ -144,9 +135,8 @@ fn build_in_transaction(
                  'DATE', 'TIMESTAMP', 'VARCHAR']{types})",
                 sql_string(&staged.to_string_lossy())
             );
-            replace_table(conn, &target, now, &select)?;
             Ok(Built {
-                rows: count(conn)?,
+                rows: Some(replace_table(conn, &target, now, &select)?),
                 merged: false,
             })
         }
@@ -154,9 +144,8 @@ fn build_in_transaction(
             let refresh = full_refresh && node.full_refresh != Some(false);
             let Some(new_rows) = incremental_sql.filter(|_| now == Existing::Table && !refresh)
             else {
-                replace_table(conn, &target, now, sql)?;
                 return Ok(Built {
-                    rows: count(conn)?,
+                    rows: Some(replace_table(conn, &target, now, sql)?),
                     merged: false,
                 });
             };
@@ -166,11 +155,13 @@ fn build_in_transaction(
     }
 }
 
-fn replace_table(conn: &Connection, target: &str, now: Existing, sql: &str) -> duckdb::Result<()> {
+/// Builds the table; returns its rows (DuckDB reports how many the statement wrote).
+fn replace_table(conn: &Connection, target: &str, now: Existing, sql: &str) -> duckdb::Result<u64> {
     if now == Existing::View {
         conn.execute_batch(&format!("DROP VIEW {target}"))?;
     }
-    conn.execute_batch(&format!("CREATE OR REPLACE TABLE {target} AS\n{sql}"))
+    let rows = conn.execute(&format!("CREATE OR REPLACE TABLE {target} AS\n{sql}"), [])?;
+    Ok(rows as u64)
 }
 
 fn columns(conn: &Connection, relation: &str) -> duckdb::Result<Vec<(String, String)>> {
