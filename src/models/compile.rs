@@ -226,8 +226,8 @@ pub(crate) fn compile(conn: &Connection, input: &Inputs<'_>) -> Project {
     let props = Props::gather(files, &mut p.errors);
 
     let started = std::time::Instant::now();
-    add_sources(&mut p, input.catalog, &props);
-    add_seeds(&mut p, files, &props);
+    add_sources(&mut p, input.catalog, &props, &renderer);
+    add_seeds(&mut p, files, &props, &renderer);
     let parsed = parse_models(&mut p, files, &props, &renderer);
     let parse_ms = started.elapsed().as_secs_f64() * 1000.0;
     compile_models(&mut p, conn, input.gate, &renderer, parsed);
@@ -424,7 +424,7 @@ fn source_node(project: &str, source: &str, table: &str, relation: Relation) -> 
 }
 
 /// Kura's source tables, the `sources:` declared in property files, and the staging views.
-fn add_sources(p: &mut Project, catalog: &Catalog, props: &Props) {
+fn add_sources(p: &mut Project, catalog: &Catalog, props: &Props, renderer: &Renderer) {
     for (source, tables) in &catalog.sources {
         for table in tables {
             let node = source_node(
@@ -444,22 +444,17 @@ fn add_sources(p: &mut Project, catalog: &Catalog, props: &Props) {
                 .identifier
                 .clone()
                 .unwrap_or_else(|| table.name.clone());
-            let description = table
-                .description
-                .clone()
-                .or_else(|| source.description.clone())
-                .unwrap_or_default();
+            let description = render_text(
+                renderer,
+                table
+                    .description
+                    .as_deref()
+                    .or(source.description.as_deref())
+                    .unwrap_or(""),
+            );
             let mut tags = source.tags.0.clone();
             tags.extend(table.tags.0.iter().cloned());
-            let columns: Vec<ColumnDoc> = table
-                .columns
-                .iter()
-                .map(|c| ColumnDoc {
-                    name: c.name.clone(),
-                    description: c.description.clone().unwrap_or_default(),
-                    data_type: c.data_type.clone(),
-                })
-                .collect();
+            let columns = column_docs(&table.columns, renderer);
             if let Some(&i) = p.by_name.get(&key) {
                 // Kura's table, described.
                 let node = &mut p.nodes[i];
@@ -517,7 +512,7 @@ fn add_sources(p: &mut Project, catalog: &Catalog, props: &Props) {
     }
 }
 
-fn add_seeds(p: &mut Project, files: &ProjectFiles, props: &Props) {
+fn add_seeds(p: &mut Project, files: &ProjectFiles, props: &Props, renderer: &Renderer) {
     for seed in &files.seeds {
         let name = seed.stem().to_owned();
         let mut config = NodeConfig::from_folders(&files.dbt.seeds, &files.name, &fqn_refs(seed))
@@ -532,16 +527,8 @@ fn add_seeds(p: &mut Project, files: &ProjectFiles, props: &Props) {
                     Err(e) => p.errors.push(ProjectError::at(path, None, e)),
                 }
                 (
-                    entry.description.clone().unwrap_or_default(),
-                    entry
-                        .columns
-                        .iter()
-                        .map(|c| ColumnDoc {
-                            name: c.name.clone(),
-                            description: c.description.clone().unwrap_or_default(),
-                            data_type: c.data_type.clone(),
-                        })
-                        .collect(),
+                    render_text(renderer, entry.description.as_deref().unwrap_or("")),
+                    column_docs(&entry.columns, renderer),
                 )
             }
             None => (String::new(), Vec::new()),
