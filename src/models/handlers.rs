@@ -141,6 +141,26 @@ async fn row_counts(state: &AppState) -> HashMap<String, i64> {
         .unwrap_or_default()
 }
 
+impl ModelView {
+    /// Its last build failed, or one of its tests did.
+    pub(crate) fn failing(&self) -> bool {
+        self.status.as_deref() == Some("error") || self.tests.failed > 0
+    }
+}
+
+/// How many models there are and how many fail (last build or a test): the overview's
+/// tile, without the warehouse reads of [`model_views`].
+pub(crate) async fn model_totals(state: &AppState) -> Result<(usize, usize)> {
+    let p = state.models.project();
+    let results = repo::last_results(&state.meta).await?;
+    let none = HashMap::new();
+    let failing = p
+        .models()
+        .filter(|(i, n)| model_view(&p, *i, n, &results, &none).failing())
+        .count();
+    Ok((p.models().count(), failing))
+}
+
 /// Every model with its last run and tests, by schema then name.
 pub(crate) async fn model_views(state: &AppState) -> Result<Vec<ModelView>> {
     let p = state.models.project();

@@ -35,10 +35,7 @@ pub(crate) async fn models_page(
     principal: Principal,
 ) -> Result<Response> {
     let models = model_views(&state).await?;
-    let failing = models
-        .iter()
-        .filter(|m| m.status.as_deref() == Some("error") || m.tests.failed > 0)
-        .count();
+    let failing = models.iter().filter(|m| m.failing()).count();
     let never_run = models.iter().filter(|m| m.status.is_none()).count();
     render(&ModelsPage {
         nav: Nav::of(&state, &principal, "/models"),

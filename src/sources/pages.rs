@@ -94,7 +94,7 @@ pub(crate) async fn overview(state: &AppState) -> Result<Overview> {
             ))
         })
         .await?;
-    let models = crate::models::handlers::model_views(state).await?;
+    let (models, models_failing) = crate::models::handlers::model_totals(state).await?;
     let totals = Totals {
         sources: sources.len(),
         tables: sources.iter().map(|s| s.tables.len()).sum(),
@@ -102,11 +102,8 @@ pub(crate) async fn overview(state: &AppState) -> Result<Overview> {
         failed: sources.iter().filter(|s| s.status == "failed").count(),
         syncing: sources.iter().filter(|s| s.status == "syncing").count(),
         never_synced: sources.iter().filter(|s| s.status == "not_synced").count(),
-        models: models.len(),
-        models_failing: models
-            .iter()
-            .filter(|m| m.status.as_deref() == Some("error") || m.tests.failed > 0)
-            .count(),
+        models,
+        models_failing,
     };
     Ok(Overview {
         totals,

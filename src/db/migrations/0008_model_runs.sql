@@ -29,4 +29,5 @@ CREATE TABLE model_run_nodes (
     samples TEXT,                     -- JSON array of up to five failing rows
     PRIMARY KEY (run_id, unique_id)
 );
-CREATE INDEX model_run_nodes_name ON model_run_nodes (name, run_id);
+-- A node's latest result (repo::last_results) is looked up by its unique id.
+CREATE INDEX model_run_nodes_unique_id ON model_run_nodes (unique_id, run_id);
