@@ -8,11 +8,14 @@
 //! swapped in one transaction, incremental merge, seed), `checks` generates and runs the
 //! tests; `runner` carries out a run in DAG order, skipping what depends on a failure;
 //! `service` holds the last good project, the runs going on and the coalesced runs after
-//! loads; `inspect` reads what the warehouse holds for a node; `repo` keeps run history in the metadata store; `handlers` is the HTTP surface
+//! loads; `column_lineage` (with `columns_expr` for DuckDB's `COLUMNS(...)`) derives which
+//! upstream columns every output column comes from and checks it against DuckDB; `inspect` reads what the warehouse holds for a node; `repo` keeps run history in the metadata store; `handlers` is the HTTP surface
 //! and `cli` the `kura run/test/build/compile/ls/seed` commands.
 
 pub(crate) mod checks;
 pub mod cli;
+pub(crate) mod column_lineage;
+pub(crate) mod columns_expr;
 pub(crate) mod compile;
 pub(crate) mod dag;
 pub(crate) mod files;

@@ -15,6 +15,7 @@ use serde_yaml::Value as Yaml;
 
 use super::ProjectError;
 use super::checks::{self, DataTest};
+use super::column_lineage;
 use super::dag::Dag;
 use super::files::{ProjectFiles, SourceFile};
 use super::jinja::{self, Pass, Relation, Renderer, Scope, Target};
@@ -125,6 +126,9 @@ pub(crate) struct Project {
     pub(crate) errors: Vec<ProjectError>,
     /// The seed files' absolute paths by node index.
     pub(crate) seed_files: HashMap<usize, std::path::PathBuf>,
+    /// Every node's output columns with the upstream columns each comes from, by node
+    /// index (derived for models; sources and seeds as the warehouse has them).
+    pub(crate) columns: Vec<column_lineage::Columns>,
     /// `/api/catalog/lineage`'s body, encoded once per compile (it depends on nothing
     /// else): 500 nodes answer in well under a millisecond.
     pub(crate) lineage: std::sync::OnceLock<bytes::Bytes>,
@@ -152,6 +156,8 @@ pub(crate) struct Catalog {
     pub(crate) sources: BTreeMap<String, Vec<String>>,
     /// Views in the `staging` schema.
     pub(crate) staging_views: BTreeSet<String>,
+    /// Every relation's column names, by relation key: what column lineage starts from.
+    pub(crate) columns: column_lineage::Known,
 }
 
 impl Catalog {
@@ -176,6 +182,15 @@ impl Catalog {
                 tables.push(table);
             }
         }
+        let mut stmt = conn.prepare(
+            "SELECT lower(table_schema) || '.' || lower(table_name), column_name \
+             FROM information_schema.columns ORDER BY table_schema, table_name, ordinal_position",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (relation, column) = row?;
+            out.columns.entry(relation).or_default().push(column);
+        }
         Ok(out)
     }
 }
@@ -185,6 +200,8 @@ pub(crate) struct Inputs<'a> {
     pub(crate) files: &'a ProjectFiles,
     pub(crate) catalog: &'a Catalog,
     pub(crate) gate: &'a Gate,
+    /// Column lineage derived by earlier compiles.
+    pub(crate) lineage: &'a column_lineage::Cache,
 }
 
 /// Compiles the project. Problems are collected in `errors` (a project with errors is
@@ -230,8 +247,8 @@ pub(crate) fn compile(conn: &Connection, input: &Inputs<'_>) -> Project {
     add_seeds(&mut p, files, &props, &renderer);
     let parsed = parse_models(&mut p, files, &props, &renderer);
     let parse_ms = started.elapsed().as_secs_f64() * 1000.0;
-    compile_models(&mut p, conn, input.gate, &renderer, parsed);
-    let compile_ms = started.elapsed().as_secs_f64() * 1000.0 - parse_ms;
+    let rendered = render_models(&mut p, &renderer, &parsed);
+    let render_ms = started.elapsed().as_secs_f64() * 1000.0 - parse_ms;
     let mut tests = checks::generate(&p, &props.node_tests, &renderer);
     tests.extend(checks::singular(&p, files, &renderer));
     let mut test_errors = Vec::new();
@@ -246,23 +263,66 @@ pub(crate) fn compile(conn: &Connection, input: &Inputs<'_>) -> Project {
         })
         .collect();
     p.errors.extend(test_errors);
-    for test in &p.tests {
-        if let Err(e) = input.gate.check(conn, &test.sql) {
-            p.errors.push(ProjectError::at(
-                &test.path,
-                None,
-                format!("test {}: refused: {e}", test.name),
-            ));
+    // Every statement goes through the gate, which waits on DuckDB's parser; column
+    // lineage is CPU work of its own and runs beside it, on a second core when there is
+    // one. Nothing is applied to the project until both are done.
+    let seed_headers = seed_headers(&p);
+    let (columns, checked, refused) = std::thread::scope(|s| {
+        let project = &p;
+        let lineage = s.spawn(|| {
+            let models: HashMap<usize, column_lineage::Model<'_>> = rendered
+                .iter()
+                .map(|r| {
+                    let model = column_lineage::Model {
+                        sql: &r.sql,
+                        parents: &r.parents,
+                    };
+                    (r.index, model)
+                })
+                .collect();
+            column_lineage::derive(
+                &project.nodes,
+                &models,
+                &input.catalog.columns,
+                &seed_headers,
+                input.lineage,
+            )
+        });
+        let checked = check_models(project, conn, input.gate, &rendered);
+        let refused: Vec<ProjectError> = project
+            .tests
+            .iter()
+            .filter_map(|test| {
+                let e = input.gate.check(conn, &test.sql).err()?;
+                Some(ProjectError::at(
+                    &test.path,
+                    None,
+                    format!("test {}: refused: {e}", test.name),
+                ))
+            })
+            .collect();
+        let columns = lineage
+            .join()
+            .unwrap_or_else(|_| vec![Err("column lineage failed".into()); project.nodes.len()]);
+        (columns, checked, refused)
+    });
+    let compile_ms = started.elapsed().as_secs_f64() * 1000.0 - parse_ms - render_ms;
+    apply_checks(&mut p, rendered, checked);
+    p.columns = columns;
+    for (i, node) in p.nodes.iter().enumerate() {
+        // A model the gate refused has no SQL: no lineage either.
+        if node.kind == NodeKind::Model && node.sql.is_empty() {
+            p.columns[i] = Err(format!("{} did not compile", node.name));
         }
     }
-    let tests_ms = started.elapsed().as_secs_f64() * 1000.0 - parse_ms - compile_ms;
+    p.errors.extend(refused);
     p.dag = Dag::build(&p);
     tracing::debug!(
         models = p.nodes.len(),
         tests = p.tests.len(),
         parse_ms,
-        compile_ms,
-        tests_ms,
+        render_ms,
+        check_and_lineage_ms = compile_ms,
         total_ms = started.elapsed().as_secs_f64() * 1000.0,
         "models project compiled"
     );
@@ -278,6 +338,25 @@ pub(crate) fn compile(conn: &Connection, input: &Inputs<'_>) -> Project {
         ));
     }
     p
+}
+
+/// The header of every seed file: its columns until it is loaded.
+fn seed_headers(p: &Project) -> HashMap<usize, Vec<String>> {
+    p.seed_files
+        .iter()
+        .filter_map(|(&i, path)| {
+            let file = std::fs::File::open(path).ok()?;
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut line).ok()?;
+            let names = line
+                .trim_end_matches(['\r', '\n'])
+                .trim_start_matches('\u{feff}')
+                .split(',')
+                .map(|c| c.trim().trim_matches('"').to_owned())
+                .collect();
+            Some((i, names))
+        })
+        .collect()
 }
 
 /// Property-file entries by name, and the tests they declare.
@@ -693,13 +772,20 @@ fn parse_models(
     out
 }
 
-fn compile_models(
-    p: &mut Project,
-    conn: &Connection,
-    gate: &Gate,
-    renderer: &Renderer,
-    parsed: Vec<Parsed>,
-) {
+/// A model rendered in the compile pass, its ephemeral parents inlined: what the gate
+/// checks and column lineage reads.
+struct Rendered {
+    index: usize,
+    path: String,
+    sql: String,
+    incremental: Option<String>,
+    /// From `ref()` and `source()`; the gate adds the tables the SQL names.
+    parents: BTreeSet<usize>,
+}
+
+/// Renders every model with its refs resolved and inlines the ephemeral models it
+/// reads; render errors go to the project.
+fn render_models(p: &mut Project, renderer: &Renderer, parsed: &[Parsed]) -> Vec<Rendered> {
     let refs: Arc<BTreeMap<String, Target>> = Arc::new(
         p.nodes
             .iter()
@@ -725,20 +811,12 @@ fn compile_models(
             })
             .collect(),
     );
-    // Relation keys → node, to map the tables a statement names.
-    let by_relation: HashMap<String, usize> = p
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| n.materialization != Materialization::Ephemeral)
-        .map(|(i, n)| (n.relation.key(), i))
-        .collect();
 
     // Render every model; ephemeral models first need their own SQL, so keep the
     // rendered text and inline afterwards.
     let mut rendered: HashMap<usize, (String, Option<String>)> = HashMap::new();
     let mut parents: HashMap<usize, BTreeSet<usize>> = HashMap::new();
-    for parsed in &parsed {
+    for parsed in parsed {
         let node = &p.nodes[parsed.index];
         let render = |incremental: bool| {
             let scope = Scope {
@@ -793,7 +871,7 @@ fn compile_models(
         rendered.insert(parsed.index, (sql, incremental));
     }
 
-    // Inline ephemeral models, check every statement, add the tables it names.
+    // Inline the ephemeral models each model reads.
     let ephemeral: BTreeSet<usize> = p
         .nodes
         .iter()
@@ -801,7 +879,13 @@ fn compile_models(
         .filter(|(_, n)| n.materialization == Materialization::Ephemeral)
         .map(|(i, _)| i)
         .collect();
-    for parsed in &parsed {
+    // The refs are parents even of a model that goes no further (an ephemeral cycle is
+    // found in the DAG through them); the gate adds the tables the SQL names.
+    for (&i, deps) in &parents {
+        p.nodes[i].parents = deps.iter().copied().collect();
+    }
+    let mut out = Vec::with_capacity(parsed.len());
+    for parsed in parsed {
         let i = parsed.index;
         let Some((sql, incremental)) = rendered.get(&i) else {
             continue;
@@ -823,50 +907,86 @@ fn compile_models(
                 })
                 .collect();
             inline_ctes(body, &defs)
+                .trim()
+                .trim_end_matches(';')
+                .to_owned()
         };
-        let sql = with(sql);
-        let incremental = incremental.as_deref().map(with);
-        let mut ok = true;
-        let mut found = BTreeSet::new();
-        for text in std::iter::once(&sql).chain(incremental.as_ref()) {
-            let checked = match gate.check(conn, text.trim().trim_end_matches(';')) {
-                Ok(c) => c,
-                Err(e) => {
-                    p.errors.push(ProjectError::at(
-                        &parsed.file.path,
+        out.push(Rendered {
+            index: i,
+            path: parsed.file.path.clone(),
+            sql: with(sql),
+            incremental: incremental.as_deref().map(with),
+            parents: parents.get(&i).cloned().unwrap_or_default(),
+        });
+    }
+    out
+}
+
+/// The gate's verdict on each rendered model: the nodes its SQL names (beyond its refs),
+/// or why it is refused.
+fn check_models(
+    p: &Project,
+    conn: &Connection,
+    gate: &Gate,
+    rendered: &[Rendered],
+) -> Vec<Result<BTreeSet<usize>, ProjectError>> {
+    // Relation keys → node, to map the tables a statement names.
+    let by_relation: HashMap<String, usize> = p
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.materialization != Materialization::Ephemeral)
+        .map(|(i, n)| (n.relation.key(), i))
+        .collect();
+    rendered
+        .iter()
+        .map(|r| {
+            let mut found = BTreeSet::new();
+            for text in std::iter::once(&r.sql).chain(&r.incremental) {
+                let checked = gate.check(conn, text).map_err(|e| {
+                    ProjectError::at(
+                        &r.path,
                         None,
-                        format!("{} is refused: {e}", p.nodes[i].name),
-                    ));
-                    ok = false;
-                    break;
-                }
-            };
-            for t in checked.tables.iter() {
-                let schema = if t.schema.is_empty() {
-                    "main"
-                } else {
-                    &t.schema
-                };
-                let key = Relation::new(schema, &t.table).key();
-                if let Some(&dep) = by_relation.get(&key)
-                    && dep != i
-                {
-                    found.insert(dep);
+                        format!("{} is refused: {e}", p.nodes[r.index].name),
+                    )
+                })?;
+                for t in checked.tables.iter() {
+                    let schema = if t.schema.is_empty() {
+                        "main"
+                    } else {
+                        &t.schema
+                    };
+                    let key = Relation::new(schema, &t.table).key();
+                    if let Some(&dep) = by_relation.get(&key)
+                        && dep != r.index
+                    {
+                        found.insert(dep);
+                    }
                 }
             }
+            Ok(found)
+        })
+        .collect()
+}
+
+/// Sets each model's SQL and parents from its gate verdict; a refusal is a project error.
+fn apply_checks(
+    p: &mut Project,
+    rendered: Vec<Rendered>,
+    checked: Vec<Result<BTreeSet<usize>, ProjectError>>,
+) {
+    for (r, verdict) in rendered.into_iter().zip(checked) {
+        let node = &mut p.nodes[r.index];
+        match verdict {
+            Ok(found) => {
+                let mut parents = r.parents;
+                parents.extend(found);
+                node.parents = parents.into_iter().collect();
+                node.sql = r.sql;
+                node.incremental_sql = r.incremental;
+            }
+            Err(e) => p.errors.push(e),
         }
-        if !ok {
-            continue;
-        }
-        if let Some(deps) = parents.get_mut(&i) {
-            deps.extend(found);
-        }
-        let node = &mut p.nodes[i];
-        node.sql = sql.trim().trim_end_matches(';').to_owned();
-        node.incremental_sql = incremental.map(|s| s.trim().trim_end_matches(';').to_owned());
-    }
-    for (i, deps) in parents {
-        p.nodes[i].parents = deps.into_iter().collect();
     }
 }
 

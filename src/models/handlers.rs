@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::column_lineage;
 use super::compile::{Node, NodeKind, Project};
 use super::inspect;
 use super::repo::{self, NodeRow};
@@ -438,6 +439,17 @@ pub(crate) struct ColumnView {
     pub(crate) tests: Vec<TestView>,
     /// Documented, but the built relation has no such column.
     pub(crate) missing: bool,
+    /// The upstream columns it comes from (column lineage); trust it only when the
+    /// model's `column_lineage` is `verified`.
+    pub(crate) upstream: Vec<UpstreamView>,
+}
+
+/// A column of another node.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct UpstreamView {
+    pub(crate) node: String,
+    pub(crate) unique_id: String,
+    pub(crate) column: String,
 }
 
 /// One node in full: what `/api/catalog/models/{name}` answers and the model page shows.
@@ -458,6 +470,8 @@ pub(crate) struct ModelDetail {
     pub(crate) compiled_sql: String,
     pub(crate) incremental_sql: Option<String>,
     pub(crate) columns: Vec<ColumnView>,
+    /// Models: the column lineage held against DuckDB's own `DESCRIBE` of the SQL.
+    pub(crate) column_lineage: Option<column_lineage::Check>,
     /// Tests of the whole model (not of one column).
     pub(crate) tests: Vec<TestView>,
     pub(crate) depends_on: Vec<String>,
@@ -483,12 +497,46 @@ pub(crate) async fn model_detail(state: &AppState, name: &str) -> Result<ModelDe
     };
     let results = repo::last_results(&state.meta).await?;
     let relation = n.relation.clone();
-    let described = state
+    let derived = p.columns.get(i).cloned();
+    let sql = (n.kind == NodeKind::Model && !n.sql.is_empty()).then(|| n.sql.clone());
+    let (described, checked) = state
         .warehouse
-        .internal(move |c| inspect::describe(c, &relation))
+        .internal(move |c| {
+            let described = inspect::describe(c, &relation).unwrap_or_default();
+            let checked = sql
+                .zip(derived)
+                .map(|(sql, d)| column_lineage::check(c, &sql, &d));
+            (described, checked)
+        })
         .await
-        .map_err(AppError::from)?
-        .unwrap_or_default();
+        .map_err(AppError::from)?;
+    let (column_lineage, sql_columns) = checked.unzip();
+    // The columns shown: the built relation's, or else what DuckDB makes of the SQL (an
+    // ephemeral model, one not built yet).
+    let shown: Vec<(String, String)> = if described.columns.is_empty() {
+        sql_columns.unwrap_or_default()
+    } else {
+        described.columns.clone()
+    };
+    let upstream_of = |column: &str| -> Vec<UpstreamView> {
+        let Some(Ok(derived)) = p.columns.get(i).filter(|_| n.kind == NodeKind::Model) else {
+            return Vec::new();
+        };
+        derived
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(column))
+            .map(|d| {
+                d.from
+                    .iter()
+                    .map(|u| UpstreamView {
+                        node: p.nodes[u.node].name.clone(),
+                        unique_id: p.nodes[u.node].unique_id.clone(),
+                        column: u.column.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let tests_of = |column: Option<&str>| -> Vec<TestView> {
         p.tests
             .iter()
@@ -515,8 +563,7 @@ pub(crate) async fn model_detail(state: &AppState, name: &str) -> Result<ModelDe
         .iter()
         .map(|c| (c.name.to_lowercase(), c))
         .collect();
-    let mut columns: Vec<ColumnView> = described
-        .columns
+    let mut columns: Vec<ColumnView> = shown
         .iter()
         .map(|(c, ty)| ColumnView {
             name: c.clone(),
@@ -527,21 +574,19 @@ pub(crate) async fn model_detail(state: &AppState, name: &str) -> Result<ModelDe
                 .unwrap_or_default(),
             tests: tests_of(Some(c)),
             missing: false,
+            upstream: upstream_of(c),
         })
         .collect();
     // Documented columns the relation does not have: shown, and flagged once it is built.
     for doc in &n.columns {
-        if !described
-            .columns
-            .iter()
-            .any(|(c, _)| c.eq_ignore_ascii_case(&doc.name))
-        {
+        if !shown.iter().any(|(c, _)| c.eq_ignore_ascii_case(&doc.name)) {
             columns.push(ColumnView {
                 name: doc.name.clone(),
                 data_type: doc.data_type.clone(),
                 description: doc.description.clone(),
                 tests: tests_of(Some(&doc.name)),
                 missing: !described.columns.is_empty(),
+                upstream: upstream_of(&doc.name),
             });
         }
     }
@@ -561,6 +606,7 @@ pub(crate) async fn model_detail(state: &AppState, name: &str) -> Result<ModelDe
         compiled_sql: n.sql.clone(),
         incremental_sql: n.incremental_sql.clone(),
         columns,
+        column_lineage,
         tests: tests_of(None),
         depends_on: p.dag.parents[i]
             .iter()

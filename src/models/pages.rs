@@ -1,6 +1,6 @@
 //! The models pages: `/models` (every model with its status, materialization, last run
 //! and tests; filter and search; Run and Run downstream) and `/models/{name}` (its SQL,
-//! raw and compiled, its columns, tests with failing samples, and the lineage graph).
+//! raw and compiled, its columns with the upstream columns each comes from, tests with failing samples, and the lineage graph).
 //! Both are rendered from the same functions as `/api/dbt/models` and
 //! `/api/catalog/models/{name}`; their `#live` part is fetched again on model events.
 
@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::response::Response;
 
 use super::ProjectError;
+use super::column_lineage::Check;
 use super::handlers::{ModelDetail, ModelView, model_detail, model_views};
 use crate::app::AppState;
 use crate::auth::{Permission, Principal};
@@ -69,6 +70,24 @@ impl ModelPage {
             .flat_map(|c| c.tests.iter())
             .chain(self.m.tests.iter())
             .collect()
+    }
+
+    /// Whether the column lineage agrees with DuckDB (only then is it shown plainly).
+    fn lineage_verified(&self) -> bool {
+        matches!(self.m.column_lineage, Some(Check::Verified))
+    }
+
+    /// What to say when the column lineage is not verified.
+    fn lineage_warning(&self) -> Option<String> {
+        match self.m.column_lineage.as_ref()? {
+            Check::Verified => None,
+            Check::Mismatch { message, .. } => Some(format!(
+                "The column lineage below does not match DuckDB's columns for this SQL ({message}); do not rely on it."
+            )),
+            Check::Unverified { message } => Some(format!(
+                "The column lineage could not be checked against DuckDB: {message}."
+            )),
+        }
     }
 
     fn samples(samples: &Option<serde_json::Value>) -> String {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::compile::{self, Catalog, Inputs, Project};
 use super::runner::{self, Command, Plan, Request, Summary};
-use super::{ProjectError, files, repo};
+use super::{ProjectError, column_lineage, files, repo};
 use crate::app::AppState;
 use crate::events::EventKind;
 use crate::locks::lock;
@@ -45,6 +45,8 @@ pub(crate) struct ModelService {
     edited: Mutex<bool>,
     /// Serialises compiles.
     compiling: tokio::sync::Mutex<()>,
+    /// Column lineage of earlier compiles (an edit re-derives only what it changed).
+    lineage: Arc<column_lineage::Cache>,
 }
 
 impl ModelService {
@@ -76,6 +78,7 @@ pub(crate) async fn reload(state: &AppState) -> Result<Arc<Project>, Vec<Project
     let sources: Vec<String> = state.sources().keys().cloned().collect();
     let gate = state.gate.clone();
     let generate_staging = state.config.models.generate_staging;
+    let lineage = state.models.lineage.clone();
     let compiled = state
         .warehouse
         .internal(move |conn| {
@@ -89,6 +92,7 @@ pub(crate) async fn reload(state: &AppState) -> Result<Arc<Project>, Vec<Project
                     files: &read,
                     catalog: &catalog,
                     gate: &gate,
+                    lineage: &lineage,
                 },
             )
         })

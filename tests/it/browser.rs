@@ -601,6 +601,15 @@ async fn an_editor_sees_the_lineage_and_runs_a_model_from_the_models_pages() {
         true,
         "the page reloaded"
     );
+    // Built, DuckDB confirms the column lineage: each column links where it comes from.
+    d.wait_for(
+        "the columns' upstream columns, verified",
+        "const t = document.getElementById('columns').textContent; \
+         return t.includes('stg_calendar.day') && t.includes('stg_calendar.is_weekend') \
+         && !document.getElementById('lineage-warning') && !document.querySelector('td.upstream.unverified')",
+        json!([]),
+    )
+    .await;
     d.screenshot("model-page").await;
     // A click on a node of the graph opens that node's page.
     d.js(

@@ -217,6 +217,49 @@ async fn a_dbt_project_from_the_wild_runs_unmodified_and_its_tables_equal_dbt_du
             .contains("{% for payment_method")
     );
     assert_eq!(detail["depended_on_by"], json!([]));
+    // Column lineage through `select *` import CTEs, a Jinja loop, a join and renames,
+    // down to the seeds' columns; DuckDB's DESCRIBE agrees for every model.
+    let upstream = |detail: &Value, column: &str| -> Vec<String> {
+        let c = detail["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == column)
+            .unwrap_or_else(|| panic!("no column {column}: {detail}"));
+        c["upstream"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| {
+                format!(
+                    "{}.{}",
+                    u["node"].as_str().unwrap(),
+                    u["column"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(detail["column_lineage"]["status"], "verified", "{detail}");
+    assert_eq!(upstream(&detail, "customer_id"), ["stg_orders.customer_id"]);
+    assert_eq!(
+        upstream(&detail, "coupon_amount"),
+        ["stg_payments.amount", "stg_payments.payment_method"]
+    );
+    assert_eq!(upstream(&detail, "amount"), ["stg_payments.amount"]);
+    let (_, stg) = app.get_json("/api/catalog/models/stg_orders").await;
+    assert_eq!(upstream(&stg, "customer_id"), ["raw_orders.user_id"]);
+    for name in ["stg_customers", "stg_payments", "customers"] {
+        let (_, d) = app.get_json(&format!("/api/catalog/models/{name}")).await;
+        assert_eq!(d["column_lineage"]["status"], "verified", "{name}: {d}");
+        assert!(
+            d["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| !c["upstream"].as_array().unwrap().is_empty()),
+            "{name}: every column names where it comes from: {d}"
+        );
+    }
     // Lineage: sources (seeds here) and models; impact counts each node once.
     let (_, lineage) = app.get_json("/api/catalog/lineage").await;
     assert_eq!(lineage["nodes"].as_array().unwrap().len(), 8, "{lineage}");
