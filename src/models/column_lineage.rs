@@ -23,6 +23,7 @@ use polyglot_sql::{AnalyzeQueryOptions, DialectType, SchemaColumn, SchemaTable, 
 use polyglot_sql::scope::SourceKind;
 
 use super::compile::{Node, NodeKind};
+use super::jinja::Relation;
 use super::node_config::Materialization;
 
 /// Where an output column's values come from: a column of another node.
@@ -41,33 +42,43 @@ pub(crate) struct Derived {
     pub(crate) from: Vec<Upstream>,
 }
 
+/// The stack of the thread that derives lineage: polyglot's optimizer recurses over the
+/// parse tree (the parser caps its depth), and deeply nested SQL is the model author's
+/// to write. Only the pages touched are ever used.
+pub(crate) const STACK_BYTES: usize = 64 << 20;
+
 /// A node's output columns in order, or why they are not known.
 pub(crate) type Columns = Result<Arc<[Derived]>, String>;
 
 /// Column names the warehouse holds, by relation key (`schema.table` in lower case).
 pub(crate) type Known = HashMap<String, Vec<String>>;
 
-/// Derived columns by (SQL, parents' columns) hash, kept between compiles.
+/// Kept between compiles: derived columns by (SQL, parents' columns) hash, and the
+/// relations each SQL text names (relation keys, by the SQL's hash).
 #[derive(Debug, Default)]
-pub(crate) struct Cache(Mutex<HashMap<u64, Columns>>);
+pub(crate) struct Cache {
+    columns: Mutex<HashMap<u64, Columns>>,
+    tables: Mutex<HashMap<u64, Arc<[String]>>>,
+}
 
 const CACHE_ENTRIES: usize = 20_000;
 
-impl Cache {
-    fn get(&self, key: u64) -> Option<Columns> {
-        crate::locks::lock(&self.0).get(&key).cloned()
+fn put<V>(map: &Mutex<HashMap<u64, V>>, key: u64, value: V) {
+    let mut map = crate::locks::lock(map);
+    if map.len() >= CACHE_ENTRIES {
+        map.clear();
     }
-
-    fn put(&self, key: u64, value: Columns) {
-        let mut map = crate::locks::lock(&self.0);
-        if map.len() >= CACHE_ENTRIES {
-            map.clear();
-        }
-        map.insert(key, value);
-    }
+    map.insert(key, value);
 }
 
-/// A model as lineage reads it: its compiled SQL and the parents its refs name.
+fn hash_of(sql: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    sql.hash(&mut h);
+    h.finish()
+}
+
+/// A model as lineage reads it: its rendered SQL (ephemeral models referenced by their CTE
+/// names) and the parents its refs name.
 pub(crate) struct Model<'a> {
     pub(crate) sql: &'a str,
     pub(crate) parents: &'a BTreeSet<usize>,
@@ -85,8 +96,7 @@ pub(crate) fn derive(
     let by_relation: HashMap<String, usize> = nodes
         .iter()
         .enumerate()
-        .filter(|(_, n)| n.materialization != Materialization::Ephemeral)
-        .map(|(i, n)| (n.relation.key(), i))
+        .map(|(i, n)| (read_as(n).key(), i))
         .collect();
     let mut d = Deriver {
         nodes,
@@ -151,13 +161,23 @@ impl Deriver<'_> {
         // whose columns are unknown leaves its references unresolved (and the check
         // against DuckDB tells).
         let mut named: BTreeSet<usize> = model.parents.clone();
-        named.extend(tables_named(model.sql, &self.by_relation));
+        let sql_hash = hash_of(model.sql);
+        let tables = crate::locks::lock(&self.cache.tables)
+            .get(&sql_hash)
+            .cloned();
+        let tables = tables.unwrap_or_else(|| {
+            let t = tables_named(model.sql);
+            put(&self.cache.tables, sql_hash, t.clone());
+            t
+        });
+        named.extend(
+            tables
+                .iter()
+                .filter_map(|t| self.by_relation.get(t).copied()),
+        );
         named.remove(&i);
         let mut parents: Vec<(usize, Vec<String>)> = Vec::new();
         for p in named {
-            if self.nodes[p].materialization == Materialization::Ephemeral {
-                continue; // inlined as a CTE: lineage reads its SQL in place
-            }
             let columns = match self.columns(p) {
                 Ok(c) if c.iter().all(|c| !c.name.is_empty()) => {
                     c.iter().map(|c| c.name.clone()).collect()
@@ -171,40 +191,49 @@ impl Deriver<'_> {
         }
         let key = {
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            model.sql.hash(&mut h);
+            sql_hash.hash(&mut h);
             for (p, columns) in &parents {
-                self.nodes[*p].relation.key().hash(&mut h);
+                read_as(&self.nodes[*p]).key().hash(&mut h);
                 columns.hash(&mut h);
             }
             h.finish()
         };
-        if let Some(hit) = self.cache.get(key) {
+        if let Some(hit) = crate::locks::lock(&self.cache.columns).get(&key).cloned() {
             return hit;
         }
         let out = analyse(model.sql, &parents, self.nodes, &self.by_relation);
-        self.cache.put(key, out.clone());
+        put(&self.cache.columns, key, out.clone());
         out
     }
 }
 
-/// The nodes whose relations `sql` names, as polyglot parses it (a plain
-/// `schema.table` with no `ref()`); names that are no node's (CTEs) are left out.
-fn tables_named(sql: &str, by_relation: &HashMap<String, usize>) -> Vec<usize> {
+/// The relation a model's SQL reads a node as: an ephemeral model is its CTE, referred to
+/// without a schema (which resolves as `main`).
+fn read_as(node: &Node) -> Relation {
+    if node.materialization == Materialization::Ephemeral {
+        Relation::new("main", &super::jinja::cte_name(&node.name))
+    } else {
+        node.relation.clone()
+    }
+}
+
+/// The relations `sql` names (keys: `schema.table` in lower case, `main` when it gives
+/// none), as polyglot parses it: a plain `schema.table` with no `ref()` is a parent too.
+/// CTE names are among them; they match no node.
+fn tables_named(sql: &str) -> Arc<[String]> {
     let Ok(parsed) = polyglot_sql::parse_one(sql, DialectType::DuckDB) else {
-        return Vec::new();
+        return Arc::new([]);
     };
     polyglot_sql::traversal::get_all_tables(&parsed)
         .iter()
         .filter_map(|t| match t {
             polyglot_sql::Expression::Table(t) => {
                 let schema = t.schema.as_ref().map_or("main", |s| s.name.as_str());
-                by_relation
-                    .get(&format!(
-                        "{}.{}",
-                        schema.to_ascii_lowercase(),
-                        t.name.name.to_ascii_lowercase()
-                    ))
-                    .copied()
+                Some(format!(
+                    "{}.{}",
+                    schema.to_ascii_lowercase(),
+                    t.name.name.to_ascii_lowercase()
+                ))
             }
             _ => None,
         })
@@ -221,8 +250,8 @@ fn analyse(
         tables: parents
             .iter()
             .map(|(p, columns)| SchemaTable {
-                name: nodes[*p].relation.name.clone(),
-                schema: Some(nodes[*p].relation.schema.clone()),
+                name: read_as(&nodes[*p]).name,
+                schema: Some(read_as(&nodes[*p]).schema),
                 columns: columns
                     .iter()
                     .map(|c| SchemaColumn {
@@ -407,7 +436,6 @@ fn compare(duckdb: &[String], derived: &[Derived]) -> Check {
 mod tests {
     use super::*;
     use crate::models::compile::test_node;
-    use crate::models::jinja::Relation;
 
     /// orders(id, customer_id, amount, status) and customers(id, name) as sources, and
     /// the model `m` over them with `sql`.
@@ -541,11 +569,51 @@ mod tests {
     }
 
     #[test]
+    fn an_ephemeral_parent_is_named_as_the_model_it_is() {
+        let (mut nodes, known) = project("select id, amount from raw_shop.orders");
+        nodes[2].materialization = Materialization::Ephemeral;
+        let mut top = test_node("top", &[2]);
+        top.sql = "select e.amount as paid from __dbt__cte__m e".into();
+        nodes.push(top);
+        let columns = derive_all(&nodes, &known);
+        let top = columns[3].as_ref().unwrap();
+        assert_eq!(top[0].name, "paid");
+        assert_eq!(
+            top[0].from,
+            [Upstream {
+                node: 2,
+                column: "amount".into()
+            }]
+        );
+    }
+
+    #[test]
     fn a_star_over_unknown_columns_is_not_guessed() {
         let (mut nodes, _) = project("select * from raw_shop.orders");
         nodes[2].sql = "select * from raw_shop.orders".into();
         let columns = derive_all(&nodes, &Known::new());
         assert!(columns[2].as_ref().unwrap_err().contains("cannot expand *"));
+    }
+
+    #[test]
+    fn deeply_nested_sql_ends_in_an_answer_not_a_crash() {
+        let deep = format!(
+            "select {}id{} as x from raw_shop.orders",
+            "(".repeat(400),
+            ")".repeat(400)
+        );
+        let out = std::thread::Builder::new()
+            .stack_size(STACK_BYTES)
+            .spawn(move || lineage_or_error(&deep))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(out.is_ok() || out.unwrap_err().contains("lineage"));
+    }
+
+    fn lineage_or_error(sql: &str) -> Result<usize, String> {
+        let (nodes, known) = project(sql);
+        Ok(derive_all(&nodes, &known)[2].clone()?.len())
     }
 
     #[test]

@@ -267,27 +267,32 @@ pub(crate) fn compile(conn: &Connection, input: &Inputs<'_>) -> Project {
     // lineage is CPU work of its own and runs beside it, on a second core when there is
     // one. Nothing is applied to the project until both are done.
     let seed_headers = seed_headers(&p);
-    let (columns, checked, refused) = std::thread::scope(|s| {
+    let (columns, checked, refused, checks_ms, lineage_ms) = std::thread::scope(|s| {
         let project = &p;
-        let lineage = s.spawn(|| {
-            let models: HashMap<usize, column_lineage::Model<'_>> = rendered
-                .iter()
-                .map(|r| {
-                    let model = column_lineage::Model {
-                        sql: &r.sql,
-                        parents: &r.parents,
-                    };
-                    (r.index, model)
-                })
-                .collect();
-            column_lineage::derive(
-                &project.nodes,
-                &models,
-                &input.catalog.columns,
-                &seed_headers,
-                input.lineage,
-            )
-        });
+        let lineage = std::thread::Builder::new()
+            .name("column-lineage".into())
+            .stack_size(column_lineage::STACK_BYTES)
+            .spawn_scoped(s, || {
+                let started = std::time::Instant::now();
+                let models: HashMap<usize, column_lineage::Model<'_>> = rendered
+                    .iter()
+                    .map(|r| {
+                        let model = column_lineage::Model {
+                            sql: &r.own_sql,
+                            parents: &r.parents,
+                        };
+                        (r.index, model)
+                    })
+                    .collect();
+                let columns = column_lineage::derive(
+                    &project.nodes,
+                    &models,
+                    &input.catalog.columns,
+                    &seed_headers,
+                    input.lineage,
+                );
+                (columns, started.elapsed().as_secs_f64() * 1000.0)
+            });
         let checked = check_models(project, conn, input.gate, &rendered);
         let refused: Vec<ProjectError> = project
             .tests
@@ -301,10 +306,12 @@ pub(crate) fn compile(conn: &Connection, input: &Inputs<'_>) -> Project {
                 ))
             })
             .collect();
-        let columns = lineage
-            .join()
-            .unwrap_or_else(|_| vec![Err("column lineage failed".into()); project.nodes.len()]);
-        (columns, checked, refused)
+        let checks_ms = started.elapsed().as_secs_f64() * 1000.0 - parse_ms - render_ms;
+        let (columns, lineage_ms) = lineage.ok().and_then(|h| h.join().ok()).unwrap_or_else(|| {
+            let failed = vec![Err("column lineage failed".into()); project.nodes.len()];
+            (failed, 0.0)
+        });
+        (columns, checked, refused, checks_ms, lineage_ms)
     });
     let compile_ms = started.elapsed().as_secs_f64() * 1000.0 - parse_ms - render_ms;
     apply_checks(&mut p, rendered, checked);
@@ -322,7 +329,9 @@ pub(crate) fn compile(conn: &Connection, input: &Inputs<'_>) -> Project {
         tests = p.tests.len(),
         parse_ms,
         render_ms,
-        check_and_lineage_ms = compile_ms,
+        checks_ms,
+        lineage_ms,
+        checks_and_lineage_ms = compile_ms,
         total_ms = started.elapsed().as_secs_f64() * 1000.0,
         "models project compiled"
     );
@@ -778,6 +787,9 @@ struct Rendered {
     index: usize,
     path: String,
     sql: String,
+    /// As rendered, the ephemeral models it reads left as references to their CTEs (what
+    /// column lineage reads: their columns come from their own lineage).
+    own_sql: String,
     incremental: Option<String>,
     /// From `ref()` and `source()`; the gate adds the tables the SQL names.
     parents: BTreeSet<usize>,
@@ -915,6 +927,7 @@ fn render_models(p: &mut Project, renderer: &Renderer, parsed: &[Parsed]) -> Vec
             index: i,
             path: parsed.file.path.clone(),
             sql: with(sql),
+            own_sql: sql.trim().trim_end_matches(';').to_owned(),
             incremental: incremental.as_deref().map(with),
             parents: parents.get(&i).cloned().unwrap_or_default(),
         });

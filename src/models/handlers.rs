@@ -512,11 +512,23 @@ pub(crate) async fn model_detail(state: &AppState, name: &str) -> Result<ModelDe
         .map_err(AppError::from)?;
     let (column_lineage, sql_columns) = checked.unzip();
     // The columns shown: the built relation's, or else what DuckDB makes of the SQL (an
-    // ephemeral model, one not built yet).
-    let shown: Vec<(String, String)> = if described.columns.is_empty() {
-        sql_columns.unwrap_or_default()
+    // ephemeral model, one not built yet) or else what lineage derived, without types.
+    let shown: Vec<(String, Option<String>)> = if !described.columns.is_empty() {
+        described
+            .columns
+            .iter()
+            .map(|(c, t)| (c.clone(), Some(t.clone())))
+            .collect()
+    } else if let Some(columns) = sql_columns.filter(|c| !c.is_empty()) {
+        columns.into_iter().map(|(c, t)| (c, Some(t))).collect()
+    } else if let Some(Ok(derived)) = p.columns.get(i).filter(|_| n.kind == NodeKind::Model) {
+        derived
+            .iter()
+            .filter(|d| !d.name.is_empty())
+            .map(|d| (d.name.clone(), None))
+            .collect()
     } else {
-        described.columns.clone()
+        Vec::new()
     };
     let upstream_of = |column: &str| -> Vec<UpstreamView> {
         let Some(Ok(derived)) = p.columns.get(i).filter(|_| n.kind == NodeKind::Model) else {
@@ -567,7 +579,7 @@ pub(crate) async fn model_detail(state: &AppState, name: &str) -> Result<ModelDe
         .iter()
         .map(|(c, ty)| ColumnView {
             name: c.clone(),
-            data_type: Some(ty.clone()),
+            data_type: ty.clone(),
             description: docs
                 .get(&c.to_lowercase())
                 .map(|d| d.description.clone())
