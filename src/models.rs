@@ -9,7 +9,8 @@
 //! tests; `runner` carries out a run in DAG order, skipping what depends on a failure;
 //! `service` holds the last good project, the runs going on and the coalesced runs after
 //! loads; `column_lineage` (with `columns_expr` for DuckDB's `COLUMNS(...)`) derives which
-//! upstream columns every output column comes from and checks it against DuckDB; `inspect` reads what the warehouse holds for a node; `repo` keeps run history in the metadata store; `handlers` is the HTTP surface
+//! upstream columns every output column comes from and checks it against DuckDB; `inspect` reads what the warehouse holds for a node; `repo` keeps run history in the metadata store; `search` finds nodes by name,
+//! description or column; `handlers` is the HTTP surface
 //! and `cli` the `kura run/test/build/compile/ls/seed` commands.
 
 pub(crate) mod checks;
@@ -28,6 +29,7 @@ pub(crate) mod pages;
 pub(crate) mod properties;
 pub(crate) mod repo;
 pub(crate) mod runner;
+pub(crate) mod search;
 pub(crate) mod service;
 
 pub(crate) use service::ModelService;

@@ -333,6 +333,12 @@ fn table(config: &Config) -> Table {
         )
         .add(
             M::GET,
+            "/api/catalog/search",
+            Perm(P::GovernanceView),
+            models::handlers::catalog_search,
+        )
+        .add(
+            M::GET,
             "/api/catalog/lineage",
             Perm(P::GovernanceView),
             models::handlers::lineage,

@@ -12,6 +12,7 @@ use super::compile::{Node, NodeKind, Project};
 use super::inspect;
 use super::repo::{self, NodeRow};
 use super::runner::{Command, Request};
+use super::search;
 use super::service::{self, StartError};
 use crate::app::AppState;
 use crate::error::{AppError, Result};
@@ -642,6 +643,53 @@ pub(crate) async fn catalog_model(
     Path(name): Path<String>,
 ) -> Result<Json<ModelDetail>> {
     Ok(Json(model_detail(&state, &name).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// `GET /api/catalog/search?q=`: nodes by name, description or column (at most 50, in
+/// that order), in the reference's shape.
+pub(crate) async fn catalog_search(
+    State(state): State<AppState>,
+    Query(params): Query<SearchQuery>,
+) -> Result<Json<Value>> {
+    let query = params.q.trim();
+    let chars = query.chars().count();
+    if !(search::MIN_CHARS..=search::MAX_CHARS).contains(&chars) {
+        return Err(AppError::Invalid {
+            code: "invalid_query",
+            message: format!(
+                "q must be {} to {} characters (it has {chars})",
+                search::MIN_CHARS,
+                search::MAX_CHARS
+            ),
+        });
+    }
+    let p = state.models.project();
+    let results: Vec<Value> = search::search(&p, query)
+        .into_iter()
+        .map(|hit| {
+            let n = &p.nodes[hit.node];
+            let mut v = json!({
+                "unique_id": n.unique_id,
+                "name": n.name,
+                "type": layer(n),
+                "resource_type": node_type(n),
+                "relation": n.relation.sql(),
+                "description": n.description,
+                "match_type": hit.match_type,
+            });
+            if let Some(column) = hit.matched_column {
+                v["matched_column"] = json!(column);
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({"query": query, "results": results})))
 }
 
 /// `GET /api/catalog/lineage`: every node and edge, sources included.

@@ -611,6 +611,12 @@ async fn an_editor_sees_the_lineage_and_runs_a_model_from_the_models_pages() {
     )
     .await;
     d.screenshot("model-page").await;
+    d.js(
+        "document.getElementById('columns').scrollIntoView({block: 'center'}); return true",
+        json!([]),
+    )
+    .await;
+    d.screenshot("model-columns").await;
     // A click on a node of the graph opens that node's page.
     d.js(
         "[...document.querySelectorAll('#graph a.node')].find((a) => a.textContent.includes('busy_months')).dispatchEvent(new MouseEvent('click', {bubbles: true})); return true",

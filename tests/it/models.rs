@@ -560,3 +560,57 @@ async fn a_run_of_a_model_answers_202_and_a_second_one_409_while_it_runs() {
 async fn run_tests(app: &TestApp) -> Value {
     run_models(app, json!({"command": "test"})).await
 }
+
+#[tokio::test]
+async fn the_catalog_search_finds_names_then_descriptions_then_columns_before_any_build() {
+    let app = TestApp::with_config(|c| c.models.project_dir = "jaffle".into()).await;
+    copy_dir(Path::new(FIXTURE), &app.dir.path().join("jaffle"));
+    let reloaded = reload(&app).await;
+    assert_eq!(reloaded["ok"], true, "{reloaded}");
+    let hits = |body: &Value| -> Vec<String> {
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let column = r["matched_column"].as_str().map(|c| format!(":{c}"));
+                format!(
+                    "{}/{}{}",
+                    r["name"].as_str().unwrap(),
+                    r["match_type"].as_str().unwrap(),
+                    column.unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+    let (status, body) = app.get_json("/api/catalog/search?q=Payment").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["query"], "Payment");
+    assert_eq!(
+        hits(&body),
+        [
+            "raw_payments/name",
+            "stg_payments/name",
+            "orders/description"
+        ]
+    );
+    // Columns come from the seeds' headers and from lineage: nothing is built yet.
+    let (_, body) = app.get_json("/api/catalog/search?q=amount").await;
+    assert_eq!(
+        hits(&body),
+        [
+            "orders/column:credit_card_amount",
+            "raw_payments/column:amount",
+            "stg_payments/column:amount"
+        ]
+    );
+    assert_eq!(body["results"][1]["type"], "seed");
+    for q in ["x", " y ", &"z".repeat(101)] {
+        let (status, body) = app
+            .get_json(&format!("/api/catalog/search?q={}", q.replace(' ', "%20")))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{q}: {body}");
+        assert_eq!(body["error"], "invalid_query");
+    }
+    app.stop().await;
+}
