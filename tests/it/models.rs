@@ -98,12 +98,18 @@ fn normalise(v: &Value) -> Value {
     }
 }
 
-#[tokio::test]
-async fn a_dbt_project_from_the_wild_runs_unmodified_and_its_tables_equal_dbt_duckdbs() {
+/// A server with the fixture project, compiled; and the reload's answer.
+async fn jaffle() -> (TestApp, Value) {
     let app = TestApp::with_config(|c| c.models.project_dir = "jaffle".into()).await;
     copy_dir(Path::new(FIXTURE), &app.dir.path().join("jaffle"));
     let reloaded = reload(&app).await;
     assert_eq!(reloaded["ok"], true, "{reloaded}");
+    (app, reloaded)
+}
+
+#[tokio::test]
+async fn a_dbt_project_from_the_wild_runs_unmodified_and_its_tables_equal_dbt_duckdbs() {
+    let (app, reloaded) = jaffle().await;
     assert_eq!(reloaded["models"], 5);
     assert_eq!(reloaded["tests"], 19);
     let run = run_models(&app, json!({"command": "build"})).await;
@@ -563,10 +569,7 @@ async fn run_tests(app: &TestApp) -> Value {
 
 #[tokio::test]
 async fn the_catalog_search_finds_names_then_descriptions_then_columns_before_any_build() {
-    let app = TestApp::with_config(|c| c.models.project_dir = "jaffle".into()).await;
-    copy_dir(Path::new(FIXTURE), &app.dir.path().join("jaffle"));
-    let reloaded = reload(&app).await;
-    assert_eq!(reloaded["ok"], true, "{reloaded}");
+    let (app, _) = jaffle().await;
     let hits = |body: &Value| -> Vec<String> {
         body["results"]
             .as_array()
