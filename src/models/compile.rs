@@ -266,7 +266,7 @@ pub(crate) fn compile(conn: &Connection, input: &Inputs<'_>) -> Project {
     // Every statement goes through the gate, which waits on DuckDB's parser; column
     // lineage is CPU work of its own and runs beside it, on a second core when there is
     // one. Nothing is applied to the project until both are done.
-    let seed_headers = seed_headers(&p);
+    let seed_headers = seed_headers(&p, &input.catalog.columns);
     let (columns, checked, refused, checks_ms, lineage_ms) = std::thread::scope(|s| {
         let project = &p;
         let lineage = std::thread::Builder::new()
@@ -349,10 +349,12 @@ pub(crate) fn compile(conn: &Connection, input: &Inputs<'_>) -> Project {
     p
 }
 
-/// The header of every seed file: its columns until it is loaded.
-fn seed_headers(p: &Project) -> HashMap<usize, Vec<String>> {
+/// The header of every seed file the warehouse does not hold yet: its columns until it
+/// is loaded (a loaded seed's columns are in `known`, and its file is not opened).
+fn seed_headers(p: &Project, known: &column_lineage::Known) -> HashMap<usize, Vec<String>> {
     p.seed_files
         .iter()
+        .filter(|&(&i, _)| !known.contains_key(&p.nodes[i].relation.key()))
         .filter_map(|(&i, path)| {
             let file = std::fs::File::open(path).ok()?;
             let mut line = String::new();
